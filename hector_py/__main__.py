@@ -1,0 +1,5 @@
+"""Allow ``python -m hector_py``."""
+
+from hector_py.cli import main
+
+main()

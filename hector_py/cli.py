@@ -1,0 +1,229 @@
+"""The ``hector`` command: serve, validate, schema, version, info."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from hector_py import __version__
+from hector_py.config.flags import ServeFlags, overrides_for, zero_config_flags
+from hector_py.config.loader import ConfigError, load_config
+from hector_py.config.model import Config, LogFormat, LogLevel, ProviderName
+
+app = typer.Typer(
+    name="hector",
+    help="hector-py: a self-hosted LLM agent runner (A2A + OpenAI API) with observability.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "-c", "--config", envvar="HECTOR_CONFIG", help="YAML config file.", dir_okay=False
+    ),
+]
+
+
+def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
+    """Print one-line errors to stderr and exit with ``code``."""
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(f"error: {line}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def resolve(path: Path | None, flags: ServeFlags | None = None) -> tuple[Config, bool]:
+    """Load the config from ``path`` (or zero-config) with ``flags`` on top.
+
+    Returns the config and whether the demo model was chosen for lack of any other.
+    """
+    flags = flags or ServeFlags()
+    demo_fallback = False
+    if path is None:
+        flags, demo_fallback = zero_config_flags(flags, os.environ)
+    try:
+        base = load_config(path)
+        overrides = overrides_for(flags, base)
+        return (load_config(path, overrides) if overrides else base), demo_fallback
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    model: Annotated[
+        str | None, typer.Option(envvar="HECTOR_MODEL", help="Model name, e.g. gpt-4o.")
+    ] = None,
+    provider: Annotated[
+        ProviderName | None,
+        typer.Option(envvar="HECTOR_PROVIDER", help="LLM provider (default: inferred)."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="HECTOR_API_KEY", help="Provider API key.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(envvar="HECTOR_BASE_URL", help="Provider base URL.")
+    ] = None,
+    instruction: Annotated[
+        str | None, typer.Option(envvar="HECTOR_INSTRUCTION", help="System instruction.")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(envvar="HECTOR_HOST", help="Bind address [default: 0.0.0.0].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="HECTOR_PORT", min=0, max=65535, help="Port (0 = any free) [default: 8080]."
+        ),
+    ] = None,
+    observe: Annotated[
+        bool,
+        typer.Option(
+            "--observe", envvar="HECTOR_OBSERVE", help="Metrics + OTLP tracing to localhost:4317."
+        ),
+    ] = False,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", envvar="HECTOR_METRICS", help="Serve Prometheus /metrics.")
+    ] = False,
+    tracing_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_TRACING_ENDPOINT", help="OTLP endpoint HOST:PORT; enables tracing."
+        ),
+    ] = None,
+    log_level: Annotated[
+        LogLevel | None, typer.Option(envvar="HECTOR_LOG_LEVEL", help="[default: info]")
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None, typer.Option(envvar="HECTOR_LOG_FORMAT", help="[default: text]")
+    ] = None,
+    log_file: Annotated[
+        str | None, typer.Option(envvar="HECTOR_LOG_FILE", help="[default: stderr]")
+    ] = None,
+) -> None:
+    """Run the agent server."""
+    flags = ServeFlags(
+        model=model,
+        provider=provider,
+        api_key=api_key,
+        base_url=base_url,
+        instruction=instruction,
+        host=host,
+        port=port,
+        observe=observe,
+        metrics=metrics,
+        tracing_endpoint=tracing_endpoint,
+        log_level=log_level,
+        log_format=log_format,
+        log_file=log_file,
+    )
+    cfg, demo_fallback = resolve(config, flags)
+    from hector_py.observability.logs import configure_logging
+
+    try:
+        configure_logging(cfg.logging.level, cfg.logging.format, cfg.logging.file)
+    except OSError as exc:
+        fail(f"logging.file: cannot open {cfg.logging.file}: {exc.strerror}")
+    log = logging.getLogger("hector")
+    if demo_fallback:
+        log.info(
+            "no model and no provider key found: using the offline demo model "
+            "(pass --model gpt-4o, or set OPENAI_API_KEY, to use a real one)"
+        )
+    from hector_py.server.lifecycle import serve as run_server
+
+    try:
+        asyncio.run(run_server(cfg))
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    except OSError as exc:
+        fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Config file to check.", dir_okay=False)],
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the resolved config (secrets masked).")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """Check a config file; exit 1 with one line per problem when it is invalid."""
+    if fmt not in ("text", "json"):
+        fail(f"--format: must be text or json, not '{fmt}'", code=2)
+    try:
+        cfg = load_config(file)
+    except ConfigError as exc:
+        if fmt == "json":
+            problems = [vars(problem) for problem in exc.problems]
+            print(json.dumps({"valid": False, "file": str(file), "problems": problems}))
+        else:
+            for problem in exc.problems:
+                print(problem)
+        raise typer.Exit(1) from None
+    resolved = cfg.model_dump(mode="json")
+    if fmt == "json":
+        report: dict[str, Any] = {"valid": True, "file": str(file)}
+        if print_config:
+            report["config"] = resolved
+        print(json.dumps(report, indent=2))
+    elif print_config:
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    else:
+        print(f"{file}: valid")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file."""
+    print(json.dumps(Config.model_json_schema(), indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(f"hector-py {__version__} (python {platform.python_version()})")
+
+
+@app.command()
+def info(
+    agent: Annotated[str | None, typer.Argument(help="Show only this agent.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List the agents with their model, provider and tools."""
+    cfg, _ = resolve(config)
+    names = list(cfg.agents)
+    if agent is not None:
+        if agent not in cfg.agents:
+            fail(f"agent '{agent}' not found (agents: {', '.join(names)})")
+        names = [agent]
+    table = Table("agent", "provider", "model", "tools", "description")
+    for name in names:
+        spec = cfg.agents[name]
+        llm = cfg.llms[spec.llm]
+        label = f"{name} (default)" if name == cfg.default_agent_name else name
+        table.add_row(
+            label, llm.provider, llm.model, ", ".join(spec.tools) or "-", spec.description
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point for ``python -m hector_py``."""
+    app(prog_name="hector")

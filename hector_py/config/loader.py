@@ -1,0 +1,240 @@
+"""Load a config: YAML file -> ``${VAR}`` expansion -> overrides -> validated ``Config``.
+
+Precedence is flags > ``HECTOR_*`` env (``HECTOR_SERVER__PORT=9000``) > file > defaults.
+Every problem is reported at once, one line each: ``path.to.field: message (FILE:LINE)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import load_dotenv
+from pydantic import ValidationError
+from pydantic_settings import EnvSettingsSource
+
+from hector_py.config.model import Config
+
+ENV_PREFIX = "HECTOR_"
+ENV_NESTED_DELIMITER = "__"
+
+ConfigPath = tuple[str | int, ...]
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config, and where it is."""
+
+    path: str
+    message: str
+    where: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} ({self.where})"
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build and validate a ``Config``.
+
+    ``overrides`` are nested values from CLI flags; ``environ`` defaults to ``os.environ``
+    (after loading ``.env`` from the working directory, which never overrides it).
+    """
+    if environ is None:
+        load_dotenv(Path.cwd() / ".env", override=False)
+        environ = os.environ
+    source = _Source(str(path) if path else "<defaults>")
+    data: dict[str, Any] = source.read(path, environ) if path else {}
+    env_overrides = EnvSettingsSource(
+        Config,  # type: ignore[arg-type]
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        case_sensitive=False,
+    )()
+    for key in _leaf_paths(env_overrides):
+        source.origin[key] = "env " + ENV_PREFIX + ENV_NESTED_DELIMITER.join(map(str, key)).upper()
+    merged = deep_merge(deep_merge(data, env_overrides), dict(overrides or {}))
+    for key in _leaf_paths(dict(overrides or {})):
+        source.origin[key] = "command line"
+    config: Config | None = None
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = tuple(error["loc"])
+            if any(loc[: len(p)] == p for p in source.expansion_failed):
+                continue  # already reported as a missing variable
+            source.add(loc, _message(error))
+    if config is not None:
+        for loc, message in config.reference_problems():
+            source.add(loc, message)
+    if source.problems:
+        raise ConfigError(sorted(source.problems, key=_line_number))
+    assert config is not None
+    return config
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``top`` into ``base`` recursively; ``top`` wins, mappings merge."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def expand_vars(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; ``$$`` is a literal ``$``.
+
+    Returns the expanded text and the names of variables that are unset with no default.
+    """
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                missing.append(name)
+                return ""
+            return default
+        return value
+
+    return _VAR.sub(substitute, text), missing
+
+
+class _Source:
+    """Reads one YAML file, remembering the line of every value for error messages."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.origin: dict[ConfigPath, str] = {}
+        self.problems: list[Problem] = []
+        self.expansion_failed: list[ConfigPath] = []
+
+    def add(self, loc: ConfigPath, message: str) -> None:
+        self.problems.append(Problem(_dotted(loc), message, self._where(loc)))
+
+    def _where(self, loc: ConfigPath) -> str:
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.origin:
+                return self.origin[loc[:end]]
+        return self.filename
+
+    def read(self, path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Problem("<file>", f"cannot read: {exc}", str(path))]) from None
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(
+                [Problem("<file>", f"invalid YAML: {exc.problem}", f"{path}{line}")]
+            ) from None
+        finally:
+            loader.dispose()
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError([Problem("<root>", "must be a mapping", self._line(node))])
+        self.origin[()] = self._line(node)
+        value = self._build(loader, node, (), environ)
+        assert isinstance(value, dict)
+        return value
+
+    def _line(self, node: yaml.Node) -> str:
+        return f"{self.filename}:{node.start_mark.line + 1}"
+
+    def _build(
+        self, loader: yaml.SafeLoader, node: yaml.Node, loc: ConfigPath, environ: Mapping[str, str]
+    ) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int):
+                    self.problems.append(
+                        Problem(
+                            _dotted(loc) or "<root>", "keys must be strings", self._line(key_node)
+                        )
+                    )
+                    continue
+                child = (*loc, str(key))
+                if str(key) in out:
+                    self.problems.append(
+                        Problem(_dotted(child), "duplicate key", self._line(key_node))
+                    )
+                self.origin[child] = self._line(key_node)
+                out[str(key)] = self._build(loader, value_node, child, environ)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.origin[(*loc, index)] = self._line(item)
+                items.append(self._build(loader, item, (*loc, index), environ))
+            return items
+        value = loader.construct_object(node, deep=True)
+        if isinstance(value, str):
+            value, missing = expand_vars(value, environ)
+            for name in missing:
+                self.expansion_failed.append(loc)
+                self.problems.append(
+                    Problem(
+                        _dotted(loc),
+                        f"environment variable ${{{name}}} is not set and has no default",
+                        self._line(node),
+                    )
+                )
+        return value
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: ConfigPath = ()) -> list[ConfigPath]:
+    paths: list[ConfigPath] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            paths.extend(_leaf_paths(value, (*prefix, key)))
+        else:
+            paths.append((*prefix, key))
+    return paths
+
+
+def _dotted(loc: ConfigPath) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _line_number(problem: Problem) -> int:
+    _, _, line = problem.where.rpartition(":")
+    return int(line) if line.isdigit() else 0
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required"
+    return str(error["msg"])

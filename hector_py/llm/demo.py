@@ -1,0 +1,89 @@
+"""The offline ``demo`` model: deterministic, no network, no key.
+
+It echoes the last user message, counts words as tokens, and calls a tool when
+asked with ``use TOOL {json args}`` and that tool is offered. Streams go word by word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hector_py.llm.base import LLMChunk, LLMRequest, LLMResponse, Message, ToolCall, Usage
+
+_TOOL_COMMAND = re.compile(r"^\s*use\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+
+
+class DemoLLM:
+    """A deterministic stand-in for a real model."""
+
+    provider = "demo"
+
+    def __init__(self, model: str = "demo", stream_delay: float = 0.02) -> None:
+        self.model = model
+        self.stream_delay = stream_delay
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Answer the conversation in one piece."""
+        message = self._answer(request)
+        return LLMResponse(
+            message=message,
+            usage=_usage(request, message),
+            finish_reason="tool_calls" if message.tool_calls else "stop",
+        )
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """Answer word by word, ``stream_delay`` seconds apart; usage on the last chunk."""
+        message = self._answer(request)
+        if message.tool_calls:
+            yield LLMChunk(tool_calls=message.tool_calls, usage=_usage(request, message))
+            return
+        words = message.content.split(" ")
+        for index, word in enumerate(words):
+            if index and self.stream_delay:
+                await asyncio.sleep(self.stream_delay)
+            last = index == len(words) - 1
+            yield LLMChunk(
+                text=word if index == 0 else " " + word,
+                usage=_usage(request, message) if last else None,
+            )
+
+    def _answer(self, request: LLMRequest) -> Message:
+        last = request.messages[-1] if request.messages else Message("user", "")
+        if last.role == "tool":
+            return Message("assistant", f"The tool returned: {last.content}")
+        turns = sum(1 for m in request.messages if m.role == "user")
+        command = _TOOL_COMMAND.match(last.content)
+        offered = {tool.name for tool in request.tools}
+        arguments = _json_object(command.group(2)) if command else None
+        if command and arguments is not None and command.group(1) in offered:
+            call = ToolCall(id=f"call_{turns}", name=command.group(1), arguments=arguments)
+            return Message("assistant", "", tool_calls=(call,))
+        text = " ".join(last.content.split()) or "(nothing)"
+        return Message(
+            "assistant", f'You said: "{text}". This is the offline demo model (turn {turns}).'
+        )
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object; ``{}`` when absent, ``None`` when not an object."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _count(text: str) -> int:
+    return len(text.split())
+
+
+def _usage(request: LLMRequest, answer: Message) -> Usage:
+    prompt = sum(_count(m.content) for m in request.messages)
+    completion = _count(answer.content) + sum(len(c.arguments) + 1 for c in answer.tool_calls)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)

@@ -1,0 +1,1 @@
+"""Observability: structured logs now; metrics and tracing build on the same package."""

@@ -1,0 +1,101 @@
+"""Structured logging: text for people, JSON lines for shippers, with bound context.
+
+Context (``request_id``, ``agent``, ``session_id``...) is bound per task with
+:func:`bind` and added to every record written inside that scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_context: ContextVar[dict[str, Any]] = ContextVar("hector_log_context", default={})  # noqa: B039
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every log record written inside the ``with`` block."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The bound context plus the ``extra=`` fields of one record."""
+    fields = dict(_context.get())
+    fields.update((k, v) for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
+    return fields
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, msg, logger, then context and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "msg": record.getMessage(),
+            "logger": record.name,
+        }
+        entry.update(record_fields(record))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL logger: msg key=value ...`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [
+            _timestamp(record),
+            f"{record.levelname:<7}",
+            f"{record.name}:",
+            record.getMessage(),
+        ]
+        parts.extend(f"{k}={v}" for k, v in record_fields(record).items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "info", fmt: str = "text", file: str | None = None) -> None:
+    """Send all process logs (ours, aiohttp's, warnings) through one handler."""
+    handler: logging.Handler = (
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    logging.captureWarnings(True)

@@ -1,0 +1,58 @@
+"""Health probes: ``/health`` (details), ``/health/live`` and ``/health/ready``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hector_py import __version__
+from hector_py.server.state import STATE, ServerState
+
+
+def components(state: ServerState) -> dict[str, dict[str, Any]]:
+    """The status of each part the server depends on."""
+    return {
+        "agents": {"status": "ok", "count": len(state.agents)},
+        "store": {"status": "ok", "backend": state.config.storage.backend},
+        "server": {"status": "draining" if state.draining else "ok"},
+    }
+
+
+def _failing(parts: dict[str, dict[str, Any]]) -> list[str]:
+    return [name for name, part in parts.items() if part["status"] != "ok"]
+
+
+async def health(request: web.Request) -> web.Response:
+    """Overall status, version, uptime and per-component detail."""
+    state = request.app[STATE]
+    parts = components(state)
+    return web.json_response(
+        {
+            "status": "degraded" if _failing(parts) else "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - state.started_at, 3),
+            "components": parts,
+        }
+    )
+
+
+async def live(request: web.Request) -> web.Response:
+    """200 while the process can answer at all."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 when every component is ok, else 503 naming the failing ones."""
+    failing = _failing(components(request.app[STATE]))
+    if failing:
+        return web.json_response({"status": "not ready", "failing": failing}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the health endpoints."""
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)

@@ -1,0 +1,69 @@
+"""Request middleware: request id, log context, one access-log line, JSON errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from hector_py.observability.logs import bind
+
+access_log = logging.getLogger("hector.access")
+log = logging.getLogger("hector.server")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def route_of(request: web.Request) -> str:
+    """The matched route pattern (bounded), never the raw path."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """A JSON error body for plain HTTP errors."""
+    return web.json_response({"error": {"code": status, "message": message}}, status=status)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request an id, bind it to logs, log one access line, hide tracebacks."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    started = time.perf_counter()
+    with bind(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.empty_body or exc.status < 400:
+                response = exc
+            else:
+                response = json_error(exc.status, exc.reason)
+                response.headers.update(
+                    {
+                        k: v
+                        for k, v in exc.headers.items()
+                        if k.lower() not in ("content-type", "content-length")
+                    }
+                )
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, route_of(request))
+            response = json_error(500, "internal server error")
+        response.headers[REQUEST_ID_HEADER] = request_id
+        access_log.info(
+            "request completed",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "route": route_of(request),
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "remote": request.remote,
+            },
+        )
+        return response

@@ -1,0 +1,26 @@
+"""What every request handler can reach: config, agents, store, readiness."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from hector_py.agent.runner import Agent
+from hector_py.agent.store import MemoryStore
+from hector_py.config.model import Config
+
+
+@dataclass
+class ServerState:
+    """Shared, per-application state (no module-level singletons)."""
+
+    config: Config
+    agents: dict[str, Agent]
+    store: MemoryStore
+    started_at: float = field(default_factory=time.monotonic)
+    draining: bool = False
+
+
+STATE = web.AppKey("hector_state", ServerState)
