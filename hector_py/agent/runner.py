@@ -50,6 +50,7 @@ class Agent:
         )
         started = time.perf_counter()
         with bind(agent=self.name):
+            log.debug("agent run started")
             response = await self.llm.complete(LLMRequest(messages=messages))
             text = response.message.content
             yield TextDelta(text)

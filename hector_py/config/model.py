@@ -105,8 +105,8 @@ class TracingConfig(Strict):
 class ObservabilityConfig(Strict):
     """Metrics and tracing."""
 
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)  # type: ignore[arg-type]
-    tracing: TracingConfig = Field(default_factory=TracingConfig)  # type: ignore[arg-type]
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
 
 class LoggingConfig(Strict):
@@ -120,23 +120,19 @@ class LoggingConfig(Strict):
 class Config(Strict):
     """The whole hector-py configuration."""
 
-    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
-    llms: dict[str, LLMConfig] = Field(
-        default_factory=lambda: {DEFAULT_LLM: LLMConfig()}  # type: ignore[call-arg]
-    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    llms: dict[str, LLMConfig] = Field(default_factory=lambda: {DEFAULT_LLM: LLMConfig()})
     agents: dict[str, AgentConfig] = Field(
-        default_factory=lambda: {DEFAULT_AGENT: AgentConfig()},  # type: ignore[call-arg]
+        default_factory=lambda: {DEFAULT_AGENT: AgentConfig()},
         min_length=1,
     )
     default_agent: str | None = Field(
         None, description="Agent served at / and the well-known card (default: the first)."
     )
     tools: dict[str, ToolConfig] = Field(default_factory=dict)
-    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
-    observability: ObservabilityConfig = Field(
-        default_factory=ObservabilityConfig  # type: ignore[arg-type]
-    )
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)  # type: ignore[arg-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-references that point nowhere, as (config path, message) pairs."""

@@ -27,8 +27,11 @@ class DemoLLM:
         self.stream_delay = stream_delay
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        """Answer the conversation in one piece."""
+        """Answer in one piece, taking as long as the stream would."""
         message = self._answer(request)
+        words = len(message.content.split(" ")) if message.content else 1
+        if self.stream_delay:
+            await asyncio.sleep(self.stream_delay * (words - 1))
         return LLMResponse(
             message=message,
             usage=_usage(request, message),

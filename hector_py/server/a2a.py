@@ -1,8 +1,9 @@
 """A2A over JSON-RPC: agent cards, ``/agents``, and both protocol dialects on one endpoint.
 
 v1.0 (``SendMessage``, ``A2A-Version: 1.0``, ``TASK_STATE_*``) and v0.3 (``message/send``,
-``kind`` fields, lower-case states; a request without ``A2A-Version`` is 0.3). The method
-name decides the dialect of the reply; an unsupported ``A2A-Version`` gets -32009.
+``kind`` fields, lower-case states; a request without ``A2A-Version`` is 0.3). Each method
+belongs to one dialect; an unsupported ``A2A-Version``, or one that does not match the
+method's dialect, gets -32009 (as the a2a-sdk reference server does).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Dialect:
         """A task object."""
         status: dict[str, Any] = {
             "state": self.state(task.state.value),
-            "timestamp": datetime.fromtimestamp(task.updated_at, UTC).isoformat(),
+            "timestamp": _rfc3339(task.updated_at),
         }
         if task.error:
             error_turn = ChatTurn(new_id(), "agent", task.error)
@@ -103,6 +104,11 @@ class Dialect:
         """The result of a blocking send."""
         rendered = self.task(task, history_length)
         return rendered if self.kinds else {"task": rendered}
+
+
+def _rfc3339(moment: float) -> str:
+    stamp = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 V1 = Dialect("1.0", user_role="ROLE_USER", agent_role="ROLE_AGENT", kinds=False)
@@ -270,6 +276,12 @@ async def _dispatch(request: web.Request, agent: Agent) -> web.Response:
         if not isinstance(params, dict):
             raise RpcError(INVALID_PARAMS, "params: must be an object")
         dialect, handler = METHODS[method]
+        if dialect.version != version:
+            raise RpcError(
+                VERSION_NOT_SUPPORTED,
+                f"method '{method}' is A2A {dialect.version} but the request is A2A {version}"
+                f" (send header {VERSION_HEADER}: {dialect.version}; no header means 0.3)",
+            )
         result = await handler(state, agent, dialect, params)
         return _rpc_response(request_id, result=result, version=version)
     except RpcError as exc:

@@ -1,0 +1,135 @@
+"""Shared fixtures: run the real ``hector`` CLI and server as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_S = 20.0
+_LISTENING = re.compile(r"listening on (http://[^\s\"]+)")
+# Provider keys in the developer's env would change zero-config behaviour.
+_SCRUBBED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process env without provider keys or HECTOR_* settings, plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("HECTOR_")
+    }
+    env.update(extra)
+    return env
+
+
+def hector(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``hector`` CLI to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "hector_py", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    """A running ``hector serve`` process and where it listens."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str = ""
+    stopped: bool = field(default=False)
+
+    def log_lines(self) -> list[str]:
+        """Every line the process wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8").splitlines()
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if not self.stopped:
+            self.stopped = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_server(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, log_file: Path | None = None
+) -> Server:
+    """Start ``hector serve --host 127.0.0.1 --port 0 ARGS`` and wait for its banner
+    (on stdout/stderr, or in ``log_file`` when the server logs to a file)."""
+    log_path = workdir / f"serve-{time.monotonic_ns()}.log"
+    with log_path.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hector_py",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *args,
+            ],
+            cwd=workdir,
+            env=env or clean_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(proc, log_path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        banner_source = log_file if log_file and log_file.exists() else log_path
+        match = _LISTENING.search(banner_source.read_text(encoding="utf-8"))
+        if match:
+            server.url = match.group(1)
+            return server
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {log_path.read_text()}")
+        time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"server did not start: {log_path.read_text()}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    """Factory fixture: ``serve(*args, env=...)`` starts a server, stopped after the test."""
+    servers: list[Server] = []
+
+    def factory(
+        *args: str, env: dict[str, str] | None = None, log_file: Path | None = None
+    ) -> Server:
+        server = start_server(tmp_path, *args, env=env, log_file=log_file)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One zero-config server shared by a module's read-only tests."""
+    server = start_server(tmp_path_factory.mktemp("serve"))
+    yield server
+    server.stop()

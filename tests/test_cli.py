@@ -1,0 +1,74 @@
+"""The ``hector`` command's smaller subcommands and its error handling."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from hector_py import __version__
+from tests.conftest import clean_env, hector
+
+
+def test_version() -> None:
+    result = hector("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"hector-py {__version__}")
+
+
+def test_info_lists_agents_with_model_provider_and_tools(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "llms:\n  fast:\n    provider: demo\n    model: demo-fast\n"
+        "agents:\n  helper:\n    llm: fast\n    tools: [calculator]\n  other:\n    llm: fast\n"
+    )
+    result = hector("info", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "helper" in result.stdout and "other" in result.stdout
+    assert "demo-fast" in result.stdout and "calculator" in result.stdout
+    one = hector("info", "helper", "-c", str(path))
+    assert "helper" in one.stdout and "other" not in one.stdout
+    missing = hector("info", "ghost", "-c", str(path))
+    assert missing.returncode == 1
+    assert "agent 'ghost' not found" in missing.stderr
+
+
+def test_info_zero_config_uses_demo() -> None:
+    result = hector("info")
+    assert result.returncode == 0
+    assert "assistant" in result.stdout and "demo" in result.stdout
+
+
+def test_serve_with_unavailable_provider_fails_cleanly() -> None:
+    result = hector("serve", "--port", "0", env=clean_env(OPENAI_API_KEY="sk-test-secret"))
+    assert result.returncode == 1
+    assert "llms.default.provider: provider 'openai' is not available yet" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sk-test-secret" not in result.stdout + result.stderr
+
+
+def test_serve_model_name_infers_provider() -> None:
+    result = hector("serve", "--port", "0", "--model", "claude-sonnet-4-0")
+    assert result.returncode == 1
+    assert "provider 'anthropic' is not available yet" in result.stderr
+    unknown = hector("serve", "--model", "mystery-model")
+    assert unknown.returncode == 1
+    assert "--model: cannot tell the provider of 'mystery-model'; pass --provider" in unknown.stderr
+
+
+def test_serve_bad_config_exits_1_with_one_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  prot: 1\n")
+    result = hector("serve", "-c", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: server.prot: unknown key ({path}:2)"
+
+
+def test_serve_port_in_use_is_one_line_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = hector("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
