@@ -72,7 +72,7 @@ class ToolConfig(Strict):
 class StorageConfig(Strict):
     """Where tasks and sessions are kept."""
 
-    backend: Literal["memory", "sqlite"] = "memory"
+    type: Literal["memory", "sqlite"] = "memory"
     path: str = "hector.db"
 
 

@@ -15,7 +15,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
     """The status of each part the server depends on."""
     return {
         "agents": {"status": "ok", "count": len(state.agents)},
-        "store": {"status": "ok", "backend": state.config.storage.backend},
+        "store": {"status": "ok", "type": state.config.storage.type},
         "server": {"status": "draining" if state.draining else "ok"},
     }
 
