@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 START_TIMEOUT_S = 20.0
@@ -133,3 +136,39 @@ def serve_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("serve"))
     yield server
     server.stop()
+
+
+def rpc(
+    url: str,
+    method: str,
+    params: Any = None,
+    *,
+    version: str | None = None,
+    raw: bytes | None = None,
+    request_id: Any = 1,
+) -> dict[str, Any]:
+    """POST one JSON-RPC request; JSON-RPC errors must still be HTTP 200."""
+    headers = {"A2A-Version": version} if version else {}
+    body = (
+        raw
+        if raw is not None
+        else json.dumps(
+            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
+        ).encode()
+    )
+    response = httpx.post(url, content=body, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    assert "Traceback" not in response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def v03_message(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "message": {
+            "kind": "message",
+            "messageId": "m-1",
+            "role": "user",
+            "parts": [{"kind": "text", "text": text}],
+            **extra,
+        }
+    }

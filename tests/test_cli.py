@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 from hector_py import __version__
-from tests.conftest import clean_env, hector
+from tests.conftest import Server, clean_env, hector
 
 
 def test_version() -> None:
@@ -38,18 +39,17 @@ def test_info_zero_config_uses_demo() -> None:
     assert "assistant" in result.stdout and "demo" in result.stdout
 
 
-def test_serve_with_unavailable_provider_fails_cleanly() -> None:
-    result = hector("serve", "--port", "0", env=clean_env(OPENAI_API_KEY="sk-test-secret"))
-    assert result.returncode == 1
-    assert "llms.default.provider: provider 'openai' is not available yet" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert "sk-test-secret" not in result.stdout + result.stderr
+def test_zero_config_picks_provider_from_env_key_and_never_prints_it(serve: Any) -> None:
+    server: Server = serve(env=clean_env(ANTHROPIC_API_KEY="sk-ant-test-secret"))
+    log = "\n".join(server.log_lines())
+    assert "anthropic/claude-sonnet-4-0" in log
+    assert "demo model" not in log
+    assert "sk-ant-test-secret" not in log
 
 
-def test_serve_model_name_infers_provider() -> None:
-    result = hector("serve", "--port", "0", "--model", "claude-sonnet-4-0")
-    assert result.returncode == 1
-    assert "provider 'anthropic' is not available yet" in result.stderr
+def test_serve_model_name_infers_provider(serve: Any) -> None:
+    server: Server = serve("--model", "gpt-4o-mini")
+    assert "openai/gpt-4o-mini" in "\n".join(server.log_lines())
     unknown = hector("serve", "--model", "mystery-model")
     assert unknown.returncode == 1
     assert "--model: cannot tell the provider of 'mystery-model'; pass --provider" in unknown.stderr

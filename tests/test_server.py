@@ -24,43 +24,7 @@ from a2a.types.a2a_pb2 import (
 )
 
 from hector_py import __version__
-from tests.conftest import Server, clean_env
-
-
-def rpc(
-    url: str,
-    method: str,
-    params: Any = None,
-    *,
-    version: str | None = None,
-    raw: bytes | None = None,
-    request_id: Any = 1,
-) -> dict[str, Any]:
-    """POST one JSON-RPC request; JSON-RPC errors must still be HTTP 200."""
-    headers = {"A2A-Version": version} if version else {}
-    body = (
-        raw
-        if raw is not None
-        else json.dumps(
-            {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
-        ).encode()
-    )
-    response = httpx.post(url, content=body, headers=headers, timeout=10)
-    assert response.status_code == 200, response.text
-    assert "Traceback" not in response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def v03_message(text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "message": {
-            "kind": "message",
-            "messageId": "m-1",
-            "role": "user",
-            "parts": [{"kind": "text", "text": text}],
-            **extra,
-        }
-    }
+from tests.conftest import Server, clean_env, rpc, v03_message
 
 
 def test_health_probes(serve: Any) -> None:
@@ -177,7 +141,6 @@ def test_agent_cards_and_listing(serve: Any) -> None:
     assert {
         (i["url"], i["protocolBinding"], i["protocolVersion"]) for i in card["supportedInterfaces"]
     } == {(url, "JSONRPC", "1.0"), (url, "JSONRPC", "0.3")}
-    assert card["capabilities"]["streaming"] is False
     assert httpx.get(url).json() == card
     listing = httpx.get(f"{server.url}/agents").json()
     assert listing["total"] == 1 and listing["agents"][0]["name"] == "assistant"

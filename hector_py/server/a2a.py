@@ -8,24 +8,29 @@ method's dialect, gets -32009 (as the a2a-sdk reference server does).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hector_py import __version__
-from hector_py.agent.runner import Agent, run_task
+from hector_py.agent.runner import Agent, TextDelta, ToolCallFinished, ToolCallStarted
 from hector_py.agent.store import ChatTurn, Task, new_id
+from hector_py.agent.tasks import Execution, StatusChanged
+from hector_py.server.a2a_wire import V03, V1, Dialect
+from hector_py.server.sse import open_sse, send_event
 from hector_py.server.state import STATE, ServerState
 
 log = logging.getLogger("hector.a2a")
 
 VERSION_HEADER = "A2A-Version"
 SUPPORTED_VERSIONS = ("1.0", "0.3")
+CARD_MAX_AGE_S = 300
+MAX_PAGE_SIZE = 100
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -33,88 +38,32 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 TASK_NOT_FOUND = -32001
 TASK_NOT_CANCELABLE = -32002
+UNSUPPORTED_OPERATION = -32004
 VERSION_NOT_SUPPORTED = -32009
 
 
 class RpcError(Exception):
     """A JSON-RPC error to send back to the caller."""
 
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
-        self.code, self.message, self.data = code, message, data
+        self.code, self.message = code, message
 
 
 @dataclass(frozen=True)
-class Dialect:
-    """How one protocol version names roles and states and shapes parts and results."""
+class Call:
+    """One JSON-RPC call, resolved to its agent and dialect."""
 
-    version: str
-    user_role: str
-    agent_role: str
-    kinds: bool  # v0.3 tags objects with "kind"
-
-    def state(self, state: str) -> str:
-        """The wire name of a task state."""
-        return f"TASK_STATE_{state.upper()}" if self.version == "1.0" else state
-
-    def part(self, text: str) -> dict[str, Any]:
-        """A text part."""
-        return {"kind": "text", "text": text} if self.kinds else {"text": text}
-
-    def message(self, turn: ChatTurn, task: Task) -> dict[str, Any]:
-        """One history message."""
-        out: dict[str, Any] = {
-            "messageId": turn.id,
-            "role": self.user_role if turn.role == "user" else self.agent_role,
-            "parts": [self.part(turn.text)],
-            "contextId": task.context_id,
-            "taskId": task.id,
-        }
-        return {"kind": "message", **out} if self.kinds else out
-
-    def task(self, task: Task, history_length: int | None = None) -> dict[str, Any]:
-        """A task object."""
-        status: dict[str, Any] = {
-            "state": self.state(task.state.value),
-            "timestamp": _rfc3339(task.updated_at),
-        }
-        if task.error:
-            error_turn = ChatTurn(new_id(), "agent", task.error)
-            status["message"] = self.message(error_turn, task)
-        history = task.history if history_length is None else task.history[-history_length:]
-        out: dict[str, Any] = {
-            "id": task.id,
-            "contextId": task.context_id,
-            "status": status,
-            "history": [self.message(turn, task) for turn in history]
-            if history_length != 0
-            else [],
-        }
-        if task.reply is not None:
-            out["artifacts"] = [
-                {
-                    "artifactId": f"{task.id}-reply",
-                    "name": "reply",
-                    "parts": [self.part(task.reply)],
-                }
-            ]
-        return {"kind": "task", **out} if self.kinds else out
-
-    def send_result(self, task: Task, history_length: int | None) -> dict[str, Any]:
-        """The result of a blocking send."""
-        rendered = self.task(task, history_length)
-        return rendered if self.kinds else {"task": rendered}
+    request: web.Request
+    state: ServerState
+    agent: Agent
+    dialect: Dialect
+    params: dict[str, Any]
+    request_id: Any
 
 
-def _rfc3339(moment: float) -> str:
-    stamp = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-V1 = Dialect("1.0", user_role="ROLE_USER", agent_role="ROLE_AGENT", kinds=False)
-V03 = Dialect("0.3", user_role="user", agent_role="agent", kinds=True)
-
-Handler = Callable[[ServerState, Agent, Dialect, dict[str, Any]], Awaitable[Any]]
+Result = dict[str, Any] | web.StreamResponse
+Method = Callable[[Call], Awaitable[Result]]
 
 
 def requested_version(request: web.Request) -> str:
@@ -129,6 +78,27 @@ def requested_version(request: web.Request) -> str:
             f"A2A version '{raw}' is not supported; use one of: {', '.join(SUPPORTED_VERSIONS)}",
         )
     return major_minor
+
+
+def _field(params: dict[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
+    """``params[path]`` (dotted) if present; -32602 naming the field if of the wrong type."""
+    value: Any = params
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+    if value is not None and wrong:
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise RpcError(INVALID_PARAMS, f"params.{path}: must be {_TYPE_WORDS.get(names, names)}")
+    return value
+
+
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "dict": "an object",
+    "bool": "a boolean",
+    "list": "a list",
+}
 
 
 def _text_of(message: Any) -> str:
@@ -147,80 +117,163 @@ def _text_of(message: Any) -> str:
             raise RpcError(INVALID_PARAMS, f"params.message.parts[{index}].text: must be a string")
         if text:
             texts.append(text)
-    if not texts or not "".join(texts).strip():
+    if not "".join(texts).strip():
         raise RpcError(INVALID_PARAMS, "params.message: has no text (only text parts are read)")
     return "\n".join(texts)
 
 
-def _optional_str(params: dict[str, Any], *path: str) -> str | None:
-    value: Any = params
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    if value is not None and not isinstance(value, str):
-        raise RpcError(INVALID_PARAMS, f"params.{'.'.join(path)}: must be a string")
-    return value
+def _history_length(call: Call, path: str) -> int | None:
+    length = _field(call.params, path, int)
+    if length is not None and length < 0:
+        raise RpcError(INVALID_PARAMS, f"params.{path}: must be >= 0")
+    return length  # type: ignore[no-any-return]
 
 
-async def send_message(
-    state: ServerState, agent: Agent, dialect: Dialect, params: dict[str, Any]
-) -> Any:
-    """``SendMessage`` / ``message/send``: run the agent and return the finished task."""
-    message = params.get("message")
-    text = _text_of(message)
-    assert isinstance(message, dict)
-    context_id = _optional_str(params, "message", "contextId") or new_id()
-    message_id = _optional_str(params, "message", "messageId") or new_id()
-    config = params.get("configuration") or {}
-    history_length = config.get("historyLength") if isinstance(config, dict) else None
-    if history_length is not None and (
-        not isinstance(history_length, int)
-        or isinstance(history_length, bool)
-        or history_length < 0
-    ):
-        raise RpcError(
-            INVALID_PARAMS, "params.configuration.historyLength: must be an integer >= 0"
-        )
+async def _start(call: Call, *, stream: bool) -> Execution:
+    text = _text_of(call.params.get("message"))
+    context_id = _field(call.params, "message.contextId", str) or new_id()
+    message_id = _field(call.params, "message.messageId", str) or new_id()
+    _field(call.params, "configuration", dict)
     task = Task(
         id=new_id(),
         context_id=context_id,
-        agent=agent.name,
+        agent=call.agent.name,
         history=[ChatTurn(message_id, "user", text)],
     )
-    await run_task(agent, state.store, task, text)
-    return dialect.send_result(task, history_length)
+    return await call.state.tasks.start(call.agent, task, text, stream=stream)
 
 
-async def get_task(
-    state: ServerState, agent: Agent, dialect: Dialect, params: dict[str, Any]
-) -> Any:
-    """``GetTask`` / ``tasks/get``."""
-    task_id = _optional_str(params, "id")
+async def send_message(call: Call) -> Result:
+    """``SendMessage`` / ``message/send``: run the agent; return the task when it ends
+    (or at once with ``returnImmediately: true`` / ``blocking: false``)."""
+    history_length = _history_length(call, "configuration.historyLength")
+    immediately = _field(call.params, "configuration.returnImmediately", bool)
+    blocking = _field(call.params, "configuration.blocking", bool)
+    execution = await _start(call, stream=False)
+    task = execution.task if immediately or blocking is False else await execution.wait()
+    return call.dialect.task_result(task, history_length)
+
+
+async def stream_message(call: Call) -> Result:
+    """``SendStreamingMessage`` / ``message/stream``: SSE from the task to its end."""
+    execution = await _start(call, stream=True)
+    return await _stream(call, execution)
+
+
+async def subscribe(call: Call) -> Result:
+    """``SubscribeToTask`` / ``tasks/resubscribe``: SSE of a running task from now on."""
+    task = await _find_task(call)
+    execution = call.state.tasks.get(task.id)
+    if execution is None:
+        raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is finished; use GetTask")
+    return await _stream(call, execution)
+
+
+async def _stream(call: Call, execution: Execution) -> web.StreamResponse:
+    """Relay an execution's events as SSE; a client that leaves cancels the task."""
+    dialect, task = call.dialect, execution.task
+    subscription = execution.subscribe()
+    response = await open_sse(call.request, _version_headers(call))
+
+    async def send(result: dict[str, Any]) -> None:
+        body = {"jsonrpc": "2.0", "id": call.request_id, "result": result}
+        await send_event(response, orjson.dumps(body))
+
+    streamed_text = False
+    try:
+        await send(dialect.task_result(task))
+        async for event in subscription:
+            if isinstance(event, TextDelta):
+                await send(
+                    dialect.artifact_update(task, event.text, append=streamed_text, last=False)
+                )
+                streamed_text = True
+            elif isinstance(event, ToolCallStarted | ToolCallFinished):
+                await send(dialect.tool_update(task, event))
+            elif isinstance(event, StatusChanged) and event.task.state.terminal:
+                if streamed_text:
+                    await send(dialect.artifact_update(task, None, append=True, last=True))
+                await send(dialect.status_update(task))
+            elif isinstance(event, StatusChanged):
+                await send(dialect.status_update(task))
+    except (ConnectionResetError, ConnectionError):
+        log.info("client left a stream; cancelling task", extra={"task_id": task.id})
+        await call.state.tasks.cancel(task.id)
+    finally:
+        subscription.close()
+    return response
+
+
+async def _find_task(call: Call) -> Task:
+    task_id = _field(call.params, "id", str)
     if not task_id:
         raise RpcError(INVALID_PARAMS, "params.id: required")
-    task = await state.store.get_task(task_id)
-    if task is None or task.agent != agent.name:
+    task = await call.state.store.get_task(task_id)
+    if task is None or task.agent != call.agent.name:
         raise RpcError(TASK_NOT_FOUND, f"task '{task_id}' not found")
-    history_length = params.get("historyLength")
-    return dialect.task(task, history_length if isinstance(history_length, int) else None)
+    return task
 
 
-async def cancel_task(
-    state: ServerState, agent: Agent, dialect: Dialect, params: dict[str, Any]
-) -> Any:
-    """``CancelTask`` / ``tasks/cancel``: blocking sends finish before they return, so a
-    known task is always already terminal."""
-    task = await get_task(state, agent, dialect, params)
-    raise RpcError(TASK_NOT_CANCELABLE, f"task '{task['id']}' is already finished")
+async def get_task(call: Call) -> Result:
+    """``GetTask`` / ``tasks/get``."""
+    history_length = _history_length(call, "historyLength")
+    return call.dialect.task(await _find_task(call), history_length)
 
 
-METHODS: dict[str, tuple[Dialect, Handler]] = {
+async def cancel_task(call: Call) -> Result:
+    """``CancelTask`` / ``tasks/cancel``: stop a running task; finished ones cannot be."""
+    task = await _find_task(call)
+    canceled = await call.state.tasks.cancel(task.id)
+    if canceled is None:
+        state = call.dialect.state(task.state)
+        raise RpcError(TASK_NOT_CANCELABLE, f"task '{task.id}' is already {state}")
+    return call.dialect.task(canceled)
+
+
+async def list_tasks(call: Call) -> Result:
+    """``ListTasks`` (1.0): this agent's tasks, newest first, paged."""
+    context_id = _field(call.params, "contextId", str)
+    status_name = _field(call.params, "status", str)
+    status = call.dialect.parse_state(status_name) if status_name else None
+    if status_name and status is None:
+        raise RpcError(INVALID_PARAMS, f"params.status: unknown state '{status_name}'")
+    page_size = _field(call.params, "pageSize", int) or 50
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise RpcError(INVALID_PARAMS, f"params.pageSize: must be 1..{MAX_PAGE_SIZE}")
+    token = _field(call.params, "pageToken", str) or "0"
+    if not token.isdigit():
+        raise RpcError(INVALID_PARAMS, "params.pageToken: not a token from a previous page")
+    history_length = _history_length(call, "historyLength")
+    offset = int(token)
+    tasks, total = await call.state.store.list_tasks(
+        call.agent.name, context_id, status, page_size, offset
+    )
+    more = offset + len(tasks) < total
+    return {
+        "tasks": [call.dialect.task(task, history_length) for task in tasks],
+        "nextPageToken": str(offset + len(tasks)) if more else "",
+        "pageSize": page_size,
+        "totalSize": total,
+    }
+
+
+METHODS: dict[str, tuple[Dialect, Method]] = {
     "SendMessage": (V1, send_message),
+    "SendStreamingMessage": (V1, stream_message),
     "GetTask": (V1, get_task),
+    "ListTasks": (V1, list_tasks),
     "CancelTask": (V1, cancel_task),
+    "SubscribeToTask": (V1, subscribe),
     "message/send": (V03, send_message),
+    "message/stream": (V03, stream_message),
     "tasks/get": (V03, get_task),
     "tasks/cancel": (V03, cancel_task),
+    "tasks/resubscribe": (V03, subscribe),
 }
+
+
+def _version_headers(call: Call) -> dict[str, str]:
+    return {VERSION_HEADER: call.dialect.version}
 
 
 def _rpc_response(
@@ -228,16 +281,13 @@ def _rpc_response(
     *,
     result: Any = None,
     error: RpcError | None = None,
-    version: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
     if error is not None:
         body["error"] = {"code": error.code, "message": error.message}
-        if error.data is not None:
-            body["error"]["data"] = error.data
     else:
         body["result"] = result
-    headers = {VERSION_HEADER: version} if version else None
     return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
@@ -248,10 +298,8 @@ def _agent_or_404(state: ServerState, name: str) -> Agent:
     return agent
 
 
-async def _dispatch(request: web.Request, agent: Agent) -> web.Response:
-    state = request.app[STATE]
+async def _dispatch(request: web.Request, agent: Agent) -> web.StreamResponse:
     request_id: Any = None
-    version: str | None = None
     try:
         try:
             body = orjson.loads(await request.read())
@@ -272,9 +320,6 @@ async def _dispatch(request: web.Request, agent: Agent) -> web.Response:
         version = requested_version(request)
         if method not in METHODS:
             raise RpcError(METHOD_NOT_FOUND, f"method '{method}' not found")
-        params = body.get("params", {})
-        if not isinstance(params, dict):
-            raise RpcError(INVALID_PARAMS, "params: must be an object")
         dialect, handler = METHODS[method]
         if dialect.version != version:
             raise RpcError(
@@ -282,10 +327,16 @@ async def _dispatch(request: web.Request, agent: Agent) -> web.Response:
                 f"method '{method}' is A2A {dialect.version} but the request is A2A {version}"
                 f" (send header {VERSION_HEADER}: {dialect.version}; no header means 0.3)",
             )
-        result = await handler(state, agent, dialect, params)
-        return _rpc_response(request_id, result=result, version=version)
+        params = body.get("params", {})
+        if not isinstance(params, dict):
+            raise RpcError(INVALID_PARAMS, "params: must be an object")
+        call = Call(request, request.app[STATE], agent, dialect, params, request_id)
+        result = await handler(call)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return _rpc_response(request_id, result=result, headers=_version_headers(call))
     except RpcError as exc:
-        return _rpc_response(request_id, error=exc, version=version)
+        return _rpc_response(request_id, error=exc)
 
 
 def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
@@ -293,8 +344,9 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
     state = request.app[STATE]
     base = (state.config.server.public_url or f"{request.scheme}://{request.host}").rstrip("/")
     url = f"{base}/agents/{agent.name}"
+    name = agent.config.name or agent.name
     return {
-        "name": agent.config.name or agent.name,
+        "name": name,
         "description": agent.config.description,
         "version": __version__,
         "supportedInterfaces": [
@@ -304,31 +356,40 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "url": url,
         "protocolVersion": "0.3.0",
         "preferredTransport": "JSONRPC",
-        "capabilities": {"streaming": False, "pushNotifications": False},
+        "capabilities": {"streaming": True, "pushNotifications": False},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain"],
         "skills": [
             {
                 "id": agent.name,
-                "name": agent.config.name or agent.name,
+                "name": name,
                 "description": agent.config.description,
-                "tags": ["chat"],
+                "tags": ["chat", *agent.tools],
             }
         ],
     }
+
+
+def _card_response(request: web.Request, agent: Agent) -> web.Response:
+    """The card with ``ETag``/``Cache-Control``; 304 when the caller's copy is current."""
+    body = orjson.dumps(agent_card(request, agent))
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={CARD_MAX_AGE_S}"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 async def well_known_card(request: web.Request) -> web.Response:
     """The default agent's card, or the card of ``{name}`` under ``/agents/{name}/``."""
     state = request.app[STATE]
     name = request.match_info.get("name", state.config.default_agent_name)
-    return web.json_response(agent_card(request, _agent_or_404(state, name)))
+    return _card_response(request, _agent_or_404(state, name))
 
 
 async def get_agent(request: web.Request) -> web.Response:
     """``GET /agents/{name}``: that agent's card."""
-    agent = _agent_or_404(request.app[STATE], request.match_info["name"])
-    return web.json_response(agent_card(request, agent))
+    return _card_response(request, _agent_or_404(request.app[STATE], request.match_info["name"]))
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -337,13 +398,13 @@ async def list_agents(request: web.Request) -> web.Response:
     return web.json_response({"agents": cards, "total": len(cards)})
 
 
-async def rpc_agent(request: web.Request) -> web.Response:
+async def rpc_agent(request: web.Request) -> web.StreamResponse:
     """``POST /agents/{name}``: JSON-RPC for that agent."""
     agent = _agent_or_404(request.app[STATE], request.match_info["name"])
     return await _dispatch(request, agent)
 
 
-async def rpc_default(request: web.Request) -> web.Response:
+async def rpc_default(request: web.Request) -> web.StreamResponse:
     """``POST /``: JSON-RPC for the default agent."""
     state = request.app[STATE]
     return await _dispatch(request, state.agents[state.config.default_agent_name])

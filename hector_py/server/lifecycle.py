@@ -24,9 +24,15 @@ def display_host(host: str) -> str:
 
 
 def banner(config: Config, base: str) -> dict[str, object]:
-    """The URLs worth knowing, keyed for the start-up log line."""
+    """The agents (URL, provider/model) and URLs worth knowing, for the start-up line."""
     urls: dict[str, object] = {
-        "agents": {name: f"{base}/agents/{name}" for name in config.agents},
+        "agents": {
+            name: {
+                "url": f"{base}/agents/{name}",
+                "model": f"{config.llms[agent.llm].provider}/{config.llms[agent.llm].model}",
+            }
+            for name, agent in config.agents.items()
+        },
         "agent_card": f"{base}/.well-known/agent-card.json",
         "health": f"{base}/health",
     }
@@ -38,7 +44,7 @@ def banner(config: Config, base: str) -> dict[str, object]:
 
 async def serve(config: Config) -> None:
     """Serve until SIGINT/SIGTERM, then let in-flight requests finish and return."""
-    app = build_app(config)
+    app = await build_app(config)
     runner = web.AppRunner(
         app,
         access_log=None,

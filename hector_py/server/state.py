@@ -1,4 +1,4 @@
-"""What every request handler can reach: config, agents, store, readiness."""
+"""What every request handler can reach: config, agents, store, tasks, readiness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import MemoryStore
+from hector_py.agent.store import Store
+from hector_py.agent.tasks import TaskManager
 from hector_py.config.model import Config
 
 
@@ -18,7 +19,8 @@ class ServerState:
 
     config: Config
     agents: dict[str, Agent]
-    store: MemoryStore
+    store: Store
+    tasks: TaskManager
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
 

@@ -1,0 +1,143 @@
+"""``hector call``: a small A2A client that streams a reply from a running server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from hector_py.agent.store import new_id
+
+VERSION_HEADERS = {"A2A-Version": "1.0"}
+
+
+class CallError(Exception):
+    """The call failed; the message is one readable line."""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The end of a call: final state, reply text and the session to continue."""
+
+    state: str
+    text: str
+    context_id: str
+
+
+@dataclass
+class Printer:
+    """Where a streaming call reports text and tool activity as it happens."""
+
+    text: Callable[[str], None]
+    tool: Callable[[dict[str, Any]], None]
+
+
+def _endpoint(url: str, agent: str | None) -> str:
+    base = url.rstrip("/")
+    return f"{base}/agents/{agent}" if agent else f"{base}/"
+
+
+def _request(method: str, text: str, session: str | None) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "messageId": new_id(),
+        "role": "ROLE_USER",
+        "parts": [{"text": text}],
+    }
+    if session:
+        message["contextId"] = session
+    return {"jsonrpc": "2.0", "id": new_id(), "method": method, "params": {"message": message}}
+
+
+def _result(body: dict[str, Any]) -> dict[str, Any]:
+    if "error" in body:
+        error = body["error"]
+        raise CallError(f"JSON-RPC error {error.get('code')}: {error.get('message')}")
+    result = body.get("result")
+    if not isinstance(result, dict):
+        raise CallError("the server sent a JSON-RPC response without a result")
+    return result
+
+
+def _texts(parts: list[dict[str, Any]]) -> str:
+    return "".join(part.get("text", "") for part in parts)
+
+
+def _state(status: dict[str, Any]) -> str:
+    return str(status.get("state", "")).removeprefix("TASK_STATE_").lower()
+
+
+def _outcome(task: dict[str, Any]) -> CallResult:
+    status = task.get("status", {})
+    text = "".join(_texts(a.get("parts", [])) for a in task.get("artifacts", []))
+    if not text and "message" in status:
+        text = _texts(status["message"].get("parts", []))
+    return CallResult(_state(status), text, task.get("contextId", ""))
+
+
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """JSON bodies of an SSE stream's ``data:`` lines."""
+    async for raw in response.content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line.startswith("data:"):
+            yield json.loads(line[5:].strip())
+
+
+async def call_agent(
+    url: str,
+    agent: str | None,
+    text: str,
+    *,
+    stream: bool,
+    session: str | None,
+    printer: Printer,
+    timeout: float,
+) -> CallResult:
+    """Send ``text`` to the agent; with ``stream``, report text and tool calls as they come."""
+    endpoint = _endpoint(url, agent)
+    method = "SendStreamingMessage" if stream else "SendMessage"
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as http,
+            http.post(
+                endpoint, json=_request(method, text, session), headers=VERSION_HEADERS
+            ) as response,
+        ):
+            if response.status != 200:
+                raise CallError(
+                    f"{endpoint} answered HTTP {response.status}: {(await response.text())[:200]}"
+                )
+            if not response.content_type.startswith("text/event-stream"):
+                task = _result(await response.json())["task"]
+                outcome = _outcome(task)
+                printer.text(outcome.text)
+                return outcome
+            return await _follow(response, printer)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CallError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from None
+
+
+async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallResult:
+    state, text, context_id, error = "", [], "", ""
+    async for body in _events(response):
+        result = _result(body)
+        if "task" in result:
+            context_id = result["task"].get("contextId", context_id)
+            state = _state(result["task"].get("status", {}))
+        elif "artifactUpdate" in result:
+            piece = _texts(result["artifactUpdate"]["artifact"].get("parts", []))
+            text.append(piece)
+            printer.text(piece)
+        elif "statusUpdate" in result:
+            status = result["statusUpdate"]["status"]
+            state = _state(status)
+            parts = status.get("message", {}).get("parts", [])
+            for part in parts:
+                if isinstance(part.get("data"), dict) and "tool" in part["data"]:
+                    printer.tool(part["data"])
+            if state == "failed":
+                error = _texts(parts)
+    return CallResult(state, "".join(text) or error, context_id)

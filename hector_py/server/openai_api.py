@@ -1,0 +1,228 @@
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models``; ``model`` names an agent.
+
+Stateless like OpenAI's API: the conversation is the request's ``messages``; the agent
+adds its own instruction and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta
+from hector_py.agent.store import new_id
+from hector_py.llm.base import LLMError, Message, Usage
+from hector_py.server.sse import open_sse, send_event
+from hector_py.server.state import STATE
+
+log = logging.getLogger("hector.openai")
+
+
+class ApiError(Exception):
+    """An error in OpenAI's error format."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = (
+            status,
+            message,
+            param,
+            code,
+            kind,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> web.Response:
+        """As an HTTP response."""
+        return web.json_response(self.body(), status=self.status)
+
+
+def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
+    """Earlier turns and the last user message from ``messages``."""
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(400, "messages: must be a non-empty list", param="messages")
+    turns: list[Message] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or item.get("role") not in (
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+        ):
+            raise ApiError(
+                400,
+                f"messages[{index}]: needs a role of system, user, assistant or tool",
+                param=f"messages[{index}]",
+            )
+        content = item.get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if content is not None and not isinstance(content, str):
+            raise ApiError(
+                400,
+                f"messages[{index}].content: must be a string or parts",
+                param=f"messages[{index}].content",
+            )
+        role = item["role"]
+        if role in ("user", "assistant"):
+            turns.append(Message(role, content or ""))
+        elif role in ("system", "developer") and content:
+            turns.append(Message("system", content))
+    if not turns or turns[-1].role != "user" or not turns[-1].content.strip():
+        raise ApiError(
+            400, "messages: the last message must be a non-empty user message", param="messages"
+        )
+    return turns[:-1], turns[-1].content
+
+
+def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
+    agents = request.app[STATE].agents
+    model = body.get("model")
+    if not isinstance(model, str) or model not in agents:
+        raise ApiError(
+            404,
+            f"model '{model}' not found; models are agents: {', '.join(agents)}",
+            param="model",
+            code="model_not_found",
+        )
+    return agents[model]
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``, streamed (SSE, ends with ``[DONE]``) or not."""
+    try:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        agent = _agent(request, body)
+        history, user_text = _conversation(body)
+        stream = body.get("stream") is True
+        if stream:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await _stream(request, agent, history, user_text, include_usage)
+        final = None
+        async with aclosing(agent.run(history, user_text)) as events:
+            async for event in events:
+                if isinstance(event, FinalReply):
+                    final = event
+        assert final is not None
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{new_id()}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": agent.name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": final.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": _usage(final.usage),
+            },
+            dumps=lambda data: orjson.dumps(data).decode(),
+        )
+    except ApiError as exc:
+        return exc.response()
+    except (LLMError, AgentError) as exc:
+        log.warning("chat completion failed: %s", exc)
+        return ApiError(502, str(exc), kind="upstream_error").response()
+
+
+async def _stream(
+    request: web.Request, agent: Agent, history: list[Message], user_text: str, include_usage: bool
+) -> web.StreamResponse:
+    completion_id, created = f"chatcmpl-{new_id()}", int(time.time())
+    response = await open_sse(request)
+
+    async def chunk(
+        delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None
+    ) -> None:
+        body: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": agent.name,
+            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if usage:
+            body["usage"] = _usage(usage)
+        await send_event(response, orjson.dumps(body))
+
+    try:
+        await chunk({"role": "assistant", "content": ""})
+        async with aclosing(agent.run(history, user_text, stream=True)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    await chunk({"content": event.text})
+                elif isinstance(event, FinalReply):
+                    await chunk({}, "stop")
+                    if include_usage:
+                        await chunk({}, usage=event.usage)
+        await send_event(response, b"[DONE]")
+    except (LLMError, AgentError) as exc:
+        log.warning("chat completion stream failed: %s", exc)
+        error = ApiError(502, str(exc), kind="upstream_error")
+        await send_event(response, orjson.dumps(error.body()))
+    except (ConnectionResetError, ConnectionError):
+        log.info("client left a chat completion stream")
+    return response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: one model per agent."""
+    state = request.app[STATE]
+    created = int(time.time() - (time.monotonic() - state.started_at))
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": created, "owned_by": "hector"}
+                for name in state.agents
+            ],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the OpenAI-compatible endpoints."""
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
