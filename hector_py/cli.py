@@ -169,6 +169,9 @@ def validate(
         fail(f"--format: must be text or json, not '{fmt}'", code=2)
     try:
         cfg = load_config(file)
+        from hector_py.server.app import check_buildable
+
+        asyncio.run(check_buildable(cfg))
     except ConfigError as exc:
         if fmt == "json":
             problems = [vars(problem) for problem in exc.problems]

@@ -149,3 +149,11 @@ def test_schema_is_json_schema_of_the_config() -> None:
         "logging",
     }
     assert schema["additionalProperties"] is False
+
+
+def test_validate_reports_unknown_tools_like_serve_would(tmp_path: Path) -> None:
+    path = write(tmp_path, "agents:\n  helper:\n    tools: [calculator, teleport]\n")
+    result = hector("validate", str(path))
+    assert result.returncode == 1
+    assert result.stdout.startswith("agents.helper.tools[1]: ")
+    assert "teleport" in result.stdout

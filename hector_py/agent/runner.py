@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from hector_py.agent.tools import Tool, ToolOutcome, ToolRegistry
 from hector_py.config.model import AgentConfig
-from hector_py.llm.base import LLM, LLMRequest, Message, ToolCall, Usage
+from hector_py.llm.base import (
+    LLM,
+    LLMChunk,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 from hector_py.observability.logs import bind
+from hector_py.observability.telemetry import LLMScope, Telemetry
 
 log = logging.getLogger("hector.agent")
 
@@ -60,10 +70,12 @@ class Agent:
         name: str,
         config: AgentConfig,
         llm: LLM,
+        telemetry: Telemetry,
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
     ) -> None:
         self.name = name
+        self.telemetry = telemetry
         self.config = config
         self.llm = llm
         self.tools = {tool.spec.name: tool for tool in tools}
@@ -71,7 +83,7 @@ class Agent:
 
     async def run(
         self, history: list[Message], user_text: str, *, stream: bool = False
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` given the session ``history``; the last event is FinalReply.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
@@ -86,28 +98,28 @@ class Agent:
         started = time.perf_counter()
         prompt_tokens = completion_tokens = 0
         produced: list[str] = []
-        with bind(agent=self.name):
+        with bind(agent=self.name), self.telemetry.agent_run(self.name):
             log.debug("agent run started")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs)
                 step_text: list[str] = []
                 calls: tuple[ToolCall, ...] = ()
-                usage = Usage()
-                if stream:
-                    async for chunk in self.llm.stream(request):
-                        if chunk.text:
-                            step_text.append(chunk.text)
-                            yield TextDelta(chunk.text)
-                        calls += chunk.tool_calls
-                        usage = chunk.usage or usage
-                else:
-                    response = await self.llm.complete(request)
-                    calls, usage = response.message.tool_calls, response.usage
-                    if response.message.content:
-                        step_text.append(response.message.content)
-                        yield TextDelta(response.message.content)
-                prompt_tokens += usage.prompt_tokens
-                completion_tokens += usage.completion_tokens
+                llm = self.llm
+                with self.telemetry.llm_call(self.name, llm.provider, llm.model) as scope:
+                    if stream:
+                        async for chunk in self._stream(request, scope):
+                            if chunk.text:
+                                step_text.append(chunk.text)
+                                yield TextDelta(chunk.text)
+                            calls += chunk.tool_calls
+                    else:
+                        response = await self._complete(request, scope)
+                        calls = response.message.tool_calls
+                        if response.message.content:
+                            step_text.append(response.message.content)
+                            yield TextDelta(response.message.content)
+                prompt_tokens += scope.prompt_tokens
+                completion_tokens += scope.completion_tokens
                 produced.extend(step_text)
                 if not calls:
                     log.info(
@@ -132,8 +144,31 @@ class Agent:
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
 
+    async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
+        response = await self.llm.complete(request)
+        scope.usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        return response
+
+    async def _stream(self, request: LLMRequest, scope: LLMScope) -> AsyncGenerator[LLMChunk, None]:
+        """The model's stream, timing the first chunk and keeping usage even if it breaks."""
+        try:
+            async for chunk in self.llm.stream(request):
+                scope.first_token()
+                if chunk.usage is not None:
+                    scope.usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                yield chunk
+        except LLMError as exc:
+            if exc.usage is not None:
+                scope.usage(exc.usage.prompt_tokens, exc.usage.completion_tokens)
+            raise
+
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
-        if tool is None or self.registry is None:
-            return ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
-        return await self.registry.execute(tool, call.arguments)
+        label = call.name if tool is not None else "unknown"  # model-chosen names stay bounded
+        with self.telemetry.tool_call(self.name, label) as scope:
+            if tool is None or self.registry is None:
+                outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
+            else:
+                outcome = await self.registry.execute(tool, call.arguments)
+            scope.error_type = None if outcome.ok else outcome.error_type or "error"
+            return outcome

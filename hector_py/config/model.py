@@ -6,11 +6,15 @@ ignored setting. Secrets are ``SecretStr`` and print masked.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 ProviderName = Literal["openai", "anthropic", "ollama", "gemini", "demo"]
+PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
+IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 LogLevel = Literal["debug", "info", "warn", "error"]
 LogFormat = Literal["text", "json"]
 
@@ -37,10 +41,24 @@ class ServerConfig(Strict):
     )
 
 
+class LLMTimeout(Strict):
+    """Seconds an LLM request may take (``llms.<name>.timeout``), per attempt."""
+
+    connect: float = Field(10.0, gt=0, description="To open the connection.")
+    read: float = Field(
+        120.0, gt=0, description="Between two reads; a blocking answer sends nothing until done."
+    )
+    total: float = Field(600.0, gt=0, description="For the whole request, streams included.")
+
+
 class LLMConfig(Strict):
     """One model endpoint that agents refer to by name."""
 
-    provider: ProviderName = "demo"
+    provider: str = Field(
+        "demo",
+        description="openai | anthropic | ollama | gemini | demo, or a class 'module.path:Class'.",
+        json_schema_extra={"anyOf": [{"enum": list(PROVIDERS)}, {"pattern": f"^{IMPORT_PATH}$"}]},
+    )
     model: str = "demo"
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -49,6 +67,25 @@ class LLMConfig(Strict):
     stream_delay: float = Field(
         0.02, ge=0, description="demo provider only: seconds between streamed words."
     )
+    timeout: LLMTimeout = Field(default_factory=LLMTimeout)
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries on 429, 5xx and connection errors."
+    )
+    retry_backoff: float = Field(
+        0.5, ge=0, description="Seconds; retry n waits up to retry_backoff * 2**n (jittered)."
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value in PROVIDERS or re.fullmatch(IMPORT_PATH, value):
+            return value
+        raise PydanticCustomError(
+            "provider",
+            "unknown provider '{value}': use one of {known}, or an import path "
+            "'module.path:ClassName'",
+            {"value": value, "known": ", ".join(PROVIDERS)},
+        )
 
 
 class AgentConfig(Strict):
@@ -59,14 +96,68 @@ class AgentConfig(Strict):
     llm: str = DEFAULT_LLM
     instruction: str = "You are a helpful assistant."
     tools: list[str] = Field(default_factory=list)
+    max_iterations: int = Field(
+        10, ge=1, le=100, description="Most LLM calls in one run (tool loops included)."
+    )
+    history_messages: int = Field(
+        50, ge=0, description="Most earlier session messages sent to the model."
+    )
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+_HTTP_TOOL_FIELDS: tuple[str, ...] = ("method", "url", "parameters", "headers")
+_HTTP_REQUEST_FIELDS: tuple[str, ...] = ("allowed_hosts", "methods")
 
 
 class ToolConfig(Strict):
-    """A tool that agents can enable by name."""
+    """A tool agents enable by name: a built-in's settings, or a declared HTTP tool.
+
+    Built-ins are configured under their own name (``http_request`` is off until it is
+    listed here). ``type: http`` declares a new tool that calls ``url``.
+    """
 
     type: Literal["builtin", "http"] = "builtin"
-    description: str | None = None
+    description: str | None = Field(None, description="Shown to the model (default: built-in's).")
     enabled: bool = True
+    timeout: float = Field(30.0, gt=0, le=3600, description="Seconds before a call is abandoned.")
+    max_response_bytes: int = Field(
+        65536, gt=0, description="HTTP tools: response bytes kept; the rest is cut off."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="http_request only: hosts it may call, `host` (any port) or `host:port`.",
+    )
+    methods: tuple[HttpMethod, ...] = Field(
+        ("GET", "POST"), min_length=1, description="http_request only: allowed methods."
+    )
+    method: HttpMethod = Field("GET", description="type http: the request method.")
+    url: str | None = Field(
+        None, description="type http: URL template; {name} is replaced by that argument, encoded."
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="type http: JSON Schema of the arguments (default: each {name} a string).",
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="type http: request headers (secret values)."
+    )
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> ToolConfig:
+        if self.type == "http":
+            if self.url is None:
+                raise PydanticCustomError("tool_config", "url is required for type: http")
+            misplaced, owner = _HTTP_REQUEST_FIELDS, "the http_request built-in"
+        else:
+            misplaced, owner = _HTTP_TOOL_FIELDS, "type: http"
+        extra = [name for name in misplaced if name in self.model_fields_set]
+        if extra:
+            raise PydanticCustomError(
+                "tool_config",
+                "{fields}: only for {owner}",
+                {"fields": ", ".join(extra), "owner": owner},
+            )
+        return self
 
 
 class StorageConfig(Strict):

@@ -16,16 +16,20 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
+    signature: str | None = None
+    """Opaque provider token to send back with the call (Gemini thought signatures)."""
 
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message. ``tool_call_id`` is set on ``tool`` results."""
+    """One chat message. ``tool_call_id`` (and ideally ``name``) are set on ``tool`` results."""
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    name: str | None = None
+    """The tool's name on ``tool`` results (Gemini and Ollama send it upstream)."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,24 @@ class LLMChunk:
 
 
 class LLMError(Exception):
-    """A model call failed; ``retryable`` says whether trying again may help."""
+    """A model call failed; ``retryable`` says whether trying again may help.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    ``status`` is the upstream HTTP status when there was one; ``usage`` is what a stream
+    had reported before it broke, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        usage: Usage | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+        self.usage = usage
 
 
 class LLM(Protocol):

@@ -299,6 +299,13 @@ def _agent_or_404(state: ServerState, name: str) -> Agent:
 
 
 async def _dispatch(request: web.Request, agent: Agent) -> web.StreamResponse:
+    response, ok = await _answer(request, agent)
+    request.app[STATE].telemetry.agent_request(agent.name, ok)
+    return response
+
+
+async def _answer(request: web.Request, agent: Agent) -> tuple[web.StreamResponse, bool]:
+    """The JSON-RPC response (or SSE stream) and whether it carries a result, not an error."""
     request_id: Any = None
     try:
         try:
@@ -333,10 +340,10 @@ async def _dispatch(request: web.Request, agent: Agent) -> web.StreamResponse:
         call = Call(request, request.app[STATE], agent, dialect, params, request_id)
         result = await handler(call)
         if isinstance(result, web.StreamResponse):
-            return result
-        return _rpc_response(request_id, result=result, headers=_version_headers(call))
+            return result, True
+        return _rpc_response(request_id, result=result, headers=_version_headers(call)), True
     except RpcError as exc:
-        return _rpc_response(request_id, error=exc)
+        return _rpc_response(request_id, error=exc), False
 
 
 def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:

@@ -10,37 +10,74 @@ from hector_py.agent.store import open_store
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.model import Config
+from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 
 
-def build_agents(config: Config, session: aiohttp.ClientSession) -> dict[str, Agent]:
-    """One ``Agent`` per ``agents:`` entry, with its model client and tools."""
+def build_agents(
+    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry
+) -> dict[str, Agent]:
+    """One ``Agent`` per ``agents:`` entry, with its model client and tools.
+
+    Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
+    """
     registry = build_registry(config, session)
-    llms = {name: build_llm(name, llm, session) for name, llm in config.llms.items()}
+    llms: dict[str, LLM] = {}
+    for name, llm in config.llms.items():
+        provider, model = llm.provider, llm.model
+
+        def count_retry(
+            _attempt: int, _reason: str, _delay: float, provider: str = provider, model: str = model
+        ) -> None:
+            telemetry.llm_retry(provider, model)
+
+        llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     return {
-        name: Agent(name, agent, llms[agent.llm], registry.for_agent(agent.tools), registry)
+        name: Agent(
+            name, agent, llms[agent.llm], telemetry, registry.for_agent(agent.tools), registry
+        )
         for name, agent in config.agents.items()
     }
 
 
+async def check_buildable(config: Config) -> None:
+    """Raise ``ConfigError`` if ``serve`` could not build this config's agents."""
+    async with aiohttp.ClientSession() as session:
+        build_agents(config, session, Telemetry(config.observability))
+
+
+def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
+    """A bare app serving only the metrics endpoint (for ``observability.metrics.port``)."""
+    app = web.Application()
+    app.router.add_get(endpoint, telemetry.scrape)
+    return app
+
+
 async def build_app(config: Config) -> web.Application:
     """The HTTP application for ``config``. Raises ``ConfigError`` if it cannot be built."""
+    telemetry = Telemetry(config.observability)
     session = aiohttp.ClientSession()
     try:
-        agents = build_agents(config, session)
+        agents = build_agents(config, session, telemetry)
         store = await open_store(config.storage)
     except BaseException:
         await session.close()
         raise
-    state = ServerState(config=config, agents=agents, store=store, tasks=TaskManager(store))
+    state = ServerState(
+        config=config, agents=agents, store=store, tasks=TaskManager(store), telemetry=telemetry
+    )
     app = web.Application(middlewares=[request_context])
     app[STATE] = state
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
+    metrics = config.observability.metrics
+    if telemetry.metrics is not None and metrics.port is None:
+        app.router.add_get(metrics.endpoint, telemetry.scrape)
 
     async def drain_tasks(_: web.Application) -> None:
         await state.tasks.shutdown(config.server.shutdown_timeout)

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hector_py.observability.logs import bind
+from hector_py.server.state import STATE
 
 access_log = logging.getLogger("hector.access")
 log = logging.getLogger("hector.server")
@@ -36,7 +37,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     started = time.perf_counter()
-    with bind(request_id=request_id):
+    route = route_of(request)
+    telemetry = request.app[STATE].telemetry
+    with bind(request_id=request_id), telemetry.http_request(request.method, route) as scope:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -52,15 +55,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                     }
                 )
         except Exception:
-            log.exception("unhandled error in %s %s", request.method, route_of(request))
+            log.exception("unhandled error in %s %s", request.method, route)
             response = json_error(500, "internal server error")
         response.headers[REQUEST_ID_HEADER] = request_id
+        scope.code = response.status
         access_log.info(
             "request completed",
             extra={
                 "method": request.method,
                 "path": request.path,
-                "route": route_of(request),
+                "route": route,
                 "status": response.status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "remote": request.remote,

@@ -123,6 +123,15 @@ def _usage(usage: Usage) -> dict[str, int]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``, streamed (SSE, ends with ``[DONE]``) or not."""
+    agent_name, response = await _complete(request)
+    if agent_name is not None:
+        request.app[STATE].telemetry.agent_request(agent_name, response.status == 200)
+    return response
+
+
+async def _complete(request: web.Request) -> tuple[str | None, web.StreamResponse]:
+    """The agent addressed (if valid) and the response."""
+    agent: Agent | None = None
     try:
         try:
             body = orjson.loads(await request.read())
@@ -136,14 +145,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if stream:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await _stream(request, agent, history, user_text, include_usage)
+            return agent.name, await _stream(request, agent, history, user_text, include_usage)
         final = None
         async with aclosing(agent.run(history, user_text)) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
         assert final is not None
-        return web.json_response(
+        return agent.name, web.json_response(
             {
                 "id": f"chatcmpl-{new_id()}",
                 "object": "chat.completion",
@@ -161,10 +170,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             dumps=lambda data: orjson.dumps(data).decode(),
         )
     except ApiError as exc:
-        return exc.response()
+        return (agent.name if agent else None), exc.response()
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
-        return ApiError(502, str(exc), kind="upstream_error").response()
+        return agent.name if agent else None, ApiError(
+            502, str(exc), kind="upstream_error"
+        ).response()
 
 
 async def _stream(

@@ -11,6 +11,7 @@ from hector_py.agent.runner import Agent
 from hector_py.agent.store import Store
 from hector_py.agent.tasks import TaskManager
 from hector_py.config.model import Config
+from hector_py.observability.telemetry import Telemetry
 
 
 @dataclass
@@ -21,6 +22,7 @@ class ServerState:
     agents: dict[str, Agent]
     store: Store
     tasks: TaskManager
+    telemetry: Telemetry
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
 

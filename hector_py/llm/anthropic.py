@@ -1,0 +1,116 @@
+"""Anthropic Messages API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.remote import JSON, RemoteLLM, StreamState, merge_turns, response, split_system
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+"""Anthropic requires ``max_tokens``; used when the config sets none."""
+
+
+class AnthropicLLM(RemoteLLM):
+    """``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``."""
+
+    provider = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+    key_env = ("ANTHROPIC_API_KEY",)
+
+    def _auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key, "anthropic-version": API_VERSION}
+
+    def _request(self, request: LLMRequest, *, stream: bool) -> tuple[str, JSON]:
+        system, messages = split_system(request.messages)
+        body: JSON = {
+            "model": self.model,
+            "max_tokens": self.config.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": role, "content": blocks}
+                for role, blocks in merge_turns(_turn(m) for m in messages)
+            ],
+        }
+        if system is not None:
+            body["system"] = system
+        if request.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        if stream:
+            body["stream"] = True
+        return f"{self.base_url}/v1/messages", body
+
+    def _parse(self, data: Any) -> LLMResponse:
+        blocks = data["content"]
+        calls = [
+            ToolCall(b["id"], b["name"], self.arguments(b.get("input")))
+            for b in blocks
+            if b["type"] == "tool_use"
+        ]
+        usage = data.get("usage") or {}
+        return response(
+            "".join(b["text"] for b in blocks if b["type"] == "text"),
+            calls,
+            Usage(_prompt_tokens(usage) or 0, usage.get("output_tokens") or 0),
+            truncated=data.get("stop_reason") == "max_tokens",
+        )
+
+    def _on_event(self, payload: str, state: StreamState) -> str:
+        event = self.event(payload)
+        kind = event["type"]
+        if kind == "message_start":
+            usage = event["message"].get("usage") or {}
+            state.prompt_tokens = _prompt_tokens(usage)
+            state.completion_tokens = usage.get("output_tokens")
+        elif kind == "content_block_start":
+            block = event["content_block"]
+            if block["type"] == "tool_use":
+                state.partial_call(event["index"], block["id"], block["name"])
+            elif block["type"] == "text":
+                return str(block.get("text") or "")
+        elif kind == "content_block_delta":
+            delta = event["delta"]
+            if delta["type"] == "text_delta":
+                return str(delta["text"])
+            if delta["type"] == "input_json_delta":
+                state.partial_call(event["index"]).arguments += delta["partial_json"]
+        elif kind == "message_delta":
+            usage = event.get("usage") or {}
+            if usage.get("output_tokens") is not None:
+                state.completion_tokens = usage["output_tokens"]
+            if usage.get("input_tokens") is not None:
+                state.prompt_tokens = _prompt_tokens(usage)
+        elif kind == "message_stop":
+            state.done = True
+        return ""
+
+
+def _turn(message: Message) -> tuple[str, list[JSON]]:
+    if message.role == "tool":
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+        }
+        return "user", [result]
+    blocks: list[JSON] = [{"type": "text", "text": message.content}] if message.content else []
+    blocks += [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+        for c in message.tool_calls
+    ]
+    return message.role, blocks
+
+
+def _prompt_tokens(usage: JSON) -> int | None:
+    """Input tokens, cached ones included (Anthropic counts those apart)."""
+    counts = [
+        usage.get(key)
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    ]
+    present = [c for c in counts if isinstance(c, int)]
+    return sum(present) if present else None

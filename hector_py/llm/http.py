@@ -1,0 +1,257 @@
+"""HTTP for the real providers: headers, timeouts, retries, error messages, stream framing.
+
+Every provider sends its requests through one ``HTTPClient``, so the rules live here once:
+
+- timeouts per attempt from ``llms.<name>.timeout`` (connect, read, total);
+- retries on 429, 5xx, connection errors and timeouts that happen before the response
+  starts, up to ``max_retries``, waiting ``Retry-After`` when the upstream sends it
+  (capped at ``RETRY_AFTER_CAP``) and otherwise exponential backoff with full jitter;
+- other failures raise ``LLMError`` at once, with a one-line message that names the
+  status and the upstream's own error text and never contains the API key;
+- a streamed body is never retried once the response has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from hector_py import __version__
+from hector_py.config.model import LLMConfig
+from hector_py.llm.base import LLMError
+
+RETRY_AFTER_CAP = 60.0
+"""Longest wait a ``Retry-After`` header can impose, in seconds."""
+BACKOFF_CAP = 30.0
+"""Longest computed backoff, in seconds."""
+
+OnRetry = Callable[[int, str, float], None]
+"""Called before each retry with (retry number from 1, reason, delay in seconds).
+
+The reason is bounded, fit for a metric label: the HTTP status (``"429"``, ``"503"``),
+``"timeout"`` or ``"connection_error"``."""
+InjectHeaders = Callable[[dict[str, str]], None]
+"""Adds headers (e.g. W3C ``traceparent``) to each outgoing attempt, in place."""
+Framing = Literal["sse", "ndjson"]
+
+
+class HTTPClient:
+    """Posts JSON for one provider over the app's shared ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        provider: str,
+        session: aiohttp.ClientSession,
+        config: LLMConfig,
+        *,
+        secrets: tuple[str, ...] = (),
+        on_retry: OnRetry | None = None,
+        inject_headers: InjectHeaders | None = None,
+    ) -> None:
+        self.provider = provider
+        self._session = session
+        self._max_retries = config.max_retries
+        self._backoff = config.retry_backoff
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.timeout.total,
+            sock_connect=config.timeout.connect,
+            sock_read=config.timeout.read,
+        )
+        self._secrets = tuple(s for s in secrets if s)
+        self._on_retry = on_retry
+        self._inject_headers = inject_headers
+
+    async def post_json(self, url: str, body: Any, headers: Mapping[str, str]) -> Any:
+        """POST ``body`` and return the decoded JSON answer."""
+        response = await self._send(url, body, headers)
+        async with response:
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self.error(
+                    f"reading the response failed: {_describe(exc)}", retryable=True
+                ) from exc
+        return self.parse_json(raw)
+
+    async def post_stream(
+        self, url: str, body: Any, headers: Mapping[str, str], framing: Framing
+    ) -> AsyncGenerator[str, None]:
+        """POST ``body`` and yield each payload of the streamed answer: the ``data`` of
+        each server-sent event, or each line of newline-delimited JSON."""
+        response = await self._send(url, body, headers)
+        async with response:
+            try:
+                lines = _lines(response.content)
+                async for payload in _sse_data(lines) if framing == "sse" else _ndjson(lines):
+                    yield payload
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self.error(f"stream interrupted: {_describe(exc)}", retryable=True) from exc
+
+    def parse_json(self, raw: bytes | str) -> Any:
+        """``raw`` decoded; ``LLMError`` when it is not JSON."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise self.error(f"invalid JSON from the upstream: {exc}") from None
+
+    def error(
+        self, message: str, *, retryable: bool = False, status: int | None = None
+    ) -> LLMError:
+        """An ``LLMError`` naming the provider, on one line, with every secret masked."""
+        text = " ".join(f"{self.provider}: {message}".split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return LLMError(text, retryable=retryable, status=status)
+
+    async def _send(
+        self, url: str, body: Any, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """The first successful response, retrying what may succeed on another try."""
+        data = orjson.dumps(body)
+        attempts = self._max_retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            request_headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"hector-py/{__version__}",
+                **headers,
+            }
+            if self._inject_headers is not None:
+                self._inject_headers(request_headers)
+            retry_after: float | None = None
+            try:
+                response = await self._session.post(
+                    url,
+                    data=data,
+                    headers=request_headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
+                error = self.error(_describe(exc), retryable=True)
+            else:
+                if response.status < 300:
+                    return response
+                async with response:
+                    error = await self._status_error(response)
+                if not error.retryable:
+                    raise error
+                reason = str(response.status)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt == attempts:
+                if attempts > 1:
+                    error = LLMError(
+                        f"{error} (gave up after {attempts} attempts)",
+                        retryable=True,
+                        status=error.status,
+                    )
+                raise error
+            delay = retry_after if retry_after is not None else self._jittered(attempt)
+            if self._on_retry is not None:
+                self._on_retry(attempt, reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _status_error(self, response: aiohttp.ClientResponse) -> LLMError:
+        try:
+            raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        status = response.status
+        return self.error(
+            f"HTTP {status} {response.reason or ''}: {_error_detail(raw)}",
+            retryable=status == 429 or status >= 500,
+            status=status,
+        )
+
+    def _jittered(self, attempt: int) -> float:
+        return random.uniform(0, min(BACKOFF_CAP, self._backoff * 2 ** (attempt - 1)))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or HTTP-date),
+    capped at ``RETRY_AFTER_CAP``; ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({exc})" if str(exc) else "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def upstream_message(data: Any) -> str | None:
+    """The message of an upstream error object, in any provider's shape; ``None`` if
+    ``data`` is not one (``{"error": "..."}``, ``{"error": {"message": ...}}``, or a list
+    holding one, as Gemini sometimes sends)."""
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message") or orjson.dumps(error).decode()
+    return str(error) if error else None
+
+
+def _error_detail(raw: bytes) -> str:
+    """An error body's message, on one line, shortened."""
+    try:
+        message = upstream_message(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        message = None
+    text = message or raw.decode("utf-8", "replace")
+    return " ".join(text.split())[:500] or "(empty body)"
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The body's lines, without line endings, however the bytes were chunked."""
+    pending = b""
+    async for data in content.iter_any():
+        *complete, pending = (pending + data).split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event. Event names are not needed (every
+    provider's payload names its own type); an event cut before its blank line is
+    dropped, as the SSE spec says."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+            data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+
+
+async def _ndjson(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for line in lines:
+        if line.strip():
+            yield line

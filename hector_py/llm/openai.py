@@ -1,0 +1,107 @@
+"""OpenAI Chat Completions, and any server that speaks it (vLLM, llama.cpp, LM Studio...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.remote import JSON, RemoteLLM, StreamState, response
+
+
+class OpenAILLM(RemoteLLM):
+    """``POST {base_url}/chat/completions``; the key goes in ``Authorization: Bearer``.
+
+    Without a key and with a ``base_url`` of its own (a local server), no
+    ``Authorization`` header is sent."""
+
+    provider = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    key_env = ("OPENAI_API_KEY",)
+
+    def _auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def _request(self, request: LLMRequest, *, stream: bool) -> tuple[str, JSON]:
+        body: JSON = {"model": self.model, "messages": [_message(m) for m in request.messages]}
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            # OpenAI's newer models refuse max_tokens; compatible servers may not know the new name.
+            official = self.base_url == self.default_base_url
+            body["max_completion_tokens" if official else "max_tokens"] = self.config.max_tokens
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return f"{self.base_url}/chat/completions", body
+
+    def _parse(self, data: Any) -> LLMResponse:
+        choice = data["choices"][0]
+        message = choice["message"]
+        calls = [
+            ToolCall(c["id"], c["function"]["name"], self.arguments(c["function"].get("arguments")))
+            for c in message.get("tool_calls") or ()
+        ]
+        return response(
+            message.get("content") or "",
+            calls,
+            _usage(data.get("usage")) or Usage(),
+            truncated=choice.get("finish_reason") == "length",
+        )
+
+    def _on_event(self, payload: str, state: StreamState) -> str:
+        if payload.strip() == "[DONE]":
+            state.done = True
+            return ""
+        event = self.event(payload)
+        usage = _usage(event.get("usage"))
+        if usage is not None:
+            state.prompt_tokens, state.completion_tokens = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+        text = ""
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or ""
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                partial = state.partial_call(call["index"], call.get("id"), function.get("name"))
+                partial.arguments += function.get("arguments") or ""
+        return text
+
+
+def _message(message: Message) -> JSON:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    out: JSON = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["content"] = message.content or None
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
+            }
+            for call in message.tool_calls
+        ]
+    return out
+
+
+def _usage(usage: Any) -> Usage | None:
+    if not usage:
+        return None
+    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)

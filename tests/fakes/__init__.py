@@ -1,0 +1,1 @@
+"""Fake upstreams for tests: LLM APIs (``llm_servers``) and a custom provider (``llm_custom``)."""
