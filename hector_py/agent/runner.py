@@ -82,7 +82,12 @@ class Agent:
         self.registry = registry
 
     async def run(
-        self, history: list[Message], user_text: str, *, stream: bool = False
+        self,
+        history: list[Message],
+        user_text: str,
+        *,
+        stream: bool = False,
+        session_id: str | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` given the session ``history``; the last event is FinalReply.
 
@@ -98,26 +103,34 @@ class Agent:
         started = time.perf_counter()
         prompt_tokens = completion_tokens = 0
         produced: list[str] = []
-        with bind(agent=self.name), self.telemetry.agent_run(self.name):
+        llm = self.llm
+        run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
+        with bind(agent=self.name), run_scope:
             log.debug("agent run started")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs)
                 step_text: list[str] = []
                 calls: tuple[ToolCall, ...] = ()
-                llm = self.llm
-                with self.telemetry.llm_call(self.name, llm.provider, llm.model) as scope:
+                server = getattr(llm, "base_url", None)
+                with self.telemetry.llm_call(
+                    self.name, llm.provider, llm.model, stream=stream, server=server
+                ) as scope:
+                    scope.prompt(request.messages)
                     if stream:
                         async for chunk in self._stream(request, scope):
                             if chunk.text:
                                 step_text.append(chunk.text)
                                 yield TextDelta(chunk.text)
                             calls += chunk.tool_calls
+                        scope.finish_reasons = ("tool_calls" if calls else "stop",)
                     else:
                         response = await self._complete(request, scope)
                         calls = response.message.tool_calls
+                        scope.finish_reasons = (response.finish_reason,)
                         if response.message.content:
                             step_text.append(response.message.content)
                             yield TextDelta(response.message.content)
+                    scope.completion("".join(step_text))
                 prompt_tokens += scope.prompt_tokens
                 completion_tokens += scope.completion_tokens
                 produced.extend(step_text)
@@ -165,10 +178,11 @@ class Agent:
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
         label = call.name if tool is not None else "unknown"  # model-chosen names stay bounded
-        with self.telemetry.tool_call(self.name, label) as scope:
+        with self.telemetry.tool_call(self.name, label, call.id) as scope:
             if tool is None or self.registry is None:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
             else:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"
+            scope.payload(call.arguments, outcome.output)
             return outcome

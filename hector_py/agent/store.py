@@ -18,6 +18,7 @@ import orjson
 
 from hector_py.config.model import StorageConfig
 from hector_py.llm.base import Message
+from hector_py.observability.telemetry import Telemetry
 
 INTERRUPTED = "interrupted: the server stopped before the task finished"
 
@@ -265,6 +266,51 @@ class SqliteStore:
     async def close(self) -> None:
         """Checkpoint and close the database."""
         await self._db.close()
+
+
+class TracedStore:
+    """A store whose every operation is a ``db`` span."""
+
+    def __init__(self, inner: Store, telemetry: Telemetry, system: str) -> None:
+        self._inner = inner
+        self._telemetry = telemetry
+        self._system = system
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, if any."""
+        with self._telemetry.store_op("select", "tasks", self._system):
+            return await self._inner.get_task(task_id)
+
+    async def save_task(self, task: Task) -> None:
+        """Insert or replace ``task``."""
+        with self._telemetry.store_op("upsert", "tasks", self._system):
+            await self._inner.save_task(task)
+
+    async def list_tasks(
+        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
+    ) -> tuple[list[Task], int]:
+        """A page of ``agent``'s tasks, newest first, and the total that match."""
+        with self._telemetry.store_op("select", "tasks", self._system):
+            return await self._inner.list_tasks(agent, context_id, state, limit, offset)
+
+    async def history(self, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of session ``context_id``, oldest first."""
+        with self._telemetry.store_op("select", "messages", self._system):
+            return await self._inner.history(context_id, limit)
+
+    async def append(self, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to session ``context_id``."""
+        with self._telemetry.store_op("insert", "messages", self._system):
+            await self._inner.append(context_id, messages)
+
+    async def close(self) -> None:
+        """Close the wrapped store."""
+        await self._inner.close()
+
+
+def traced(store: Store, telemetry: Telemetry, system: str) -> Store:
+    """``store`` with ``db`` spans when tracing is on; unchanged otherwise."""
+    return TracedStore(store, telemetry, system) if telemetry.tracer is not None else store
 
 
 async def open_store(config: StorageConfig) -> Store:

@@ -133,7 +133,8 @@ class TaskManager:
             try:
                 await self._set_state(execution, TaskState.WORKING)
                 history = await self.store.history(task.context_id, agent.config.history_messages)
-                async for event in agent.run(history, user_text, stream=stream):
+                events = agent.run(history, user_text, stream=stream, session_id=task.context_id)
+                async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
                     task.context_id,

@@ -190,7 +190,13 @@ class TracingConfig(Strict):
     service_name: str = "hector"
     service_version: str | None = None
     capture_payloads: bool = False
+    payload_max_chars: int = Field(
+        4096, ge=64, description="Captured prompts/completions are cut to this many characters."
+    )
     headers: dict[str, SecretStr] = Field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
+    environment: str | None = Field(None, description="deployment.environment resource value.")
 
 
 class ObservabilityConfig(Strict):

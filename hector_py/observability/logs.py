@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 _context: ContextVar[dict[str, Any]] = ContextVar("hector_log_context", default={})  # noqa: B039
 
@@ -42,8 +43,12 @@ def bind(**fields: Any) -> Iterator[None]:
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The bound context plus the ``extra=`` fields of one record."""
+    """The bound context, the current span's ids and the ``extra=`` fields of one record."""
     fields = dict(_context.get())
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        fields["trace_id"] = format(span.trace_id, "032x")
+        fields["span_id"] = format(span.span_id, "016x")
     fields.update((k, v) for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
     return fields
 

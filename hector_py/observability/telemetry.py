@@ -1,25 +1,45 @@
-"""``Telemetry``: one object per app; each scope records duration, outcome and errors.
+"""``Telemetry``: one object per app; each scope is one call, three signals.
 
-Product code calls these scopes and never prometheus_client directly. With metrics off
-the scopes are no-ops that cost next to nothing.
+A scope opens the span (GenAI semantic-convention names and attributes), observes the
+duration histogram (with a ``trace_id`` exemplar when sampled), counts the outcome and
+``errors_total``, and its span makes every log line inside carry ``trace_id``/``span_id``.
+Product code never touches prometheus_client or the OpenTelemetry API directly. With
+metrics and tracing off the scopes are no-ops that cost next to nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 from aiohttp import web
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import disable_created_metrics
 
+from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig
 from hector_py.observability.metrics import Metrics, http_method_label
+from hector_py.observability.tracing import Tracing, build_tracing
+
+log = logging.getLogger("hector.telemetry")
 
 SUCCESS, ERROR, CANCELED = "success", "error", "canceled"
 _STOPPED = (asyncio.CancelledError, GeneratorExit)
+CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_SECRET_PATTERNS = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}|AIza[A-Za-z0-9_\-]{20,})"
+)
+REDACTED = "[REDACTED]"
 
 
 def _failure(exc: BaseException) -> str:
@@ -42,12 +62,15 @@ class HttpScope:
 
 @dataclass
 class LLMScope:
-    """One LLM call: mark the first token, report usage, or fail."""
+    """One LLM call: mark the first token, report usage and finish reasons, or fail."""
 
-    started: float
+    span: Span | None
+    capture: Capture | None
+    started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reasons: tuple[str, ...] = ()
     error_type: str | None = None
 
     def first_token(self) -> None:
@@ -59,50 +82,155 @@ class LLMScope:
         """The call's token usage (streams report it at the end, or when cut)."""
         self.prompt_tokens, self.completion_tokens = prompt, completion
 
+    def prompt(self, messages: Sequence[Any]) -> None:
+        """Record the prompt as a span event when payload capture is on."""
+        if self.capture and self.span:
+            text = "\n".join(f"{m.role}: {m.content}" for m in messages)
+            self.span.add_event("gen_ai.prompt", {"gen_ai.prompt": self.capture.clean(text)})
+
+    def completion(self, text: str) -> None:
+        """Record the completion as a span event when payload capture is on."""
+        if self.capture and self.span:
+            self.span.add_event(
+                "gen_ai.completion", {"gen_ai.completion": self.capture.clean(text)}
+            )
+
 
 @dataclass
 class ToolScope:
     """One tool call; set ``error_type`` when it fails."""
 
+    span: Span | None
+    capture: Capture | None
     error_type: str | None = None
+
+    def payload(self, arguments: Mapping[str, Any], result: str) -> None:
+        """Record the tool's arguments and result when payload capture is on."""
+        if self.capture and self.span:
+            self.span.add_event(
+                "gen_ai.tool.io",
+                {
+                    "gen_ai.tool.call.arguments": self.capture.clean(str(dict(arguments))),
+                    "gen_ai.tool.call.result": self.capture.clean(result),
+                },
+            )
 
 
 @dataclass
 class RunScope:
     """One agent run; set ``error_type`` for a failure that did not raise."""
 
+    span: Span | None
     error_type: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Payload capture: truncation and secret redaction."""
+
+    max_chars: int
+    secrets: tuple[str, ...]
+
+    def clean(self, text: str) -> str:
+        """``text`` without known secrets or key-shaped strings, cut to ``max_chars``."""
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        text = _SECRET_PATTERNS.sub(REDACTED, text)
+        return text if len(text) <= self.max_chars else text[: self.max_chars] + "…[truncated]"
 
 
 class Telemetry:
-    """Metrics for one app, built once from ``observability:``."""
+    """Metrics and tracing for one app, built once from ``observability:``."""
 
-    def __init__(self, config: ObservabilityConfig) -> None:
+    def __init__(
+        self,
+        config: ObservabilityConfig,
+        secrets: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
         self.config = config
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
             disable_created_metrics()  # type: ignore[no-untyped-call]
             self.metrics = Metrics(config.metrics)
+        self.tracing: Tracing | None = None
+        self.tracer: Tracer | None = None
+        self.capture: Capture | None = None
+        tracing = config.tracing
+        if tracing.enabled:
+            self.tracing = build_tracing(tracing, environ)
+            self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
+            if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
+                self.capture = Capture(
+                    tracing.payload_max_chars, tuple(s for s in secrets if len(s) >= 4)
+                )
+
+    # --- spans -------------------------------------------------------------------------
 
     @contextmanager
-    def http_request(self, method: str, route: str) -> Iterator[HttpScope]:
-        """Time one HTTP request and count it by route pattern and code."""
+    def _span(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any], context: Any = None
+    ) -> Iterator[Span | None]:
+        if self.tracer is None:
+            yield None
+            return
+        with self.tracer.start_as_current_span(
+            name,
+            context=context,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except BaseException as exc:
+                if not isinstance(exc, _STOPPED):
+                    _mark_error(span, type(exc).__name__, exc)
+                raise
+
+    @staticmethod
+    def _exemplar(span: Span | None) -> dict[str, str] | None:
+        if span is None:
+            return None
+        context = span.get_span_context()
+        return (
+            {"trace_id": format(context.trace_id, "032x")} if context.trace_flags.sampled else None
+        )
+
+    # --- scopes ------------------------------------------------------------------------
+
+    @contextmanager
+    def http_request(
+        self, method: str, route: str, path: str, headers: Mapping[str, str]
+    ) -> Iterator[HttpScope]:
+        """One HTTP request: server span (parent from ``traceparent``), metrics by route."""
         scope = HttpScope()
-        metrics = self.metrics
-        if metrics is None:
+        metrics, method_label = self.metrics, http_method_label(method)
+        if metrics is None and self.tracer is None:
             yield scope
             return
-        method = http_method_label(method)
+        parent = propagate.extract(headers) if self.tracer is not None else None
+        attributes = {"http.request.method": method_label, "http.route": route, "url.path": path}
         started = time.perf_counter()
-        metrics.active_requests.inc()
-        try:
-            yield scope
-        finally:
-            metrics.active_requests.dec()
-            status = ERROR if scope.code >= 500 else SUCCESS
-            metrics.requests.labels(method, route, str(scope.code), status).inc()
-            metrics.request_duration.labels(method, route).observe(time.perf_counter() - started)
+        if metrics is not None:
+            metrics.active_requests.inc()
+        with self._span(f"{method_label} {route}", SpanKind.SERVER, attributes, parent) as span:
+            try:
+                yield scope
+            finally:
+                if span is not None:
+                    span.set_attribute("http.response.status_code", scope.code)
+                    if scope.code >= 500:
+                        _mark_error(span, str(scope.code))
+                if metrics is not None:
+                    metrics.active_requests.dec()
+                    status = ERROR if scope.code >= 500 else SUCCESS
+                    metrics.requests.labels(method_label, route, str(scope.code), status).inc()
+                    metrics.request_duration.labels(method_label, route).observe(
+                        time.perf_counter() - started, self._exemplar(span)
+                    )
 
     def agent_request(self, agent: str, ok: bool) -> None:
         """Count one protocol request addressed to ``agent``."""
@@ -110,46 +238,88 @@ class Telemetry:
             self.metrics.agent_requests.labels(agent, SUCCESS if ok else ERROR).inc()
 
     @contextmanager
-    def agent_run(self, agent: str) -> Iterator[RunScope]:
-        """Time one agent run; an exception (other than cancellation) counts as an error."""
-        scope = RunScope()
+    def agent_run(
+        self, agent: str, session_id: str | None, provider: str, model: str
+    ) -> Iterator[RunScope]:
+        """One agent run: ``invoke_agent {agent}`` span, run metrics."""
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": agent,
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+        }
+        if session_id:
+            attributes["gen_ai.conversation.id"] = session_id
         metrics = self.metrics
-        if metrics is None:
-            yield scope
-            return
         started = time.perf_counter()
-        metrics.active_agent_runs.labels(agent).inc()
-        try:
-            yield scope
-        except BaseException as exc:
-            scope.error_type = _failure(exc)
-            raise
-        finally:
-            metrics.active_agent_runs.labels(agent).dec()
-            metrics.agent_request_duration.labels(agent).observe(time.perf_counter() - started)
-            metrics.agent_invocations.labels(agent, _status(scope.error_type)).inc()
-            self._count_error("agent", scope.error_type)
+        if metrics is not None:
+            metrics.active_agent_runs.labels(agent).inc()
+        with self._span(f"invoke_agent {agent}", SpanKind.INTERNAL, attributes) as span:
+            scope = RunScope(span)
+            try:
+                yield scope
+            except BaseException as exc:
+                scope.error_type = _failure(exc)
+                raise
+            finally:
+                if metrics is not None:
+                    metrics.active_agent_runs.labels(agent).dec()
+                    metrics.agent_request_duration.labels(agent).observe(
+                        time.perf_counter() - started, self._exemplar(span)
+                    )
+                    metrics.agent_invocations.labels(agent, _status(scope.error_type)).inc()
+                self._count_error("agent", scope.error_type)
 
     @contextmanager
-    def llm_call(self, agent: str, provider: str, model: str) -> Iterator[LLMScope]:
-        """Time one LLM call; tokens are counted even when it fails part-way."""
-        scope = LLMScope(started=time.perf_counter())
-        try:
-            yield scope
-        except BaseException as exc:
-            scope.error_type = _failure(exc)
-            raise
-        finally:
-            self._record_llm(agent, provider, model, scope)
+    def llm_call(
+        self, agent: str, provider: str, model: str, *, stream: bool, server: str | None = None
+    ) -> Iterator[LLMScope]:
+        """One LLM call: ``chat {model}`` client span; tokens count even if it fails."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            "gen_ai.request.stream": stream,
+        }
+        if server:
+            _, _, host_port = server.partition("://")
+            host, _, port = host_port.split("/", 1)[0].rpartition(":")
+            attributes["server.address"] = host or port
+            if host and port.isdigit():
+                attributes["server.port"] = int(port)
+        with self._span(f"chat {model}", SpanKind.CLIENT, attributes) as span:
+            scope = LLMScope(span, self.capture)
+            try:
+                yield scope
+            except BaseException as exc:
+                scope.error_type = _failure(exc)
+                raise
+            finally:
+                self._record_llm(agent, provider, model, scope)
 
     def _record_llm(self, agent: str, provider: str, model: str, scope: LLMScope) -> None:
+        span = scope.span
+        if span is not None:
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": model,
+                    "gen_ai.usage.input_tokens": scope.prompt_tokens,
+                    "gen_ai.usage.output_tokens": scope.completion_tokens,
+                }
+            )
+            if scope.finish_reasons:
+                span.set_attribute("gen_ai.response.finish_reasons", scope.finish_reasons)
+            if scope.first_token_at is not None:
+                span.set_attribute(
+                    "gen_ai.response.time_to_first_chunk", scope.first_token_at - scope.started
+                )
         metrics = self.metrics
         if metrics is None:
             return
-        labels = (agent, provider, model)
-        metrics.llm_duration.labels(*labels).observe(time.perf_counter() - scope.started)
+        labels, exemplar = (agent, provider, model), self._exemplar(span)
+        metrics.llm_duration.labels(*labels).observe(time.perf_counter() - scope.started, exemplar)
         if scope.first_token_at is not None:
-            metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started)
+            metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
         if scope.prompt_tokens:
             metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
         if scope.completion_tokens:
@@ -157,29 +327,53 @@ class Telemetry:
         metrics.llm_requests.labels(*labels, _status(scope.error_type)).inc()
         self._count_error("llm", scope.error_type)
 
-    def llm_retry(self, provider: str, model: str) -> None:
-        """Count one retried LLM call."""
+    def llm_retry(self, provider: str, model: str, attempt: int, reason: str, delay: float) -> None:
+        """Count one retried LLM call and note it on the current span."""
         if self.metrics is not None:
             self.metrics.llm_retries.labels(provider, model).inc()
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "retry", {"retry.attempt": attempt, "retry.reason": reason, "retry.delay_s": delay}
+            )
 
     @contextmanager
-    def tool_call(self, agent: str, tool: str) -> Iterator[ToolScope]:
-        """Time one tool call; set ``error_type`` on the scope when it fails."""
-        scope = ToolScope()
+    def tool_call(self, agent: str, tool: str, call_id: str) -> Iterator[ToolScope]:
+        """One tool call: ``execute_tool {tool}`` span; set ``error_type`` on failure."""
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.call.id": call_id,
+        }
         metrics = self.metrics
-        if metrics is None:
-            yield scope
-            return
         started = time.perf_counter()
-        try:
-            yield scope
-        except BaseException as exc:
-            scope.error_type = _failure(exc)
-            raise
-        finally:
-            metrics.tool_duration.labels(agent, tool).observe(time.perf_counter() - started)
-            metrics.tool_calls.labels(agent, tool, _status(scope.error_type)).inc()
-            self._count_error("tool", scope.error_type)
+        with self._span(f"execute_tool {tool}", SpanKind.INTERNAL, attributes) as span:
+            scope = ToolScope(span, self.capture)
+            try:
+                yield scope
+            except BaseException as exc:
+                scope.error_type = _failure(exc)
+                raise
+            finally:
+                if span is not None and scope.error_type not in (None, CANCELED):
+                    _mark_error(span, str(scope.error_type))
+                if metrics is not None:
+                    metrics.tool_duration.labels(agent, tool).observe(
+                        time.perf_counter() - started, self._exemplar(span)
+                    )
+                    metrics.tool_calls.labels(agent, tool, _status(scope.error_type)).inc()
+                self._count_error("tool", scope.error_type)
+
+    @contextmanager
+    def store_op(self, operation: str, table: str, system: str) -> Iterator[None]:
+        """One store operation as a ``db`` client span."""
+        attributes = {
+            "db.system.name": system,
+            "db.operation.name": operation,
+            "db.collection.name": table,
+        }
+        with self._span(f"{operation} {table}", SpanKind.CLIENT, attributes):
+            yield
 
     def error(self, component: str, error_type: str) -> None:
         """Count one error of ``component``."""
@@ -190,6 +384,36 @@ class Telemetry:
         if error_type is not None and error_type != CANCELED:
             self.error(component, error_type)
 
+    # --- plumbing ----------------------------------------------------------------------
+
+    def client_trace_configs(self) -> list[aiohttp.TraceConfig]:
+        """aiohttp hooks that put ``traceparent`` on every outgoing request (tracing on)."""
+        if self.tracer is None:
+            return []
+
+        async def inject(
+            _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestStartParams
+        ) -> None:
+            propagate.inject(params.headers)
+
+        config = aiohttp.TraceConfig()
+        config.on_request_start.append(inject)
+        return [config]
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""
+        if self.tracing is None:
+            return {}
+        exporter = self.tracing.exporter
+        part: dict[str, Any] = {
+            "status": "ok" if exporter.healthy else "degraded",
+            "exporter": exporter.target.exporter,
+            "endpoint": exporter.target.endpoint,
+        }
+        if exporter.last_error:
+            part["error"] = exporter.last_error
+        return {"tracing": part}
+
     async def scrape(self, request: web.Request) -> web.Response:
         """The ``/metrics`` handler."""
         assert self.metrics is not None
@@ -197,3 +421,28 @@ class Telemetry:
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
+
+    async def shutdown(self, timeout: float) -> None:
+        """Flush spans, waiting at most ``timeout`` seconds (a dead collector never hangs)."""
+        if self.tracing is None:
+            return
+        done = threading.Event()
+
+        def flush() -> None:
+            assert self.tracing is not None
+            self.tracing.provider.shutdown()
+            done.set()
+
+        threading.Thread(target=flush, name="hector-trace-flush", daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not done.is_set():
+            log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
+
+
+def _mark_error(span: Span, error_type: str, exc: BaseException | None = None) -> None:
+    span.set_status(Status(StatusCode.ERROR, str(exc) if exc else error_type))
+    span.set_attribute("error.type", error_type)
+    if exc is not None:
+        span.record_exception(exc)

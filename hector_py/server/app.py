@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import open_store
+from hector_py.agent.store import open_store, traced
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.model import Config
@@ -16,6 +16,8 @@ from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
+
+TRACE_FLUSH_TIMEOUT_S = 5.0
 
 
 def build_agents(
@@ -31,9 +33,9 @@ def build_agents(
         provider, model = llm.provider, llm.model
 
         def count_retry(
-            _attempt: int, _reason: str, _delay: float, provider: str = provider, model: str = model
+            attempt: int, reason: str, delay: float, provider: str = provider, model: str = model
         ) -> None:
-            telemetry.llm_retry(provider, model)
+            telemetry.llm_retry(provider, model, attempt, reason, delay)
 
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     return {
@@ -57,15 +59,24 @@ def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
     return app
 
 
+def secrets_of(config: Config) -> list[str]:
+    """Every secret value in ``config`` (for redaction of captured payloads)."""
+    values = [llm.api_key for llm in config.llms.values() if llm.api_key]
+    values += list(config.observability.tracing.headers.values())
+    values += [v for tool in config.tools.values() for v in tool.headers.values()]
+    return [value.get_secret_value() for value in values]
+
+
 async def build_app(config: Config) -> web.Application:
     """The HTTP application for ``config``. Raises ``ConfigError`` if it cannot be built."""
-    telemetry = Telemetry(config.observability)
-    session = aiohttp.ClientSession()
+    telemetry = Telemetry(config.observability, secrets_of(config))
+    session = aiohttp.ClientSession(trace_configs=telemetry.client_trace_configs())
     try:
         agents = build_agents(config, session, telemetry)
-        store = await open_store(config.storage)
+        store = traced(await open_store(config.storage), telemetry, config.storage.type)
     except BaseException:
         await session.close()
+        await telemetry.shutdown(1.0)
         raise
     state = ServerState(
         config=config, agents=agents, store=store, tasks=TaskManager(store), telemetry=telemetry
@@ -85,6 +96,7 @@ async def build_app(config: Config) -> web.Application:
     async def close_resources(_: web.Application) -> None:
         await session.close()
         await state.store.close()
+        await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
 
     app.on_shutdown.append(drain_tasks)
     app.on_cleanup.append(close_resources)

@@ -17,11 +17,13 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         "agents": {"status": "ok", "count": len(state.agents)},
         "store": {"status": "ok", "type": state.config.storage.type},
         "server": {"status": "draining" if state.draining else "ok"},
+        **state.telemetry.health(),
     }
 
 
 def _failing(parts: dict[str, dict[str, Any]]) -> list[str]:
-    return [name for name, part in parts.items() if part["status"] != "ok"]
+    """Components that make the server unready (``degraded`` telemetry does not)."""
+    return [name for name, part in parts.items() if part["status"] not in ("ok", "degraded")]
 
 
 async def health(request: web.Request) -> web.Response:
@@ -30,7 +32,7 @@ async def health(request: web.Request) -> web.Response:
     parts = components(state)
     return web.json_response(
         {
-            "status": "degraded" if _failing(parts) else "ok",
+            "status": "ok" if all(p["status"] == "ok" for p in parts.values()) else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
             "components": parts,

@@ -39,7 +39,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     route = route_of(request)
     telemetry = request.app[STATE].telemetry
-    with bind(request_id=request_id), telemetry.http_request(request.method, route) as scope:
+    with (
+        bind(request_id=request_id),
+        telemetry.http_request(request.method, route, request.path, request.headers) as scope,
+    ):
         try:
             response = await handler(request)
         except web.HTTPException as exc:
