@@ -51,6 +51,19 @@ class LLMTimeout(Strict):
     total: float = Field(600.0, gt=0, description="For the whole request, streams included.")
 
 
+class Pricing(Strict):
+    """Token prices of one model, in US dollars per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price of one call."""
+        return (
+            prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
+        ) / 1_000_000
+
+
 class LLMConfig(Strict):
     """One model endpoint that agents refer to by name."""
 
@@ -73,6 +86,9 @@ class LLMConfig(Strict):
     )
     retry_backoff: float = Field(
         0.5, ge=0, description="Seconds; retry n waits up to retry_backoff * 2**n (jittered)."
+    )
+    pricing: Pricing | None = Field(
+        None, description="USD per million tokens; feeds llm_cost_usd_total."
     )
 
     @field_validator("provider")

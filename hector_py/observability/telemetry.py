@@ -27,7 +27,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import disable_created_metrics
 
 from hector_py import __version__
-from hector_py.config.model import ObservabilityConfig
+from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.tracing import Tracing, build_tracing
 
@@ -146,14 +146,20 @@ class Telemetry:
         self,
         config: ObservabilityConfig,
         secrets: Iterable[str] = (),
+        pricing: Mapping[tuple[str, str], Pricing] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.config = config
+        self.pricing = dict(pricing or {})  # (provider, model) -> prices
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
             disable_created_metrics()  # type: ignore[no-untyped-call]
             self.metrics = Metrics(config.metrics)
+        # Probes and scrapes are counted but not traced: they would drown real traces.
+        self._untraced_routes = frozenset(
+            {"/health", "/health/live", "/health/ready", config.metrics.endpoint}
+        )
         self.tracing: Tracing | None = None
         self.tracer: Tracer | None = None
         self.capture: Capture | None = None
@@ -170,9 +176,15 @@ class Telemetry:
 
     @contextmanager
     def _span(
-        self, name: str, kind: SpanKind, attributes: dict[str, Any], context: Any = None
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        context: Any = None,
+        *,
+        record: bool = True,
     ) -> Iterator[Span | None]:
-        if self.tracer is None:
+        if self.tracer is None or not record:
             yield None
             return
         with self.tracer.start_as_current_span(
@@ -211,12 +223,14 @@ class Telemetry:
         if metrics is None and self.tracer is None:
             yield scope
             return
-        parent = propagate.extract(headers) if self.tracer is not None else None
+        traced = self.tracer is not None and route not in self._untraced_routes
+        parent = propagate.extract(headers) if traced else None
         attributes = {"http.request.method": method_label, "http.route": route, "url.path": path}
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_requests.inc()
-        with self._span(f"{method_label} {route}", SpanKind.SERVER, attributes, parent) as span:
+        name = f"{method_label} {route}"
+        with self._span(name, SpanKind.SERVER, attributes, parent, record=traced) as span:
             try:
                 yield scope
             finally:
@@ -324,6 +338,11 @@ class Telemetry:
             metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
         if scope.completion_tokens:
             metrics.llm_tokens.labels(*labels, "completion").inc(scope.completion_tokens)
+        price = self.pricing.get((provider, model))
+        if price is not None and (scope.prompt_tokens or scope.completion_tokens):
+            metrics.llm_cost.labels(*labels).inc(
+                price.cost(scope.prompt_tokens, scope.completion_tokens)
+            )
         metrics.llm_requests.labels(*labels, _status(scope.error_type)).inc()
         self._count_error("llm", scope.error_type)
 

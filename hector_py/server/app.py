@@ -69,7 +69,12 @@ def secrets_of(config: Config) -> list[str]:
 
 async def build_app(config: Config) -> web.Application:
     """The HTTP application for ``config``. Raises ``ConfigError`` if it cannot be built."""
-    telemetry = Telemetry(config.observability, secrets_of(config))
+    pricing = {
+        (llm.provider, llm.model): llm.pricing
+        for llm in config.llms.values()
+        if llm.pricing is not None
+    }
+    telemetry = Telemetry(config.observability, secrets_of(config), pricing)
     session = aiohttp.ClientSession(trace_configs=telemetry.client_trace_configs())
     try:
         agents = build_agents(config, session, telemetry)
