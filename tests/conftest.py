@@ -172,3 +172,52 @@ def v03_message(text: str, **extra: Any) -> dict[str, Any]:
             **extra,
         }
     }
+
+
+@dataclass
+class FakeLLM:
+    """A fake upstream (tests/fakes/llm_servers.py) running as a subprocess."""
+
+    proc: subprocess.Popen[str]
+    base_url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request the fake received (headers and JSON body)."""
+        origin = self.base_url.split("/v1")[0].rstrip("/")
+        return httpx.get(f"{origin}/_fake/requests", timeout=5).json()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Terminate the process."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_fake_llm(provider: str, *flags: str) -> FakeLLM:
+    """Start ``python -m tests.fakes.llm_servers --provider P --port 0 FLAGS``."""
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.llm_servers",
+            "--provider",
+            provider,
+            "--port",
+            "0",
+            *flags,
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # the fake prints its URL first, or exits
+    if not line.startswith("http"):
+        proc.kill()
+        raise AssertionError(f"fake {provider} upstream did not start: {line!r}")
+    return FakeLLM(proc, line)

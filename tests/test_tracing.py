@@ -1,0 +1,209 @@
+"""Tracing through the real server into real-protocol receivers (tests/fakes/trace_receivers)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FakeLLM, Server, clean_env, hector, rpc, start_fake_llm, v03_message
+from tests.fakes.trace_receivers import (
+    OTLPGrpcReceiver,
+    OTLPHttpReceiver,
+    ReceivedSpan,
+    ZipkinReceiver,
+    children,
+    closed_port,
+    one,
+    roots,
+)
+
+TOOL_ASK = 'use calculator {"expression": "6*7"}'
+PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT_SPAN = "b7ad6b7169203331"
+
+
+def tracing_config(
+    tmp_path: Path, tracing: str, llm: str = "provider: demo\n    stream_delay: 0"
+) -> Path:
+    path = tmp_path / "traced.yaml"
+    path.write_text(
+        f"llms:\n  default:\n    {llm}\n"
+        "agents:\n  assistant:\n    tools: [calculator]\n"
+        f"observability:\n  tracing:\n    enabled: true\n{tracing}"
+    )
+    return path
+
+
+def product_tree(spans: list[ReceivedSpan]) -> tuple[ReceivedSpan, ReceivedSpan, list[str]]:
+    """(server span, invoke_agent span, names of invoke_agent's non-db children)."""
+    [server] = [s for s in roots(spans) if s.kind == "SERVER"]
+    agent = one(children(spans, server), "invoke_agent assistant")
+    steps = [s.name for s in children(spans, agent) if not s.attributes.get("db.system.name")]
+    return server, agent, steps
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    fake = start_fake_llm(
+        "openai", "--tool-call", 'calculator:{"expression":"6*7"}', "--usage", "11,7"
+    )
+    yield fake
+    fake.stop()
+
+
+def test_otlp_grpc_tree_tokens_headers_and_propagation(
+    serve: Any, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    with OTLPGrpcReceiver() as receiver:
+        config = tracing_config(
+            tmp_path,
+            f"    endpoint: {receiver.endpoint}\n"
+            "    headers:\n      Authorization: Bearer ${TRACE_KEY_FOR_TEST}\n",
+            llm=f"provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
+            f"    base_url: {fake_llm.base_url}",
+        )
+        server: Server = serve(
+            "-c", str(config), "--log-format", "json", env=clean_env(TRACE_KEY_FOR_TEST="xyz-123")
+        )
+        headers = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+        reply = httpx.post(
+            server.url + "/",
+            headers=headers,
+            timeout=20,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "message/send",
+                "params": v03_message("what is 6*7?"),
+            },
+        )
+        assert "42" in reply.text
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    root, agent, steps = product_tree(spans)
+    assert (root.trace_id, root.parent_span_id) == (PARENT_TRACE, PARENT_SPAN)
+    assert root.name == "POST /" and root.attributes["http.route"] == "/"
+    assert {s.trace_id for s in spans} == {PARENT_TRACE}
+    assert steps == ["chat gpt-4o", "execute_tool calculator", "chat gpt-4o"]
+    assert agent.attributes["gen_ai.agent.name"] == "assistant"
+    assert agent.attributes["gen_ai.provider.name"] == "openai"
+    assert agent.attributes["gen_ai.conversation.id"]
+    chats = [s for s in children(spans, agent) if s.name == "chat gpt-4o"]
+    for chat in chats:
+        assert chat.kind == "CLIENT"
+        assert chat.attributes["gen_ai.usage.input_tokens"] == 11
+        assert chat.attributes["gen_ai.usage.output_tokens"] == 7
+        assert chat.attributes["gen_ai.operation.name"] == "chat"
+        assert chat.attributes["server.address"] == "127.0.0.1"
+    tool = one(children(spans, agent), "execute_tool calculator")
+    assert tool.attributes["gen_ai.tool.name"] == "calculator"
+    assert tool.attributes["gen_ai.tool.call.id"]
+    assert any(s.attributes.get("db.system.name") == "memory" for s in spans)
+    assert all(h.get("authorization") == "Bearer xyz-123" for h in receiver.headers)
+    # the upstream call carried our trace, parented by a chat span
+    upstream = fake_llm.requests()[0]["headers"]
+    traceparent = {k.lower(): v for k, v in upstream.items()}["traceparent"]
+    _, trace_id, parent_id, _ = traceparent.split("-")
+    assert trace_id == PARENT_TRACE and parent_id in {c.span_id for c in chats}
+    # log lines of the request carry the same trace id
+    assert server.stop() == 0
+    records = [json.loads(line) for line in server.log_lines()]
+    request_logs = [r for r in records if r.get("request_id")]
+    assert len(request_logs) >= 2  # the agent's line and the access line
+    assert all(r.get("trace_id") == PARENT_TRACE for r in request_logs)
+
+
+@pytest.mark.parametrize("kind", ["http", "zipkin", "jaeger"])
+def test_other_exporters_receive_the_agent_tree(serve: Any, tmp_path: Path, kind: str) -> None:
+    receiver_type = ZipkinReceiver if kind == "zipkin" else OTLPHttpReceiver
+    with receiver_type() as receiver:
+        if kind == "zipkin":
+            settings = f"    exporter: zipkin\n    endpoint: {receiver.url}\n"
+        elif kind == "jaeger":  # jaeger sends OTLP (the Thrift exporter is gone)
+            settings = f"    exporter: jaeger\n    endpoint: {receiver.endpoint}\n"
+        else:
+            settings = f"    endpoint: 127.0.0.1:{receiver.port}\n    protocol: http\n"
+        server: Server = serve("-c", str(tracing_config(tmp_path, settings)))
+        rpc(server.url + "/agents/assistant", "message/send", v03_message(TOOL_ASK))
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    root, _, steps = product_tree(spans)
+    assert root.name == "POST /agents/{name}"
+    assert steps == ["chat demo", "execute_tool calculator", "chat demo"]
+    assert len({s.trace_id for s in spans}) == 1
+    if kind != "zipkin":
+        assert receiver.headers[0].get("content-encoding") == "gzip"
+
+
+def test_sampling_ratio_and_sampled_parent(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(
+            tmp_path, f"    endpoint: {receiver.traces_url}\n    sampling_rate: 0.1\n"
+        )
+        server: Server = serve("-c", str(config))
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(2000):
+                assert client.get("/agents").status_code == 200
+            parent = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+            for _ in range(20):
+                client.get("/agents", headers=parent)
+        assert server.stop() == 0  # flushes what is queued
+        traces = {s.trace_id for s in receiver.spans}
+    assert PARENT_TRACE in traces
+    kept = len(traces - {PARENT_TRACE})
+    assert 130 <= kept <= 270, kept  # Binomial(2000, 0.1): mean 200, sd 13.4
+    assert sum(1 for s in receiver.spans if s.trace_id == PARENT_TRACE) == 20
+
+
+def test_dead_collector_costs_nothing_and_is_reported_once(serve: Any, tmp_path: Path) -> None:
+    port = closed_port()
+    config = tracing_config(tmp_path, f"    endpoint: 127.0.0.1:{port}\n    timeout: 1\n")
+    server: Server = serve("-c", str(config), "--log-format", "json")
+    deadline = time.monotonic() + 20
+    health: dict[str, Any] = {}
+    sent = 0
+    while time.monotonic() < deadline:
+        reply = rpc(server.url + "/", "message/send", v03_message("hello"))
+        assert reply["result"]["status"]["state"] == "completed"
+        sent += 1
+        health = httpx.get(server.url + "/health").json()
+        if health["components"]["tracing"]["status"] == "degraded" and sent >= 30:
+            break
+    assert health["components"]["tracing"]["status"] == "degraded"
+    assert health["status"] == "degraded"
+    assert httpx.get(server.url + "/health/ready").status_code == 200
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 10
+    records = [json.loads(line) for line in server.log_lines()]
+    warnings = [r for r in records if r["level"] in ("WARNING", "ERROR")]
+    assert len([w for w in warnings if "trace export" in w["msg"]]) == 1, warnings
+    assert len(warnings) <= 2, warnings  # plus at most one "flush did not finish"
+
+
+def test_stdout_exporter_prints_parseable_spans(serve: Any, tmp_path: Path) -> None:
+    server: Server = serve(
+        "-c", str(tracing_config(tmp_path, "    exporter: stdout\n")), "--log-format", "json"
+    )
+    rpc(server.url + "/", "message/send", v03_message(TOOL_ASK))
+    assert server.stop() == 0
+    lines = [json.loads(line) for line in server.log_lines()]
+    spans = [line for line in lines if "context" in line and "name" in line]
+    names = {span["name"] for span in spans}
+    assert {"POST /", "invoke_agent assistant", "chat demo", "execute_tool calculator"} <= names
+
+
+def test_bad_exporter_settings_are_config_errors(tmp_path: Path) -> None:
+    config = tracing_config(tmp_path, "    endpoint: 'localhost:notaport'\n")
+    result = hector("serve", "-c", str(config))
+    assert result.returncode == 1
+    assert "observability.tracing.endpoint" in result.stderr
+    assert "Traceback" not in result.stderr
