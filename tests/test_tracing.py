@@ -207,3 +207,34 @@ def test_bad_exporter_settings_are_config_errors(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "observability.tracing.endpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tracing_endpoint_flag_alone_turns_on_otlp(serve: Any) -> None:
+    with OTLPGrpcReceiver() as receiver:
+        server: Server = serve("--tracing-endpoint", receiver.endpoint)
+        rpc(server.url + "/", "message/send", v03_message("hi"))
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    assert one(spans, "invoke_agent assistant").resource["service.name"] == "hector"
+
+
+def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(tmp_path, "    service_name: from-config\n")
+        env = clean_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_RESOURCE_ATTRIBUTES="team=agents,service.name=from-env",
+            OTEL_TRACES_SAMPLER="always_off",
+        )
+        server: Server = serve("-c", str(config), env=env)
+        parent = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+        httpx.get(server.url + "/agents", headers=parent)  # a sampled parent is kept
+        httpx.get(server.url + "/agents")  # always_off: dropped
+        spans = receiver.wait_for(bool, what="the sampled request")
+        assert server.stop() == 0
+    [span] = receiver.spans
+    assert span.trace_id == PARENT_TRACE
+    assert span.resource["service.name"] == "from-config"  # explicit config wins
+    assert span.resource["team"] == "agents"
+    assert spans
