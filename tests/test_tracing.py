@@ -238,3 +238,64 @@ def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> 
     assert span.resource["service.name"] == "from-config"  # explicit config wins
     assert span.resource["team"] == "agents"
     assert spans
+
+
+def test_errors_retries_and_payload_capture_on_spans(serve: Any, tmp_path: Path) -> None:
+    fake = start_fake_llm(
+        "openai",
+        "--fail-first",
+        "1",
+        "--status",
+        "429",
+        "--retry-after",
+        "0",
+        "--reply",
+        "the key is sk-live-abcdefghijklmnop ok",
+    )
+    try:
+        with OTLPHttpReceiver() as receiver:
+            config = tracing_config(
+                tmp_path,
+                f"    endpoint: {receiver.traces_url}\n    capture_payloads: true\n",
+                llm=f"provider: openai\n    model: gpt-4o\n    api_key: sk-test-secret-999\n"
+                f"    base_url: {fake.base_url}\n    retry_backoff: 0",
+            )
+            server: Server = serve("-c", str(config))
+            rpc(server.url + "/", "message/send", v03_message("my token is sk-test-secret-999"))
+            spans = receiver.wait_for(
+                lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+            )
+    finally:
+        fake.stop()
+    chat = one(spans, "chat gpt-4o")
+    events = dict(chat.events)
+    assert events["retry"]["retry.reason"] == "429"
+    prompt = events["gen_ai.prompt"]["gen_ai.prompt"]
+    completion = events["gen_ai.completion"]["gen_ai.completion"]
+    assert "sk-test-secret-999" not in prompt and "[REDACTED]" in prompt
+    assert completion == "the key is [REDACTED] ok"
+
+
+def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> None:
+    fake = start_fake_llm("anthropic", "--fail-first", "1", "--status", "400")
+    try:
+        with OTLPHttpReceiver() as receiver:
+            config = tracing_config(
+                tmp_path,
+                f"    endpoint: {receiver.traces_url}\n",
+                llm=f"provider: anthropic\n    model: claude-x\n    api_key: k\n"
+                f"    base_url: {fake.base_url}",
+            )
+            server: Server = serve("-c", str(config))
+            reply = rpc(server.url + "/", "message/send", v03_message("hi"))
+            assert reply["result"]["status"]["state"] == "failed"
+            spans = receiver.wait_for(
+                lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+            )
+    finally:
+        fake.stop()
+    for name in ("chat claude-x", "invoke_agent assistant"):
+        span = one(spans, name)
+        assert span.status == "ERROR"
+        assert span.attributes["error.type"] == "LLMError"
+        assert any(event == "exception" for event, _ in span.events)
