@@ -92,6 +92,15 @@ def serve(
             envvar="HECTOR_PORT", min=0, max=65535, help="Port (0 = any free) [default: 8080]."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            envvar="HECTOR_WORKERS",
+            min=1,
+            max=64,
+            help="Processes sharing the port; /metrics adds them up [default: 1].",
+        ),
+    ] = None,
     observe: Annotated[
         bool,
         typer.Option(
@@ -126,6 +135,7 @@ def serve(
         instruction=instruction,
         host=host,
         port=port,
+        workers=workers,
         observe=observe,
         metrics=metrics,
         tracing_endpoint=tracing_endpoint,
@@ -146,9 +156,13 @@ def serve(
             "no model and no provider key found: using the offline demo model "
             "(pass --model gpt-4o, or set OPENAI_API_KEY, to use a real one)"
         )
-    from hector_py.server.lifecycle import serve as run_server
-
     try:
+        if cfg.server.workers > 1:
+            from hector_py.server.workers import run_workers
+
+            raise typer.Exit(run_workers(cfg))
+        from hector_py.server.lifecycle import serve as run_server
+
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])

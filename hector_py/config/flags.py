@@ -48,6 +48,7 @@ class ServeFlags:
     instruction: str | None = None
     host: str | None = None
     port: int | None = None
+    workers: int | None = None
     observe: bool = False
     metrics: bool = False
     tracing_endpoint: str | None = None
@@ -98,7 +99,11 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
         out["llms"] = {base.agents[agent_name].llm: llm}
     if flags.instruction:
         out["agents"] = {agent_name: {"instruction": flags.instruction}}
-    server = {k: v for k, v in (("host", flags.host), ("port", flags.port)) if v is not None}
+    server = {
+        k: v
+        for k, v in (("host", flags.host), ("port", flags.port), ("workers", flags.workers))
+        if v is not None
+    }
     if server:
         out["server"] = server
     observability: dict[str, Any] = {}

@@ -39,6 +39,9 @@ class ServerConfig(Strict):
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds in-flight requests may take to finish on SIGTERM."
     )
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes sharing the port; metrics add up across them."
+    )
 
 
 class LLMTimeout(Strict):

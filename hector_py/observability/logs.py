@@ -67,6 +67,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "msg": record.getMessage(),
             "logger": record.name,
+            "pid": record.process,
         }
         entry.update(record_fields(record))
         if record.exc_info:

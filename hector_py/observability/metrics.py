@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from hector_py import __version__
@@ -96,26 +97,45 @@ class ConstLabels(Collector):
 class Metrics:
     """The hector metric set for one app."""
 
-    def __init__(self, config: MetricsConfig) -> None:
+    def __init__(self, config: MetricsConfig, multiprocess_dir: str | None = None) -> None:
+        """``multiprocess_dir``: the shared directory of ``--workers`` mode, where every
+        process writes its values and a scrape adds them up."""
         self.config = config
         self.registry = CollectorRegistry(auto_describe=True)
-        inner = CollectorRegistry(auto_describe=True) if config.const_labels else self.registry
+        source = CollectorRegistry(auto_describe=True) if config.const_labels else self.registry
         if config.const_labels:
-            self.registry.register(ConstLabels(inner, config.const_labels))
+            self.registry.register(ConstLabels(source, config.const_labels))
+        if multiprocess_dir:
+            MultiProcessCollector(source, multiprocess_dir)  # type: ignore[no-untyped-call]
+        # In multiprocess mode values live in files; the metric objects need no registry.
+        owner = None if multiprocess_dir else source
         ns, sub = config.namespace, config.subsystem
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, labels, namespace=ns, subsystem=sub, registry=inner)
+            return Counter(name, doc, labels, namespace=ns, subsystem=sub, registry=owner)
 
         def histogram(
             name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
         ) -> Histogram:
             return Histogram(
-                name, doc, labels, namespace=ns, subsystem=sub, registry=inner, buckets=buckets
+                name, doc, labels, namespace=ns, subsystem=sub, registry=owner, buckets=buckets
             )
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
-            return Gauge(name, doc, labels, namespace=ns, subsystem=sub, registry=inner)
+        def gauge(
+            name: str,
+            doc: str,
+            labels: tuple[str, ...],
+            mode: Literal["livesum", "max"] = "livesum",
+        ) -> Gauge:
+            return Gauge(
+                name,
+                doc,
+                labels,
+                namespace=ns,
+                subsystem=sub,
+                registry=owner,
+                multiprocess_mode=mode,
+            )
 
         llm = ("agent", "provider", "model")
         self.requests = counter(
@@ -158,10 +178,13 @@ class Metrics:
         self.errors = counter(
             "errors_total", "Errors by component and type", ("component", "error_type")
         )
-        build = Info("build", "hector-py build", namespace=ns, subsystem=sub, registry=inner)
-        build.info({"version": __version__, "python": platform.python_version()})
-        ProcessCollector(registry=inner)
-        PlatformCollector(registry=inner)
+        # A gauge rather than an Info metric: Info does not work in multiprocess mode.
+        gauge("build_info", "hector-py build", ("version", "python"), mode="max").labels(
+            __version__, platform.python_version()
+        ).set(1)
+        if not multiprocess_dir:  # per-process figures; meaningless summed over workers
+            ProcessCollector(registry=source)
+            PlatformCollector(registry=source)
 
     def render(self, accept: str) -> tuple[bytes, str]:
         """The exposition for a scrape: OpenMetrics when asked for, else Prometheus text."""

@@ -28,6 +28,7 @@ from prometheus_client import disable_created_metrics
 
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
+from hector_py.observability import MULTIPROC_ENV
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.tracing import Tracing, build_tracing
 
@@ -155,7 +156,7 @@ class Telemetry:
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
             disable_created_metrics()  # type: ignore[no-untyped-call]
-            self.metrics = Metrics(config.metrics)
+            self.metrics = Metrics(config.metrics, environ.get(MULTIPROC_ENV))
         # Probes and scrapes are counted but not traced: they would drown real traces.
         self._untraced_routes = frozenset(
             {"/health", "/health/live", "/health/ready", config.metrics.endpoint}

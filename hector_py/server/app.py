@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
 from aiohttp import web
 
@@ -9,10 +11,11 @@ from hector_py.agent.runner import Agent
 from hector_py.agent.store import open_store, traced
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
-from hector_py.config.model import Config
+from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
 from hector_py.observability.telemetry import Telemetry
+from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
@@ -47,9 +50,11 @@ def build_agents(
 
 
 async def check_buildable(config: Config) -> None:
-    """Raise ``ConfigError`` if ``serve`` could not build this config's agents."""
+    """Raise ``ConfigError`` if ``serve`` could not build this config (without starting
+    any telemetry: no exporter, no metrics)."""
+    resolve_target(config.observability.tracing, os.environ)
     async with aiohttp.ClientSession() as session:
-        build_agents(config, session, Telemetry(config.observability))
+        build_agents(config, session, Telemetry(ObservabilityConfig()))
 
 
 def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
