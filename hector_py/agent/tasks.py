@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.runner import (
     Agent,
     AgentError,
@@ -85,8 +86,10 @@ class Execution:
 class TaskManager:
     """Starts, tracks, cancels and drains task executions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, admission: Admission) -> None:
         self.store = store
+        self.admission = admission
+        self.draining = False
         self._running: dict[str, Execution] = {}
 
     def get(self, task_id: str) -> Execution | None:
@@ -94,23 +97,34 @@ class TaskManager:
         return self._running.get(task_id)
 
     async def start(self, agent: Agent, task: Task, user_text: str, *, stream: bool) -> Execution:
-        """Save ``task`` and start running it; subscribe before the next ``await``."""
-        await self.store.save_task(task)
+        """Take a run slot, save ``task`` and start running it; subscribe before the next
+        ``await``. Raises ``Overloaded`` when no slot frees in time."""
+        slot = await self.admission.acquire(agent.name)
+        try:
+            await self.store.save_task(task)
+        except BaseException:
+            slot.release()
+            raise
         execution = Execution(task)
         self._running[task.id] = execution
-        execution.runner = asyncio.create_task(self._run(agent, execution, user_text, stream))
+        execution.runner = asyncio.create_task(self._run(agent, execution, user_text, stream, slot))
         return execution
 
     async def cancel(self, task_id: str) -> Task | None:
-        """Stop a running task; returns it once canceled (``None`` if it is not running)."""
+        """Stop a running task; returns it once canceled (``None`` if it is not running).
+
+        While the server drains, a stopped task is marked failed, not canceled."""
         execution = self._running.get(task_id)
         if execution is None or execution.runner is None:
             return None
+        if self.draining:
+            execution.task.error = SHUTDOWN_FAILURE
         execution.runner.cancel()
         return await execution.wait()
 
     async def shutdown(self, timeout: float) -> None:
         """Let running tasks finish for ``timeout`` seconds, then fail the rest."""
+        self.draining = True
         runners = [e.runner for e in self._running.values() if e.runner is not None]
         if not runners:
             return
@@ -127,7 +141,9 @@ class TaskManager:
         await self.store.save_task(execution.task)
         execution.publish(StatusChanged(execution.task))
 
-    async def _run(self, agent: Agent, execution: Execution, user_text: str, stream: bool) -> Task:
+    async def _run(
+        self, agent: Agent, execution: Execution, user_text: str, stream: bool, slot: Slot
+    ) -> Task:
         task = execution.task
         with bind(session_id=task.context_id, task_id=task.id):
             try:
@@ -155,6 +171,7 @@ class TaskManager:
                 task.error = "internal error while running the agent"
                 await self._set_state(execution, TaskState.FAILED)
             finally:
+                slot.release()
                 execution.publish(None)
                 self._running.pop(task.id, None)
         return task

@@ -28,6 +28,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class ApiKey(Strict):
+    """An API key that names its tenant."""
+
+    key: SecretStr
+    tenant: str
+
+
+class AuthConfig(Strict):
+    """Who may call the server (``server.auth``); off while ``api_keys`` is empty."""
+
+    api_keys: list[SecretStr | ApiKey] = Field(
+        default_factory=list,
+        description="Keys accepted as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.",
+    )
+    public_card: bool = Field(True, description="Agent cards stay open without a key.")
+    protect_metrics: bool = Field(
+        False, description="Require a key on /metrics too (when it shares the API port)."
+    )
+
+
 class ServerConfig(Strict):
     """HTTP listener settings."""
 
@@ -42,6 +62,24 @@ class ServerConfig(Strict):
     workers: int = Field(
         1, ge=1, le=64, description="Processes sharing the port; metrics add up across them."
     )
+    drain_delay: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="Seconds to keep serving with readiness 503 after SIGTERM, so load "
+        "balancers stop sending traffic before the listener closes.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413).")
+    max_message_chars: int = Field(
+        100_000, ge=1, description="Longest user message in characters (invalid params)."
+    )
+    max_concurrent_runs: int = Field(
+        64, ge=1, description="Agent runs at once, all agents together; the excess waits."
+    )
+    queue_timeout: float = Field(
+        0.0, ge=0, description="Seconds a run may wait for a slot before 503 (0: at once)."
+    )
+    auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
 
 
 class LLMTimeout(Strict):
@@ -115,6 +153,9 @@ class AgentConfig(Strict):
     llm: str = DEFAULT_LLM
     instruction: str = "You are a helpful assistant."
     tools: list[str] = Field(default_factory=list)
+    max_concurrent_runs: int | None = Field(
+        None, ge=1, description="This agent's runs at once (within server.max_concurrent_runs)."
+    )
     max_iterations: int = Field(
         10, ge=1, le=100, description="Most LLM calls in one run (tool loops included)."
     )

@@ -175,6 +175,9 @@ class Metrics:
         self.tool_duration = histogram(
             "tool_call_duration_seconds", "Tool call duration", ("agent", "tool"), TOOL_BUCKETS
         )
+        self.auth_failures = counter(
+            "auth_failures_total", "Requests refused for a missing or invalid API key", ("reason",)
+        )
         self.errors = counter(
             "errors_total", "Errors by component and type", ("component", "error_type")
         )

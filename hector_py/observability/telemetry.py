@@ -395,6 +395,11 @@ class Telemetry:
         with self._span(f"{operation} {table}", SpanKind.CLIENT, attributes):
             yield
 
+    def auth_failure(self, reason: str) -> None:
+        """Count one refused request (``missing`` or ``invalid`` key)."""
+        if self.metrics is not None:
+            self.metrics.auth_failures.labels(reason).inc()
+
     def error(self, component: str, error_type: str) -> None:
         """Count one error of ``component``."""
         if self.metrics is not None:

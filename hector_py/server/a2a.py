@@ -8,6 +8,7 @@ method's dialect, gets -32009 (as the a2a-sdk reference server does).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,16 @@ def _text_of(message: Any) -> str:
     return "\n".join(texts)
 
 
+def _checked_length(text: str, limit: int) -> str:
+    if len(text) > limit:
+        raise RpcError(
+            INVALID_PARAMS,
+            f"params.message: {len(text)} characters is over the limit of {limit} "
+            "(server.max_message_chars)",
+        )
+    return text
+
+
 def _history_length(call: Call, path: str) -> int | None:
     length = _field(call.params, path, int)
     if length is not None and length < 0:
@@ -130,7 +141,9 @@ def _history_length(call: Call, path: str) -> int | None:
 
 
 async def _start(call: Call, *, stream: bool) -> Execution:
-    text = _text_of(call.params.get("message"))
+    text = _checked_length(
+        _text_of(call.params.get("message")), call.state.config.server.max_message_chars
+    )
     context_id = _field(call.params, "message.contextId", str) or new_id()
     message_id = _field(call.params, "message.messageId", str) or new_id()
     _field(call.params, "configuration", dict)
@@ -150,7 +163,13 @@ async def send_message(call: Call) -> Result:
     immediately = _field(call.params, "configuration.returnImmediately", bool)
     blocking = _field(call.params, "configuration.blocking", bool)
     execution = await _start(call, stream=False)
-    task = execution.task if immediately or blocking is False else await execution.wait()
+    if immediately or blocking is False:
+        return call.dialect.task_result(execution.task, history_length)
+    try:
+        task = await execution.wait()
+    except asyncio.CancelledError:  # the client left: stop its run too
+        await asyncio.shield(call.state.tasks.cancel(execution.task.id))
+        raise
     return call.dialect.task_result(task, history_length)
 
 
@@ -196,9 +215,11 @@ async def _stream(call: Call, execution: Execution) -> web.StreamResponse:
                 await send(dialect.status_update(task))
             elif isinstance(event, StatusChanged):
                 await send(dialect.status_update(task))
-    except (ConnectionResetError, ConnectionError):
+    except (ConnectionError, asyncio.CancelledError) as exc:
         log.info("client left a stream; cancelling task", extra={"task_id": task.id})
-        await call.state.tasks.cancel(task.id)
+        await asyncio.shield(call.state.tasks.cancel(task.id))
+        if isinstance(exc, asyncio.CancelledError):
+            raise
     finally:
         subscription.close()
     return response

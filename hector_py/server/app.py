@@ -7,16 +7,18 @@ import os
 import aiohttp
 from aiohttp import web
 
+from hector_py.agent.admission import Admission
 from hector_py.agent.runner import Agent
 from hector_py.agent.store import open_store, traced
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
-from hector_py.config.model import Config, ObservabilityConfig
+from hector_py.config.model import ApiKey, Config, ObservabilityConfig
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
 from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api
+from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 
@@ -67,6 +69,7 @@ def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
 def secrets_of(config: Config) -> list[str]:
     """Every secret value in ``config`` (for redaction of captured payloads)."""
     values = [llm.api_key for llm in config.llms.values() if llm.api_key]
+    values += [k.key if isinstance(k, ApiKey) else k for k in config.server.auth.api_keys]
     values += list(config.observability.tracing.headers.values())
     values += [v for tool in config.tools.values() for v in tool.headers.values()]
     return [value.get_secret_value() for value in values]
@@ -88,11 +91,25 @@ async def build_app(config: Config) -> web.Application:
         await session.close()
         await telemetry.shutdown(1.0)
         raise
+    limits = {
+        name: a.max_concurrent_runs
+        for name, a in config.agents.items()
+        if a.max_concurrent_runs is not None
+    }
+    admission = Admission(config.server.max_concurrent_runs, limits, config.server.queue_timeout)
     state = ServerState(
-        config=config, agents=agents, store=store, tasks=TaskManager(store), telemetry=telemetry
+        config=config,
+        agents=agents,
+        store=store,
+        tasks=TaskManager(store, admission),
+        telemetry=telemetry,
     )
-    app = web.Application(middlewares=[request_context])
+    app = web.Application(
+        middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
+    )
     app[STATE] = state
+    if config.server.auth.api_keys:
+        app[AUTH] = Authenticator(config.server.auth, config.observability.metrics.endpoint)
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)

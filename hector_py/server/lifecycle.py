@@ -27,12 +27,26 @@ def announce(config: Config, listeners: Listeners) -> None:
 async def _start(
     app: web.Application, sock: socket.socket, shutdown_timeout: float
 ) -> web.AppRunner:
+    # handler_cancellation: a client that hangs up cancels its request and so its run.
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        handler_cancellation=True,
     )
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner
+
+
+async def _drain(app: web.Application, delay: float) -> None:
+    """Readiness answers 503 at once; keep serving ``delay`` seconds so balancers notice."""
+    state = app[STATE]
+    state.draining = state.tasks.draining = True
+    if delay:
+        log.info("draining: readiness is 503; closing the listener in %.1f s", delay)
+        await asyncio.sleep(delay)
 
 
 async def serve(config: Config, listeners: Listeners | None = None) -> None:
@@ -66,6 +80,7 @@ async def _run(config: Config, listeners: Listeners, *, announce_start: bool) ->
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        await _drain(app, config.server.drain_delay)
     finally:
         app[STATE].draining = True
         log.info(

@@ -10,6 +10,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from hector_py.agent.admission import Overloaded
 from hector_py.observability.logs import bind
 from hector_py.server.state import STATE
 
@@ -57,6 +58,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                         if k.lower() not in ("content-type", "content-length")
                     }
                 )
+        except Overloaded as exc:
+            telemetry.error("server", "overloaded")
+            response = json_error(503, str(exc))
+            response.headers["Retry-After"] = str(exc.retry_after)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, route)
             response = json_error(500, "internal server error")

@@ -141,41 +141,58 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             raise ApiError(400, "body must be a JSON object")
         agent = _agent(request, body)
         history, user_text = _conversation(body)
-        stream = body.get("stream") is True
-        if stream:
-            options = body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return agent.name, await _stream(request, agent, history, user_text, include_usage)
-        final = None
+        limit = request.app[STATE].config.server.max_message_chars
+        if len(user_text) > limit:
+            raise ApiError(
+                400,
+                f"messages: the last message is over the limit of {limit} "
+                "characters (server.max_message_chars)",
+                param="messages",
+            )
+        slot = await request.app[STATE].tasks.admission.acquire(agent.name)
+        try:
+            return agent.name, await _respond(request, agent, body, history, user_text)
+        finally:
+            slot.release()
+    except ApiError as exc:
+        return (agent.name if agent else None), exc.response()
+
+
+async def _respond(
+    request: web.Request, agent: Agent, body: dict[str, Any], history: list[Message], user_text: str
+) -> web.StreamResponse:
+    """Run ``agent`` and answer in OpenAI's shape, streamed or not."""
+    if body.get("stream") is True:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return await _stream(request, agent, history, user_text, include_usage)
+    final = None
+    try:
         async with aclosing(agent.run(history, user_text)) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
-        assert final is not None
-        return agent.name, web.json_response(
-            {
-                "id": f"chatcmpl-{new_id()}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": agent.name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": final.text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": _usage(final.usage),
-            },
-            dumps=lambda data: orjson.dumps(data).decode(),
-        )
-    except ApiError as exc:
-        return (agent.name if agent else None), exc.response()
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
-        return agent.name if agent else None, ApiError(
-            502, str(exc), kind="upstream_error"
-        ).response()
+        return ApiError(502, str(exc), kind="upstream_error").response()
+    assert final is not None
+    return web.json_response(
+        {
+            "id": f"chatcmpl-{new_id()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": agent.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": final.text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(final.usage),
+        },
+        dumps=lambda data: orjson.dumps(data).decode(),
+    )
 
 
 async def _stream(

@@ -1,0 +1,72 @@
+"""Admission control: at most ``max_concurrent_runs`` agent runs, overall and per agent.
+
+A run that finds no free slot waits up to ``queue_timeout`` seconds in a bounded queue
+(at most as many waiters as slots), then is refused with ``Overloaded`` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+RETRY_AFTER_S = 1
+
+
+class Overloaded(Exception):
+    """No run slot became free in time; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_S) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Slot:
+    """A held run slot; ``release`` it exactly once (later calls do nothing)."""
+
+    def __init__(self, semaphores: list[asyncio.Semaphore]) -> None:
+        self._semaphores = semaphores
+
+    def release(self) -> None:
+        """Give the slot back."""
+        for semaphore in self._semaphores:
+            semaphore.release()
+        self._semaphores = []
+
+
+class Admission:
+    """Run slots for the whole server and for agents that have their own limit."""
+
+    def __init__(self, total: int, per_agent: Mapping[str, int], queue_timeout: float) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._agents = {name: asyncio.Semaphore(limit) for name, limit in per_agent.items()}
+        self._queue_timeout = queue_timeout
+        self._max_waiting = total
+        self._waiting = 0
+
+    async def acquire(self, agent: str) -> Slot:
+        """A slot for one run of ``agent``; raises ``Overloaded`` when none frees in time."""
+        held: list[asyncio.Semaphore] = []
+        try:
+            for semaphore in filter(None, (self._agents.get(agent), self._total)):
+                await self._take(semaphore, agent)
+                held.append(semaphore)
+        except BaseException:
+            Slot(held).release()
+            raise
+        return Slot(held)
+
+    async def _take(self, semaphore: asyncio.Semaphore, agent: str) -> None:
+        if not semaphore.locked():
+            await semaphore.acquire()
+            return
+        if self._queue_timeout <= 0 or self._waiting >= self._max_waiting:
+            raise Overloaded(f"agent '{agent}' is at its concurrent run limit; retry shortly")
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(semaphore.acquire(), self._queue_timeout)
+        except TimeoutError:
+            raise Overloaded(
+                f"no run slot for agent '{agent}' within {self._queue_timeout:g} s; retry shortly"
+            ) from None
+        finally:
+            self._waiting -= 1

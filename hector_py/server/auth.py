@@ -1,0 +1,89 @@
+"""API-key authentication (``server.auth.api_keys``), compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from hector_py.config.model import ApiKey, AuthConfig
+from hector_py.observability.logs import bind
+from hector_py.server.middleware import json_error
+from hector_py.server.state import STATE
+
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
+CARD_ROUTES = frozenset(
+    {
+        "/.well-known/agent-card.json",
+        "/.well-known/agent.json",
+        "/agents/{name}/.well-known/agent-card.json",
+        "/agents",
+        "/agents/{name}",
+    }
+)
+TENANT = web.RequestKey("hector_tenant", str)
+
+
+class Authenticator:
+    """Knows the accepted keys (as digests) and which routes stay open."""
+
+    def __init__(self, config: AuthConfig, metrics_endpoint: str) -> None:
+        self._keys: list[tuple[bytes, str]] = []
+        for entry in config.api_keys:
+            key, tenant = (entry.key, entry.tenant) if isinstance(entry, ApiKey) else (entry, "")
+            self._keys.append((_digest(key.get_secret_value()), tenant))
+        self._open_routes = set(OPEN_PATHS)
+        if config.public_card:
+            self._open_routes |= CARD_ROUTES
+        if not config.protect_metrics:
+            self._open_routes.add(metrics_endpoint)
+
+    def is_open(self, request: web.Request) -> bool:
+        """Whether ``request`` needs no key (probes, and cards/metrics when configured)."""
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else ""
+        return route in self._open_routes and request.method in ("GET", "HEAD")
+
+    def tenant_of(self, presented: str) -> str | None:
+        """The tenant of a valid key ('' when it names none); ``None`` when invalid."""
+        digest = _digest(presented)
+        found: str | None = None
+        for known, tenant in self._keys:  # check every key: timing says nothing
+            if hmac.compare_digest(known, digest):
+                found = tenant
+        return found
+
+
+AUTH = web.AppKey("hector_auth", Authenticator)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key from ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key") or None
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 without a valid key, except on open routes; binds the tenant to the logs."""
+    authenticator = request.app.get(AUTH)
+    if authenticator is None or authenticator.is_open(request):
+        return await handler(request)
+    key = presented_key(request)
+    tenant = authenticator.tenant_of(key) if key else None
+    if tenant is None:
+        request.app[STATE].telemetry.auth_failure("missing" if key is None else "invalid")
+        response = json_error(401, "missing or invalid API key")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hector"'
+        return response
+    request[TENANT] = tenant
+    with bind(**({"tenant": tenant} if tenant else {})):
+        return await handler(request)
