@@ -145,9 +145,15 @@ def serve(
     )
     cfg, demo_fallback = resolve(config, flags)
     from hector_py.observability.logs import configure_logging
+    from hector_py.observability.redact import Redactor
 
     try:
-        configure_logging(cfg.logging.level, cfg.logging.format, cfg.logging.file)
+        configure_logging(
+            cfg.logging.level,
+            cfg.logging.format,
+            cfg.logging.file,
+            Redactor(cfg.logging.redact, cfg.secret_values()),
+        )
     except OSError as exc:
         fail(f"logging.file: cannot open {cfg.logging.file}: {exc.strerror}")
     log = logging.getLogger("hector")

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from hector_py.observability.redact import compile_rule
+
 ProviderName = Literal["openai", "anthropic", "ollama", "gemini", "demo"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
@@ -272,6 +274,25 @@ class LoggingConfig(Strict):
     level: LogLevel = "info"
     format: LogFormat = "text"
     file: str | None = Field(None, description="Log file path (default: stderr).")
+    redact: list[str] = Field(
+        default_factory=list,
+        description="PII to mask in logs and captured payloads: email, phone, card, ssn, "
+        "or a regex (replaced by [REDACTED]).",
+    )
+
+    @field_validator("redact")
+    @classmethod
+    def _valid_rules(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            try:
+                compile_rule(rule)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "redact",
+                    "'{rule}' is neither email, phone, card, ssn nor a valid regex ({error})",
+                    {"rule": rule, "error": str(exc)},
+                ) from None
+        return rules
 
 
 class Config(Strict):
@@ -290,6 +311,14 @@ class Config(Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the config, to keep out of logs, spans and payloads."""
+        values = [llm.api_key for llm in self.llms.values() if llm.api_key]
+        values += [k.key if isinstance(k, ApiKey) else k for k in self.server.auth.api_keys]
+        values += list(self.observability.tracing.headers.values())
+        values += [v for tool in self.tools.values() for v in tool.headers.values()]
+        return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-references that point nowhere, as (config path, message) pairs."""

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 
+from hector_py.observability.redact import Redactor
+
 _context: ContextVar[dict[str, Any]] = ContextVar("hector_log_context", default={})  # noqa: B039
 
 LEVELS = {
@@ -58,10 +60,27 @@ def _timestamp(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, msg, logger, then context and extras."""
+class _RedactingFormatter(logging.Formatter):
+    """A formatter whose every line passes through a ``Redactor``."""
+
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
+        """The redacted line."""
+        return self.redact(self.render(record))
+
+    def render(self, record: logging.LogRecord) -> str:
+        """The line before redaction."""
+        raise NotImplementedError
+
+
+class JsonFormatter(_RedactingFormatter):
+    """One JSON object per line: time, level, msg, logger, then context and extras."""
+
+    def render(self, record: logging.LogRecord) -> str:
+        """The JSON line."""
         entry: dict[str, Any] = {
             "time": _timestamp(record),
             "level": record.levelname,
@@ -75,10 +94,11 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_RedactingFormatter):
     """``TIME LEVEL logger: msg key=value ...`` on one line."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def render(self, record: logging.LogRecord) -> str:
+        """The text line."""
         parts = [
             _timestamp(record),
             f"{record.levelname:<7}",
@@ -92,12 +112,17 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "info", fmt: str = "text", file: str | None = None) -> None:
-    """Send all process logs (ours, aiohttp's, warnings) through one handler."""
+def configure_logging(
+    level: str = "info",
+    fmt: str = "text",
+    file: str | None = None,
+    redact: Redactor | None = None,
+) -> None:
+    """Send all process logs (ours, aiohttp's, warnings) through one redacting handler."""
     handler: logging.Handler = (
         logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
     )
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(redact) if fmt == "json" else TextFormatter(redact))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

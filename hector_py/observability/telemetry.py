@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
 from hector_py.observability.metrics import Metrics, http_method_label
+from hector_py.observability.redact import Redactor
 from hector_py.observability.tracing import Tracing, build_tracing
 
 log = logging.getLogger("hector.telemetry")
@@ -37,10 +38,6 @@ log = logging.getLogger("hector.telemetry")
 SUCCESS, ERROR, CANCELED = "success", "error", "canceled"
 _STOPPED = (asyncio.CancelledError, GeneratorExit)
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-_SECRET_PATTERNS = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}|AIza[A-Za-z0-9_\-]{20,})"
-)
-REDACTED = "[REDACTED]"
 
 
 def _failure(exc: BaseException) -> str:
@@ -127,16 +124,14 @@ class RunScope:
 
 @dataclass(frozen=True)
 class Capture:
-    """Payload capture: truncation and secret redaction."""
+    """Payload capture: redaction, then truncation."""
 
     max_chars: int
-    secrets: tuple[str, ...]
+    redact: Redactor
 
     def clean(self, text: str) -> str:
-        """``text`` without known secrets or key-shaped strings, cut to ``max_chars``."""
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        text = _SECRET_PATTERNS.sub(REDACTED, text)
+        """``text`` without secrets or the configured PII, cut to ``max_chars``."""
+        text = self.redact(text)
         return text if len(text) <= self.max_chars else text[: self.max_chars] + "…[truncated]"
 
 
@@ -146,13 +141,14 @@ class Telemetry:
     def __init__(
         self,
         config: ObservabilityConfig,
-        secrets: Iterable[str] = (),
+        redactor: Redactor | None = None,
         pricing: Mapping[tuple[str, str], Pricing] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.config = config
         self.pricing = dict(pricing or {})  # (provider, model) -> prices
+        self.redact = redactor or Redactor()
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
             disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -169,9 +165,7 @@ class Telemetry:
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
-                self.capture = Capture(
-                    tracing.payload_max_chars, tuple(s for s in secrets if len(s) >= 4)
-                )
+                self.capture = Capture(tracing.payload_max_chars, self.redact)
 
     # --- spans -------------------------------------------------------------------------
 
@@ -200,7 +194,7 @@ class Telemetry:
                 yield span
             except BaseException as exc:
                 if not isinstance(exc, _STOPPED):
-                    _mark_error(span, type(exc).__name__, exc)
+                    _mark_error(span, type(exc).__name__, exc, self.redact)
                 raise
 
     @staticmethod
@@ -466,8 +460,16 @@ class Telemetry:
             log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
 
 
-def _mark_error(span: Span, error_type: str, exc: BaseException | None = None) -> None:
-    span.set_status(Status(StatusCode.ERROR, str(exc) if exc else error_type))
+def _mark_error(
+    span: Span, error_type: str, exc: BaseException | None = None, redact: Redactor | None = None
+) -> None:
+    """Status ERROR, ``error.type`` and (for an exception) an exception event, redacted."""
+    clean = redact or Redactor()
+    span.set_status(Status(StatusCode.ERROR, clean(str(exc)) if exc else error_type))
     span.set_attribute("error.type", error_type)
     if exc is not None:
-        span.record_exception(exc)
+        stack = "".join(traceback.format_exception(exc))
+        span.record_exception(
+            exc,
+            attributes={"exception.message": clean(str(exc)), "exception.stacktrace": clean(stack)},
+        )

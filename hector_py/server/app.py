@@ -12,9 +12,10 @@ from hector_py.agent.runner import Agent
 from hector_py.agent.store import open_store, traced
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
-from hector_py.config.model import ApiKey, Config, ObservabilityConfig
+from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api
@@ -66,15 +67,6 @@ def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
     return app
 
 
-def secrets_of(config: Config) -> list[str]:
-    """Every secret value in ``config`` (for redaction of captured payloads)."""
-    values = [llm.api_key for llm in config.llms.values() if llm.api_key]
-    values += [k.key if isinstance(k, ApiKey) else k for k in config.server.auth.api_keys]
-    values += list(config.observability.tracing.headers.values())
-    values += [v for tool in config.tools.values() for v in tool.headers.values()]
-    return [value.get_secret_value() for value in values]
-
-
 async def build_app(config: Config) -> web.Application:
     """The HTTP application for ``config``. Raises ``ConfigError`` if it cannot be built."""
     pricing = {
@@ -82,7 +74,8 @@ async def build_app(config: Config) -> web.Application:
         for llm in config.llms.values()
         if llm.pricing is not None
     }
-    telemetry = Telemetry(config.observability, secrets_of(config), pricing)
+    redactor = Redactor(config.logging.redact, config.secret_values())
+    telemetry = Telemetry(config.observability, redactor, pricing)
     session = aiohttp.ClientSession(trace_configs=telemetry.client_trace_configs())
     try:
         agents = build_agents(config, session, telemetry)
