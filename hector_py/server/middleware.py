@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,6 +19,7 @@ access_log = logging.getLogger("hector.access")
 log = logging.getLogger("hector.server")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+CLIENT_CLOSED = 499  # nginx's "client closed request"; counted, but not as a 5xx
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -62,20 +64,28 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             telemetry.error("server", "overloaded")
             response = json_error(503, str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
+        except asyncio.CancelledError:  # the client hung up: not a server error
+            scope.code = CLIENT_CLOSED
+            _log_access(request, route, CLIENT_CLOSED, started)
+            raise
         except Exception:
             log.exception("unhandled error in %s %s", request.method, route)
             response = json_error(500, "internal server error")
         response.headers[REQUEST_ID_HEADER] = request_id
         scope.code = response.status
-        access_log.info(
-            "request completed",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "route": route,
-                "status": response.status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "remote": request.remote,
-            },
-        )
+        _log_access(request, route, response.status, started)
         return response
+
+
+def _log_access(request: web.Request, route: str, status: int, started: float) -> None:
+    access_log.info(
+        "request completed",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "remote": request.remote,
+        },
+    )

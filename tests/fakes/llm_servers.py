@@ -14,7 +14,13 @@ Each request takes the next ``Reply`` of the script; once the script is used up,
 ``default`` answers. A ``Reply`` with ``text=None`` echoes the last user message
 (``"echo: <text>"``), or quotes a tool result when the last message is one
 (``"The tool returned: <result>"``), so an agent loop can run end to end. Every request
-is recorded (headers and JSON body) in ``requests``.
+is recorded (headers and JSON body) in ``requests``, with how its answer went:
+``completed`` is ``None`` while the fake is still answering, ``True`` once the whole
+answer was sent and ``False`` when it was not (the client went away, or a ``fault``
+dropped the connection); ``disconnected`` is ``True`` when the client closed the
+connection before the answer was complete; streams also count ``events_sent`` out of
+``events_total``. ``GET /_fake/requests`` shows the same fields, so a test can prove that
+a client stopped reading an upstream stream.
 
 In-process, from async code::
 
@@ -103,13 +109,17 @@ class Reply:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request the fake received."""
+    """One request the fake received, and how its answer went (see the module docstring)."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    completed: bool | None = None
+    disconnected: bool = False
+    events_sent: int = 0
+    events_total: int = 0
 
 
 @dataclass
@@ -476,6 +486,7 @@ class FakeLLMServer:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = raw.decode("utf-8", "replace")
+        index = len(self.requests)
         self.requests.append(
             Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
@@ -483,14 +494,16 @@ class FakeLLMServer:
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.fault == "reset":
+            self._note(index, completed=False)
             return _drop(request, web.Response())
         if reply.status >= 400:
             headers = {"Retry-After": reply.retry_after} if reply.retry_after else {}
             error = dialect.error(reply.status, reply.error)
+            self._note(index, completed=True)
             return web.json_response(error, status=reply.status, headers=headers)
         answer = self._answer(dialect, request, body, reply)
         if dialect.wants_stream(request, body):
-            return await self._stream(dialect, request, answer, reply)
+            return await self._stream(dialect, request, answer, reply, index)
         data = json.dumps(dialect.answer(answer)).encode()
         if reply.fault == "invalid_json":
             data = b'{"choices": [ this is not JSON'
@@ -499,8 +512,14 @@ class FakeLLMServer:
             response.content_length = len(data)
             await response.prepare(request)
             await response.write(data[: len(data) // 2])
+            self._note(index, completed=False)
             return _drop(request, response)
+        self._note(index, completed=True)
         return web.Response(body=data, content_type="application/json")
+
+    def _note(self, index: int, **outcome: Any) -> None:
+        """Record how the answer to request ``index`` went."""
+        self.requests[index] = replace(self.requests[index], **outcome)
 
     def _answer(self, dialect: Dialect, request: web.Request, body: JSON, reply: Reply) -> Answer:
         text = reply.text
@@ -517,22 +536,35 @@ class FakeLLMServer:
         return Answer(model, text, calls, reply.usage, reply.chunk_size)
 
     async def _stream(
-        self, dialect: Dialect, request: web.Request, answer: Answer, reply: Reply
+        self, dialect: Dialect, request: web.Request, answer: Answer, reply: Reply, index: int
     ) -> web.StreamResponse:
         frames = [dialect.frame(event) for event in dialect.events(answer)]
         if reply.fault == "invalid_json":
             frames.insert(1, dialect.frame("{this is not JSON"))
+        total = len(frames)
         if reply.fault == "cut":
             frames = frames[: max(1, len(frames) // 2)]
+        self._note(index, events_total=total)
         response = web.StreamResponse(headers={"Content-Type": dialect.stream_content_type})
-        await response.prepare(request)
-        for index, frame in enumerate(frames):
-            if index and reply.chunk_delay:
-                await asyncio.sleep(reply.chunk_delay)
-            await response.write(frame)
-        if reply.fault == "cut":
-            return _drop(request, response)
-        await response.write_eof()
+        sent = 0
+        try:
+            await response.prepare(request)
+            for position, frame in enumerate(frames):
+                if position and reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
+                await response.write(frame)
+                sent += 1
+                self._note(index, events_sent=sent)
+            if reply.fault == "cut":
+                self._note(index, completed=False)
+                return _drop(request, response)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            # the client went away mid-stream: writing to its closed connection failed
+            # (or, with handler cancellation on, aiohttp cancelled this handler)
+            self._note(index, completed=False, disconnected=True)
+            raise
+        self._note(index, completed=True)
         return response
 
     async def _get_requests(self, request: web.Request) -> web.Response:
