@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -174,21 +176,39 @@ def v03_message(text: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+FAKE_START_S = 15.0
+
+
 @dataclass
 class FakeLLM:
-    """A fake upstream (tests/fakes/llm_servers.py) running as a subprocess."""
+    """A standalone fake upstream (tests/fakes/llm_servers.py) in a subprocess."""
 
+    provider: str
     proc: subprocess.Popen[str]
     base_url: str
 
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT`` without the provider's path."""
+        return self.base_url.removesuffix("/v1")
+
     def requests(self) -> list[dict[str, Any]]:
-        """Every request the fake received (headers and JSON body)."""
-        origin = self.base_url.split("/v1")[0].rstrip("/")
-        return httpx.get(f"{origin}/_fake/requests", timeout=5).json()  # type: ignore[no-any-return]
+        """Every request received so far (headers, JSON body, how its answer went)."""
+        response = httpx.get(f"{self.origin}/_fake/requests", timeout=5)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def script(self, *replies: dict[str, Any]) -> int:
+        """Make ``replies`` the next answers (dropping any left over); returns how many
+        requests the fake has seen so far, to slice the new ones off ``requests()``."""
+        response = httpx.post(f"{self.origin}/_fake/script", json=list(replies), timeout=5)
+        response.raise_for_status()
+        return len(self.requests())
 
     def stop(self) -> None:
         """Terminate the process."""
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -197,8 +217,8 @@ class FakeLLM:
 
 
 def start_fake_llm(provider: str, *flags: str) -> FakeLLM:
-    """Start ``python -m tests.fakes.llm_servers --provider P --port 0 FLAGS``."""
-    repo = Path(__file__).resolve().parent.parent
+    """``python -m tests.fakes.llm_servers --provider P --port 0 FLAGS``; waits (with a
+    deadline) for the base URL it prints as its first stdout line."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -210,14 +230,21 @@ def start_fake_llm(provider: str, *flags: str) -> FakeLLM:
             "0",
             *flags,
         ],
-        cwd=repo,
+        cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()  # the fake prints its URL first, or exits
-    if not line.startswith("http"):
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=FAKE_START_S).strip()
+    except queue.Empty:
+        line = ""
+    if not line.startswith("http://127.0.0.1:"):
         proc.kill()
+        proc.wait(5)
         raise AssertionError(f"fake {provider} upstream did not start: {line!r}")
-    return FakeLLM(proc, line)
+    return FakeLLM(provider, proc, line)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -32,7 +31,15 @@ from a2a.client.client import ClientCallContext
 from a2a.helpers import new_text_message
 from a2a.types.a2a_pb2 import Role, SendMessageRequest, TaskState
 
-from tests.conftest import Server, clean_env, rpc, start_server, v03_message
+from tests.conftest import (
+    FakeLLM,
+    Server,
+    clean_env,
+    rpc,
+    start_fake_llm,
+    start_server,
+    v03_message,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
@@ -51,7 +58,6 @@ KEY_HEADERS = {
 }
 AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 V1 = "1.0"
-FAKE_START_S = 15.0
 TOOL_CONFIG = "agents:\n  assistant:\n    tools: [calculator]\n"
 CALCULATOR = {"tool_calls": [["calculator", {"expression": "6*7"}]], "usage": [5, 3]}
 # a reply that takes ~10 s to stream: 100 events, 0.1 s apart (0.2 s from the flags)
@@ -64,81 +70,13 @@ JSON = dict[str, Any]
 # --- the fake upstream, standalone -------------------------------------------------------
 
 
-@dataclass
-class Fake:
-    """A standalone fake upstream (tests/fakes/llm_servers.py) in a subprocess."""
-
-    provider: str
-    proc: subprocess.Popen[str]
-    base_url: str
-
-    @property
-    def origin(self) -> str:
-        return self.base_url.removesuffix("/v1")
-
-    def requests(self) -> list[JSON]:
-        """Every request received so far, with how its answer went."""
-        response = httpx.get(f"{self.origin}/_fake/requests", timeout=5)
-        response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
-
-    def script(self, *replies: JSON) -> int:
-        """Make ``replies`` the next answers (dropping any left over); returns how many
-        requests the fake has seen so far, to slice the new ones off ``requests()``."""
-        response = httpx.post(f"{self.origin}/_fake/script", json=list(replies), timeout=5)
-        response.raise_for_status()
-        return len(self.requests())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def start_fake(provider: str, *flags: str) -> Fake:
-    """``python -m tests.fakes.llm_servers --provider P --port 0 FLAGS``; waits (with a
-    deadline) for the base URL it prints as its first stdout line."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.llm_servers",
-            "--provider",
-            provider,
-            "--port",
-            "0",
-            *flags,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
-    try:
-        line = lines.get(timeout=FAKE_START_S).strip()
-    except queue.Empty:
-        line = ""
-    if not line.startswith("http://127.0.0.1:"):
-        proc.kill()
-        proc.wait(5)
-        raise AssertionError(f"fake {provider} upstream did not start: {line!r}")
-    return Fake(provider, proc, line)
-
-
 @pytest.fixture
-def fake_llm() -> Iterator[Callable[..., Fake]]:
+def fake_llm() -> Iterator[Callable[..., FakeLLM]]:
     """Factory: ``fake_llm(provider, *flags)`` starts a fake, terminated after the test."""
-    fakes: list[Fake] = []
+    fakes: list[FakeLLM] = []
 
-    def factory(provider: str, *flags: str) -> Fake:
-        fake = start_fake(provider, *flags)
+    def factory(provider: str, *flags: str) -> FakeLLM:
+        fake = start_fake_llm(provider, *flags)
         fakes.append(fake)
         return fake
 
@@ -147,7 +85,7 @@ def fake_llm() -> Iterator[Callable[..., Fake]]:
         fake.stop()
 
 
-def serve_args(fake: Fake, config: Path) -> list[str]:
+def serve_args(fake: FakeLLM, config: Path) -> list[str]:
     key = [] if fake.provider == "ollama" else ["--api-key", KEY]
     return [
         "-c",
@@ -169,7 +107,7 @@ class Stack:
     """One provider's fake upstream and the hector server in front of it."""
 
     provider: str
-    fake: Fake
+    fake: FakeLLM
     server: Server
 
     @property
@@ -180,7 +118,7 @@ class Stack:
 def _start_stack(provider: str, workdir: Path) -> Stack:
     config = workdir / "tools.yaml"
     config.write_text(TOOL_CONFIG)
-    fake = start_fake(provider, "--usage", "11,7")
+    fake = start_fake_llm(provider, "--usage", "11,7")
     try:
         server = start_server(workdir, *serve_args(fake, config), env=clean_env())
     except BaseException:
@@ -702,7 +640,7 @@ def _hector_call(*args: str) -> tuple[subprocess.CompletedProcess[str], list[flo
 
 
 def test_hector_call_streams_and_continues_the_session(
-    fake_llm: Callable[..., Fake], serve: Callable[..., Server], tmp_path: Path
+    fake_llm: Callable[..., FakeLLM], serve: Callable[..., Server], tmp_path: Path
 ) -> None:
     # ollama (NDJSON upstream): a tool call, then the answer in 3-character pieces 0.1 s apart
     fake = fake_llm(
@@ -747,7 +685,7 @@ def test_hector_call_streams_and_continues_the_session(
 
 
 def test_fake_flags_429_retry_after_then_success_through_chat_completions(
-    fake_llm: Callable[..., Fake], serve: Callable[..., Server], tmp_path: Path
+    fake_llm: Callable[..., FakeLLM], serve: Callable[..., Server], tmp_path: Path
 ) -> None:
     fake = fake_llm(
         "openai", "--fail-first", "1", "--status", "429", "--retry-after", "1", "--usage", "3,2"
@@ -769,7 +707,7 @@ def test_fake_flags_429_retry_after_then_success_through_chat_completions(
 
 
 def test_a_client_that_hangs_up_is_logged_and_not_counted_as_a_5xx(
-    fake_llm: Callable[..., Fake], serve: Callable[..., Server], tmp_path: Path
+    fake_llm: Callable[..., FakeLLM], serve: Callable[..., Server], tmp_path: Path
 ) -> None:
     """A slow fake from flags (``--chunk-delay 0.2 --reply LONG``): the client leaves an
     A2A stream, which stops the upstream request and cancels the task. Then, as the
