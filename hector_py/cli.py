@@ -1,24 +1,27 @@
-"""The ``hector`` command: serve, validate, schema, version, info."""
+"""The ``hector`` command: serve, validate, schema, version, info.
+
+Only what ``hector --help`` needs is imported up front; the config models (pydantic),
+asyncio, YAML and the server load inside the commands, so the help comes back fast.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import platform
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
-from rich.table import Table
 
 from hector_py import __version__
-from hector_py.config.flags import ServeFlags, overrides_for, zero_config_flags
-from hector_py.config.loader import ConfigError, load_config
-from hector_py.config.model import Config, LogFormat, LogLevel, ProviderName
+from hector_py.config.names import LogFormat, LogLevel, ProviderName
+
+if TYPE_CHECKING:
+    from hector_py.config.flags import ServeFlags
+    from hector_py.config.model import Config
 
 app = typer.Typer(
     name="hector",
@@ -50,6 +53,9 @@ def resolve(path: Path | None, flags: ServeFlags | None = None) -> tuple[Config,
 
     Returns the config and whether the demo model was chosen for lack of any other.
     """
+    from hector_py.config.flags import ServeFlags, overrides_for, zero_config_flags
+    from hector_py.config.loader import ConfigError, load_config
+
     flags = flags or ServeFlags()
     demo_fallback = False
     if path is None:
@@ -127,6 +133,11 @@ def serve(
     ] = None,
 ) -> None:
     """Run the agent server."""
+    import asyncio
+
+    from hector_py.config.flags import ServeFlags
+    from hector_py.config.loader import ConfigError
+
     flags = ServeFlags(
         model=model,
         provider=provider,
@@ -185,6 +196,12 @@ def validate(
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
 ) -> None:
     """Check a config file; exit 1 with one line per problem when it is invalid."""
+    import asyncio
+
+    import yaml
+
+    from hector_py.config.loader import ConfigError, load_config
+
     if fmt not in ("text", "json"):
         fail(f"--format: must be text or json, not '{fmt}'", code=2)
     try:
@@ -215,6 +232,8 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file."""
+    from hector_py.config.model import Config
+
     print(json.dumps(Config.model_json_schema(), indent=2))
 
 
@@ -236,6 +255,8 @@ def info(
         if agent not in cfg.agents:
             fail(f"agent '{agent}' not found (agents: {', '.join(names)})")
         names = [agent]
+    from rich.table import Table
+
     table = Table("agent", "provider", "model", "tools", "description")
     for name in names:
         spec = cfg.agents[name]
@@ -258,6 +279,8 @@ def call(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the whole reply.")] = 300,
 ) -> None:
     """Send a message to an agent on a running server and print the reply as it arrives."""
+    import asyncio
+
     from hector_py.client import CallError, Printer, call_agent
 
     if len(words) > 2:

@@ -157,3 +157,14 @@ def test_validate_reports_unknown_tools_like_serve_would(tmp_path: Path) -> None
     assert result.returncode == 1
     assert result.stdout.startswith("agents.helper.tools[1]: ")
     assert "teleport" in result.stdout
+
+
+def test_validate_rejects_const_labels_that_would_break_scrapes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "observability:\n  metrics:\n    enabled: true\n    const_labels: {le: x, agent: y}\n",
+    )
+    result = hector("validate", str(path))
+    assert result.returncode == 1
+    assert "observability.metrics.const_labels.le" in result.stdout
+    assert "observability.metrics.const_labels.agent" in result.stdout

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
+from hector_py.agent.guardrails import Guardrails
 from hector_py.agent.tools import Tool, ToolOutcome, ToolRegistry
 from hector_py.config.model import AgentConfig
 from hector_py.llm.base import (
@@ -73,6 +74,7 @@ class Agent:
         telemetry: Telemetry,
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.name = name
         self.telemetry = telemetry
@@ -80,6 +82,7 @@ class Agent:
         self.llm = llm
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
+        self.guardrails = guardrails
 
     async def run(
         self,
@@ -104,6 +107,8 @@ class Agent:
         prompt_tokens = completion_tokens = 0
         produced: list[str] = []
         llm = self.llm
+        # Output guardrails see the whole reply first, so a stream arrives in one piece.
+        hold = self.guardrails is not None and self.guardrails.checks_output
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
@@ -120,7 +125,8 @@ class Agent:
                         async for chunk in self._stream(request, scope):
                             if chunk.text:
                                 step_text.append(chunk.text)
-                                yield TextDelta(chunk.text)
+                                if not hold:
+                                    yield TextDelta(chunk.text)
                             calls += chunk.tool_calls
                         scope.finish_reasons = ("tool_calls" if calls else "stop",)
                     else:
@@ -129,7 +135,8 @@ class Agent:
                         scope.finish_reasons = (response.finish_reason,)
                         if response.message.content:
                             step_text.append(response.message.content)
-                            yield TextDelta(response.message.content)
+                            if not hold:
+                                yield TextDelta(response.message.content)
                     scope.completion("".join(step_text))
                 prompt_tokens += scope.prompt_tokens
                 completion_tokens += scope.completion_tokens
@@ -143,7 +150,12 @@ class Agent:
                             "tokens_used": prompt_tokens + completion_tokens,
                         },
                     )
-                    yield FinalReply("".join(produced), Usage(prompt_tokens, completion_tokens))
+                    reply = "".join(produced)
+                    if hold and self.guardrails is not None:
+                        reply = self.guardrails.check_output(reply)
+                        if reply:
+                            yield TextDelta(reply)
+                    yield FinalReply(reply, Usage(prompt_tokens, completion_tokens))
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:
@@ -181,6 +193,8 @@ class Agent:
         with self.telemetry.tool_call(self.name, label, call.id) as scope:
             if tool is None or self.registry is None:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
+            elif self.guardrails and (denied := self.guardrails.denied_tool(call.name)):
+                outcome = ToolOutcome(False, denied, "unauthorized")
             else:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"

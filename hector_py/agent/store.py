@@ -62,6 +62,7 @@ class Task:
     completion_tokens: int = 0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    tenant: str = ""
 
     def to_json(self) -> bytes:
         """Serialized form for persistent stores."""
@@ -106,6 +107,14 @@ class Store(Protocol):
         """Add ``messages`` to session ``context_id``."""
         ...
 
+    async def usage(self, tenant: str, period: str) -> int:
+        """Tokens ``tenant`` used in ``period`` (a key such as ``2026-01-31`` or ``2026-01``)."""
+        ...
+
+    async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        ...
+
     async def close(self) -> None:
         """Release resources."""
         ...
@@ -117,6 +126,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._sessions: dict[str, list[Message]] = {}
+        self._usage: dict[tuple[str, str], int] = {}
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with ``task_id``, if any."""
@@ -149,6 +159,15 @@ class MemoryStore:
         """Add ``messages`` to session ``context_id``."""
         self._sessions.setdefault(context_id, []).extend(messages)
 
+    async def usage(self, tenant: str, period: str) -> int:
+        """Tokens ``tenant`` used in ``period``."""
+        return self._usage.get((tenant, period), 0)
+
+    async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        total = self._usage[(tenant, period)] = self._usage.get((tenant, period), 0) + tokens
+        return total
+
     async def close(self) -> None:
         """Nothing to release in memory."""
 
@@ -170,6 +189,12 @@ CREATE TABLE IF NOT EXISTS messages (
     content TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_context ON messages (context_id, seq);
+CREATE TABLE IF NOT EXISTS token_usage (
+    tenant TEXT NOT NULL,
+    period TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (tenant, period)
+);
 """
 
 
@@ -263,6 +288,26 @@ class SqliteStore:
         )
         await self._db.commit()
 
+    async def usage(self, tenant: str, period: str) -> int:
+        """Tokens ``tenant`` used in ``period``."""
+        async with self._db.execute(
+            "SELECT tokens FROM token_usage WHERE tenant = ? AND period = ?", (tenant, period)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
+        """Add ``tokens`` to ``tenant``'s usage in ``period`` in one transaction."""
+        async with self._db.execute(
+            "INSERT INTO token_usage (tenant, period, tokens) VALUES (?, ?, ?)"
+            " ON CONFLICT (tenant, period) DO UPDATE SET tokens = tokens + excluded.tokens"
+            " RETURNING tokens",
+            (tenant, period, tokens),
+        ) as cursor:
+            row = await cursor.fetchone()
+        await self._db.commit()
+        return int(row[0]) if row else tokens
+
     async def close(self) -> None:
         """Checkpoint and close the database."""
         await self._db.close()
@@ -302,6 +347,16 @@ class TracedStore:
         """Add ``messages`` to session ``context_id``."""
         with self._telemetry.store_op("insert", "messages", self._system):
             await self._inner.append(context_id, messages)
+
+    async def usage(self, tenant: str, period: str) -> int:
+        """Tokens ``tenant`` used in ``period``."""
+        with self._telemetry.store_op("select", "token_usage", self._system):
+            return await self._inner.usage(tenant, period)
+
+    async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        with self._telemetry.store_op("upsert", "token_usage", self._system):
+            return await self._inner.add_usage(tenant, period, tokens)
 
     async def close(self) -> None:
         """Close the wrapped store."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from hector_py.agent.admission import Admission, Slot
@@ -86,9 +86,16 @@ class Execution:
 class TaskManager:
     """Starts, tracks, cancels and drains task executions."""
 
-    def __init__(self, store: Store, admission: Admission) -> None:
+    def __init__(
+        self,
+        store: Store,
+        admission: Admission,
+        on_change: Callable[[Task], None] | None = None,
+    ) -> None:
+        """``on_change`` hears of every saved state change (e.g. to send notifications)."""
         self.store = store
         self.admission = admission
+        self.on_change = on_change
         self.draining = False
         self._running: dict[str, Execution] = {}
 
@@ -140,6 +147,8 @@ class TaskManager:
         execution.task.state = state
         await self.store.save_task(execution.task)
         execution.publish(StatusChanged(execution.task))
+        if self.on_change is not None:
+            self.on_change(execution.task)
 
     async def _run(
         self, agent: Agent, execution: Execution, user_text: str, stream: bool, slot: Slot

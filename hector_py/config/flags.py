@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hector_py.config.model import Config, ProviderName
+from hector_py.config.model import Config
+from hector_py.config.names import ProviderName
 
 # Provider -> (env var holding its key, model used when only the key is known).
 PROVIDER_KEYS: dict[str, tuple[tuple[str, ...], str]] = {

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from hector_py.config.names import LogFormat, LogLevel, ProviderName
 from hector_py.observability.redact import compile_rule
 
-ProviderName = Literal["openai", "anthropic", "ollama", "gemini", "demo"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
-LogLevel = Literal["debug", "info", "warn", "error"]
-LogFormat = Literal["text", "json"]
 
 DEFAULT_AGENT = "assistant"
 DEFAULT_LLM = "default"
@@ -48,6 +48,18 @@ class AuthConfig(Strict):
     protect_metrics: bool = Field(
         False, description="Require a key on /metrics too (when it shares the API port)."
     )
+    tenant_header: str | None = Field(
+        None,
+        description="Header naming the tenant of a request whose key names none (or with "
+        "auth off); only behind a trusted gateway.",
+    )
+
+
+class TenantBudget(Strict):
+    """Tokens (prompt + completion) a tenant may use per UTC day and calendar month."""
+
+    daily_tokens: int | None = Field(None, ge=1)
+    monthly_tokens: int | None = Field(None, ge=1)
 
 
 class ServerConfig(Strict):
@@ -147,6 +159,167 @@ class LLMConfig(Strict):
         )
 
 
+def _valid_regexes(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise PydanticCustomError(
+                "regex",
+                "'{pattern}' is not a valid regex ({error})",
+                {"pattern": pattern, "error": str(exc)},
+            ) from None
+    return patterns
+
+
+PiiKind = Literal["email", "phone", "card", "ssn"]
+PII_KINDS: tuple[PiiKind, ...] = get_args(PiiKind)
+GuardrailAction = Literal["block", "redact", "warn"]
+
+
+class LengthCheck(Strict):
+    """Input longer than ``max_chars`` characters is a violation."""
+
+    max_chars: int = Field(ge=1)
+    action: Literal["block", "warn"] = "block"
+
+
+class PatternCheck(Strict):
+    """Text matching any of ``patterns`` (regexes, case-insensitive) is a violation."""
+
+    patterns: list[str] = Field(min_length=1)
+    action: GuardrailAction = "block"
+
+    _check_patterns = field_validator("patterns")(_valid_regexes)
+
+
+class InjectionCheck(Strict):
+    """Prompt-injection heuristics ("ignore previous instructions", role overrides...)."""
+
+    action: Literal["block", "warn"] = "block"
+
+
+class PiiCheck(Strict):
+    """Output containing PII of these kinds (``logging.redact``'s detectors)."""
+
+    kinds: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS))
+    action: GuardrailAction = "redact"
+
+
+class InputChecks(Strict):
+    """Checks on the user's message before the agent runs."""
+
+    max_length: LengthCheck | None = None
+    blocked_patterns: PatternCheck | None = None
+    prompt_injection: InjectionCheck | None = None
+
+
+class OutputChecks(Strict):
+    """Checks on the agent's reply before it is returned or saved."""
+
+    pii: PiiCheck | None = None
+    blocked_content: PatternCheck | None = None
+
+
+class ToolAuthorization(Strict):
+    """Which tools the agent may run: ``allow`` (all when unset) minus ``deny``."""
+
+    allow: list[str] | None = None
+    deny: list[str] = Field(default_factory=list)
+
+
+class GuardrailConfig(Strict):
+    """A named set of input, output and tool checks that agents refer to."""
+
+    chain_mode: Literal["fail_fast", "collect_all"] = Field(
+        "fail_fast", description="fail_fast: stop at the first violation; collect_all: run all."
+    )
+    input: InputChecks = Field(default_factory=InputChecks)
+    output: OutputChecks = Field(default_factory=OutputChecks)
+    tools: ToolAuthorization | None = None
+    blocked_reply: str = Field(
+        "The reply was withheld by a content guardrail.",
+        description="Replaces an output blocked by a check with action: block.",
+    )
+
+
+NotificationEvent = Literal["task.started", "task.completed", "task.failed"]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
+
+
+class RetryPolicy(Strict):
+    """Attempts of one delivery; waits double from ``initial_delay`` up to ``max_delay``."""
+
+    max_attempts: int = Field(3, ge=1, le=20)
+    initial_delay: float = Field(1.0, ge=0)
+    max_delay: float = Field(30.0, ge=0)
+
+
+class NotificationConfig(Strict):
+    """An outbound webhook: a JSON POST to ``url`` on each of ``events``."""
+
+    url: str = Field(pattern=r"^https?://")
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1
+    )
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    secret: SecretStr | None = Field(
+        None, description="Signs the body: X-Hector-Signature: sha256=<hex HMAC-SHA256>."
+    )
+    timeout: float = Field(10.0, gt=0, description="Seconds per attempt.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class ScheduleTrigger(Strict):
+    """Run the agent on a cron schedule inside ``serve``."""
+
+    type: Literal["schedule"]
+    cron: str = Field(description="Five-field cron expression, e.g. '*/5 * * * *'.")
+    timezone: str = Field("UTC", description="IANA time zone the cron fields are read in.")
+    input: str = Field("Scheduled run.", min_length=1, description="The message each run gets.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise PydanticCustomError(
+                "cron", "'{value}' is not a five-field cron expression", {"value": value}
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone", "unknown time zone '{value}'", {"value": value}
+            ) from None
+        return value
+
+
+class WebhookTrigger(Strict):
+    """Run the agent on a signed ``POST /webhooks/{agent}`` (or ``path``)."""
+
+    type: Literal["webhook"]
+    path: str | None = Field(
+        None,
+        pattern=r"^/webhooks(/[A-Za-z0-9._~-]+)+$",
+        description="An extra route under /webhooks/ for this agent.",
+    )
+    secret: SecretStr = Field(description="HMAC-SHA256 key the sender signs the body with.")
+    signature_header: str = "X-Hector-Signature"
+    input: str = Field(
+        "{body}",
+        min_length=1,
+        description="Template of the message: {body} is the raw body, {body.a.b} a JSON field.",
+    )
+    response: Literal["sync", "async"] = Field(
+        "sync", description="sync: answer with the result; async: 202 with the task id at once."
+    )
+
+
 class AgentConfig(Strict):
     """An agent: an LLM, an instruction and the tools it may use."""
 
@@ -163,6 +336,15 @@ class AgentConfig(Strict):
     )
     history_messages: int = Field(
         50, ge=0, description="Most earlier session messages sent to the model."
+    )
+    guardrails: list[str] = Field(
+        default_factory=list, description="Names of top-level guardrails, applied in order."
+    )
+    notifications: list[NotificationConfig] = Field(
+        default_factory=list, description="Outbound webhooks on task.started/completed/failed."
+    )
+    trigger: ScheduleTrigger | WebhookTrigger | None = Field(
+        None, discriminator="type", description="Run on a schedule or on a signed webhook."
     )
 
 
@@ -311,6 +493,10 @@ class Config(Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
+    budgets: dict[str, TenantBudget] = Field(
+        default_factory=dict, description="Token budgets by tenant; other tenants are unlimited."
+    )
 
     def secret_values(self) -> list[str]:
         """Every secret in the config, to keep out of logs, spans and payloads."""
@@ -318,6 +504,11 @@ class Config(Strict):
         values += [k.key if isinstance(k, ApiKey) else k for k in self.server.auth.api_keys]
         values += list(self.observability.tracing.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
+        for agent in self.agents.values():
+            for hook in agent.notifications:
+                values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]
+            if isinstance(agent.trigger, WebhookTrigger):
+                values.append(agent.trigger.secret)
         return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -329,6 +520,26 @@ class Config(Strict):
                 problems.append(
                     (("agents", name, "llm"), f"unknown llm '{agent.llm}' (known: {known})")
                 )
+            for index, guardrail in enumerate(agent.guardrails):
+                if guardrail not in self.guardrails:
+                    known = ", ".join(sorted(self.guardrails)) or "none"
+                    problems.append(
+                        (
+                            ("agents", name, "guardrails", str(index)),
+                            f"unknown guardrail '{guardrail}' (known: {known})",
+                        )
+                    )
+        paths: dict[str, str] = {}
+        for name, agent in self.agents.items():
+            if isinstance(agent.trigger, WebhookTrigger) and agent.trigger.path:
+                path = agent.trigger.path
+                segment = path.removeprefix("/webhooks/")  # /webhooks/{agent} is every agent's
+                owner = paths.get(path) or (segment if segment in self.agents else None)
+                if owner is not None and owner != name:
+                    problems.append(
+                        (("agents", name, "trigger", "path"), f"{path} is taken by agent '{owner}'")
+                    )
+                paths[path] = name
         if self.default_agent is not None and self.default_agent not in self.agents:
             problems.append((("default_agent",), f"unknown agent '{self.default_agent}'"))
         return problems

@@ -7,11 +7,12 @@ Context (``request_id``, ``agent``, ``session_id``...) is bound per task with
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -55,9 +56,21 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds, as ``datetime.fromtimestamp(...).isoformat()``
+    gives it (same rounding), formatting the date and time once per second."""
+    global _second
+    fraction, whole = math.modf(record.created)
+    seconds, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{micros // 1000:03d}Z"
 
 
 class _RedactingFormatter(logging.Formatter):

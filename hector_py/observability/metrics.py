@@ -8,8 +8,9 @@ name; ``const_labels`` are added to every series once, at collection time, by
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,11 +21,13 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from hector_py import __version__
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import MetricsConfig
 
 # Bucket boundaries (seconds). LLM calls follow the OpenTelemetry GenAI semantic conventions
@@ -76,6 +79,71 @@ def http_method_label(method: str) -> str:
     return method if method in HTTP_METHODS else "OTHER"
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def const_label_problems(const_labels: Mapping[str, str], used: Iterable[str]) -> list[Problem]:
+    """Why ``const_labels`` cannot be added to every series: a name that is not a label
+    name, is reserved (``le``, ``quantile``, ``__*``; any of these breaks the whole scrape),
+    or is already a label of some metric in ``used`` (it would vanish from those series)."""
+    taken = set(used)
+    problems = []
+    for name in const_labels:
+        if not _LABEL_NAME.match(name):
+            why = "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        elif name.startswith("__") or name in ("le", "quantile"):
+            why = "a reserved Prometheus label name"
+        elif name in taken:
+            why = "already a label of hector's metrics"
+        else:
+            continue
+        problems.append(Problem(f"observability.metrics.const_labels.{name}", why, "config"))
+    return problems
+
+
+class _CachedLabels:
+    """``labels(*values)`` remembers each child. Label values are bounded, and
+    prometheus_client converts, checks and locks on every call: on the request path that
+    is a dozen times per request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
+        """The child for these label values (positional values are cached)."""
+        if labelkwargs:
+            return super().labels(*labelvalues, **labelkwargs)  # type: ignore[misc]
+        try:
+            return self._children[labelvalues]
+        except KeyError:
+            child = super().labels(*labelvalues)  # type: ignore[misc]
+            self._children[labelvalues] = child
+            return child
+
+    def remove(self, *labelvalues: Any) -> None:
+        """Drop one child (and forget the cached ones)."""
+        self._children.clear()
+        super().remove(*labelvalues)  # type: ignore[misc]
+
+    def clear(self) -> None:
+        """Drop every child."""
+        self._children.clear()
+        super().clear()  # type: ignore[misc]
+
+
+class _Counter(_CachedLabels, Counter):
+    pass
+
+
+class _Histogram(_CachedLabels, Histogram):
+    pass
+
+
+class _Gauge(_CachedLabels, Gauge):
+    pass
+
+
 class ConstLabels(Collector):
     """Re-emits another registry's metrics with ``labels`` added to every sample."""
 
@@ -112,12 +180,12 @@ class Metrics:
         ns, sub = config.namespace, config.subsystem
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, labels, namespace=ns, subsystem=sub, registry=owner)
+            return _Counter(name, doc, labels, namespace=ns, subsystem=sub, registry=owner)
 
         def histogram(
             name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
         ) -> Histogram:
-            return Histogram(
+            return _Histogram(
                 name, doc, labels, namespace=ns, subsystem=sub, registry=owner, buckets=buckets
             )
 
@@ -125,9 +193,9 @@ class Metrics:
             name: str,
             doc: str,
             labels: tuple[str, ...],
-            mode: Literal["livesum", "max"] = "livesum",
+            mode: Literal["livesum", "max", "mostrecent"] = "livesum",
         ) -> Gauge:
-            return Gauge(
+            return _Gauge(
                 name,
                 doc,
                 labels,
@@ -181,6 +249,39 @@ class Metrics:
         self.errors = counter(
             "errors_total", "Errors by component and type", ("component", "error_type")
         )
+        self.guardrail_violations = counter(
+            "guardrail_violations_total",
+            "Guardrail violations by stage (input|output|tool) and action (block|redact|warn)",
+            ("agent", "guardrail", "stage", "action"),
+        )
+        self.notifications = counter(
+            "notifications_total",
+            "Outbound notification deliveries (after retries) by event and outcome",
+            ("agent", "event", "status"),
+        )
+        self.scheduler_triggers = counter(
+            "scheduler_triggers_total",
+            "Agent runs triggered by a schedule or a webhook, by outcome",
+            ("agent", "type", "status"),
+        )
+        # Every worker reads the same stored usage: the value set last is the freshest.
+        self.budget_remaining = gauge(
+            "token_budget_remaining",
+            "Tokens left in a tenant's budget for the current period (daily|monthly)",
+            ("tenant", "period"),
+            mode="mostrecent",
+        )
+        self.budget_limit = gauge(
+            "token_budget_limit",
+            "A tenant's configured token budget for the period (daily|monthly)",
+            ("tenant", "period"),
+            mode="max",
+        )
+        self.budget_used = counter(
+            "token_budget_used_total",
+            "Tokens charged to a tenant's budget, by period (daily|monthly)",
+            ("tenant", "period"),
+        )
         # A gauge rather than an Info metric: Info does not work in multiprocess mode.
         gauge("build_info", "hector-py build", ("version", "python"), mode="max").labels(
             __version__, platform.python_version()
@@ -188,6 +289,13 @@ class Metrics:
         if not multiprocess_dir:  # per-process figures; meaningless summed over workers
             ProcessCollector(registry=source)
             PlatformCollector(registry=source)
+        used = {"version", "python"}  # build_info's
+        for metric in vars(self).values():
+            if isinstance(metric, MetricWrapperBase):
+                used.update(metric._labelnames)
+        problems = const_label_problems(config.const_labels, used)
+        if problems:
+            raise ConfigError(problems)
 
     def render(self, accept: str) -> tuple[bytes, str]:
         """The exposition for a scrape: OpenMetrics when asked for, else Prometheus text."""

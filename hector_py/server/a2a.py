@@ -19,10 +19,13 @@ import orjson
 from aiohttp import web
 
 from hector_py import __version__
+from hector_py.agent.budgets import BudgetExceeded
+from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, TextDelta, ToolCallFinished, ToolCallStarted
 from hector_py.agent.store import ChatTurn, Task, new_id
 from hector_py.agent.tasks import Execution, StatusChanged
 from hector_py.server.a2a_wire import V03, V1, Dialect
+from hector_py.server.auth import request_tenant
 from hector_py.server.sse import open_sse, send_event
 from hector_py.server.state import STATE, ServerState
 
@@ -41,6 +44,8 @@ TASK_NOT_FOUND = -32001
 TASK_NOT_CANCELABLE = -32002
 UNSUPPORTED_OPERATION = -32004
 VERSION_NOT_SUPPORTED = -32009
+GUARDRAIL_BLOCKED = -32010
+BUDGET_EXCEEDED = -32011
 
 
 class RpcError(Exception):
@@ -144,6 +149,16 @@ async def _start(call: Call, *, stream: bool) -> Execution:
     text = _checked_length(
         _text_of(call.params.get("message")), call.state.config.server.max_message_chars
     )
+    if call.agent.guardrails is not None:
+        try:
+            text = call.agent.guardrails.check_input(text)
+        except GuardrailBlocked as exc:
+            raise RpcError(GUARDRAIL_BLOCKED, str(exc)) from None
+    tenant = request_tenant(call.request)
+    try:
+        await call.state.budgets.check(tenant)
+    except BudgetExceeded as exc:
+        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     context_id = _field(call.params, "message.contextId", str) or new_id()
     message_id = _field(call.params, "message.messageId", str) or new_id()
     _field(call.params, "configuration", dict)
@@ -152,6 +167,7 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         context_id=context_id,
         agent=call.agent.name,
         history=[ChatTurn(message_id, "user", text)],
+        tenant=tenant,
     )
     return await call.state.tasks.start(call.agent, task, text, stream=stream)
 

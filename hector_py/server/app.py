@@ -8,22 +8,28 @@ import aiohttp
 from aiohttp import web
 
 from hector_py.agent.admission import Admission
+from hector_py.agent.budgets import Budgets
+from hector_py.agent.guardrails import Guardrail, Guardrails
+from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import open_store, traced
+from hector_py.agent.store import Task, open_store, traced
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import resolve_target
-from hector_py.server import a2a, health, openai_api
+from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
+from hector_py.server.triggers import Clock
 
 TRACE_FLUSH_TIMEOUT_S = 5.0
+NOTIFY_DRAIN_TIMEOUT_S = 5.0
 
 
 def build_agents(
@@ -44,18 +50,29 @@ def build_agents(
             telemetry.llm_retry(provider, model, attempt, reason, delay)
 
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
+    guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
     return {
         name: Agent(
-            name, agent, llms[agent.llm], telemetry, registry.for_agent(agent.tools), registry
+            name,
+            agent,
+            llms[agent.llm],
+            telemetry,
+            registry.for_agent(agent.tools),
+            registry,
+            Guardrails(name, [guardrails[g] for g in agent.guardrails], telemetry)
+            if agent.guardrails
+            else None,
         )
         for name, agent in config.agents.items()
     }
 
 
 async def check_buildable(config: Config) -> None:
-    """Raise ``ConfigError`` if ``serve`` could not build this config (without starting
-    any telemetry: no exporter, no metrics)."""
+    """Raise ``ConfigError`` if ``serve`` could not build this config (starting no
+    exporter and serving no metrics)."""
     resolve_target(config.observability.tracing, os.environ)
+    if config.observability.metrics.enabled:
+        Metrics(config.observability.metrics)  # rejects const_labels that would break scrapes
     async with aiohttp.ClientSession() as session:
         build_agents(config, session, Telemetry(ObservabilityConfig()))
 
@@ -67,8 +84,9 @@ def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
     return app
 
 
-async def build_app(config: Config) -> web.Application:
-    """The HTTP application for ``config``. Raises ``ConfigError`` if it cannot be built."""
+async def build_app(config: Config, clock: Clock | None = None) -> web.Application:
+    """The HTTP application for ``config``; ``clock`` drives the schedules (default: the
+    wall clock). Raises ``ConfigError`` if it cannot be built."""
     pricing = {
         (llm.provider, llm.model): llm.pricing
         for llm in config.llms.values()
@@ -76,7 +94,12 @@ async def build_app(config: Config) -> web.Application:
     }
     redactor = Redactor(config.logging.redact, config.secret_values())
     telemetry = Telemetry(config.observability, redactor, pricing)
-    session = aiohttp.ClientSession(trace_configs=telemetry.client_trace_configs())
+    # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
+    # would queue for a connection to their model, adding latency no setting explains.
+    connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
+    session = aiohttp.ClientSession(
+        connector=connector, trace_configs=telemetry.client_trace_configs()
+    )
     try:
         agents = build_agents(config, session, telemetry)
         store = traced(await open_store(config.storage), telemetry, config.storage.type)
@@ -90,19 +113,32 @@ async def build_app(config: Config) -> web.Application:
         if a.max_concurrent_runs is not None
     }
     admission = Admission(config.server.max_concurrent_runs, limits, config.server.queue_timeout)
+    notifier = Notifier(
+        {name: agent.notifications for name, agent in config.agents.items()}, session, telemetry
+    )
+    budgets = Budgets(config.budgets, store, telemetry)
+
+    def task_changed(task: Task) -> None:
+        notifier.task_changed(task)
+        budgets.task_changed(task)
+
     state = ServerState(
         config=config,
         agents=agents,
         store=store,
-        tasks=TaskManager(store, admission),
+        tasks=TaskManager(store, admission, task_changed),
         telemetry=telemetry,
+        budgets=budgets,
     )
     app = web.Application(
         middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
     )
     app[STATE] = state
+    webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
     if config.server.auth.api_keys:
-        app[AUTH] = Authenticator(config.server.auth, config.observability.metrics.endpoint)
+        app[AUTH] = Authenticator(
+            config.server.auth, config.observability.metrics.endpoint, webhooks
+        )
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
@@ -110,14 +146,24 @@ async def build_app(config: Config) -> web.Application:
     if telemetry.metrics is not None and metrics.port is None:
         app.router.add_get(metrics.endpoint, telemetry.scrape)
 
+    scheduler = triggers.Scheduler(state, clock or Clock())
+
+    async def start_background(_: web.Application) -> None:
+        await budgets.refresh()
+        scheduler.start()
+
     async def drain_tasks(_: web.Application) -> None:
+        await scheduler.close()
         await state.tasks.shutdown(config.server.shutdown_timeout)
+        await notifier.close(NOTIFY_DRAIN_TIMEOUT_S)
+        await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
         await session.close()
         await state.store.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
 
+    app.on_startup.append(start_background)
     app.on_shutdown.append(drain_tasks)
     app.on_cleanup.append(close_resources)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -29,7 +30,11 @@ TENANT = web.RequestKey("hector_tenant", str)
 class Authenticator:
     """Knows the accepted keys (as digests) and which routes stay open."""
 
-    def __init__(self, config: AuthConfig, metrics_endpoint: str) -> None:
+    def __init__(
+        self, config: AuthConfig, metrics_endpoint: str, signed_routes: Iterable[str] = ()
+    ) -> None:
+        """``signed_routes``: POST routes that check a signature of their own (webhooks)."""
+        self._signed_routes = frozenset(signed_routes)
         self._keys: list[tuple[bytes, str]] = []
         for entry in config.api_keys:
             key, tenant = (entry.key, entry.tenant) if isinstance(entry, ApiKey) else (entry, "")
@@ -41,9 +46,11 @@ class Authenticator:
             self._open_routes.add(metrics_endpoint)
 
     def is_open(self, request: web.Request) -> bool:
-        """Whether ``request`` needs no key (probes, and cards/metrics when configured)."""
+        """Whether ``request`` needs no key: probes, webhooks, cards/metrics when configured."""
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else ""
+        if request.method == "POST" and route in self._signed_routes:
+            return True
         return route in self._open_routes and request.method in ("GET", "HEAD")
 
     def tenant_of(self, presented: str) -> str | None:
@@ -69,6 +76,16 @@ def presented_key(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return request.headers.get("X-API-Key") or None
+
+
+def request_tenant(request: web.Request) -> str:
+    """The caller's tenant: its API key's, else the ``server.auth.tenant_header`` value
+    when that is configured ('' for none)."""
+    tenant: str = request.get(TENANT) or ""
+    header = request.app[STATE].config.server.auth.tenant_header
+    if not tenant and header:
+        tenant = request.headers.get(header, "").strip()
+    return tenant
 
 
 @web.middleware

@@ -14,13 +14,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hector_py.agent.budgets import BudgetExceeded
+from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta
 from hector_py.agent.store import new_id
 from hector_py.llm.base import LLMError, Message, Usage
+from hector_py.server.auth import request_tenant
 from hector_py.server.sse import open_sse, send_event
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.openai")
+STREAM_FAILED = web.RequestKey("hector_stream_failed", bool)
 
 
 class ApiError(Exception):
@@ -113,6 +117,12 @@ def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
     return agents[model]
 
 
+async def _charge(request: web.Request, usage: Usage) -> None:
+    """Charge a run's tokens to the caller's tenant budget."""
+    tokens = usage.prompt_tokens + usage.completion_tokens
+    await request.app[STATE].budgets.charge(request_tenant(request), tokens)
+
+
 def _usage(usage: Usage) -> dict[str, int]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -125,7 +135,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions``, streamed (SSE, ends with ``[DONE]``) or not."""
     agent_name, response = await _complete(request)
     if agent_name is not None:
-        request.app[STATE].telemetry.agent_request(agent_name, response.status == 200)
+        ok = response.status == 200 and not request.get(STREAM_FAILED, False)
+        request.app[STATE].telemetry.agent_request(agent_name, ok)
     return response
 
 
@@ -149,6 +160,17 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 "characters (server.max_message_chars)",
                 param="messages",
             )
+        if agent.guardrails is not None:
+            try:
+                user_text = agent.guardrails.check_input(user_text)
+            except GuardrailBlocked as exc:
+                raise ApiError(400, str(exc), param="messages", code="guardrail_blocked") from None
+        try:
+            await request.app[STATE].budgets.check(request_tenant(request))
+        except BudgetExceeded as exc:
+            raise ApiError(
+                429, str(exc), code="budget_exceeded", kind="insufficient_quota"
+            ) from None
         slot = await request.app[STATE].tasks.admission.acquire(agent.name)
         try:
             return agent.name, await _respond(request, agent, body, history, user_text)
@@ -172,6 +194,7 @@ async def _respond(
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
+                    await _charge(request, event.usage)
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
         return ApiError(502, str(exc), kind="upstream_error").response()
@@ -222,12 +245,14 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     await chunk({"content": event.text})
                 elif isinstance(event, FinalReply):
+                    await _charge(request, event.usage)
                     await chunk({}, "stop")
                     if include_usage:
                         await chunk({}, usage=event.usage)
         await send_event(response, b"[DONE]")
     except (LLMError, AgentError) as exc:
         log.warning("chat completion stream failed: %s", exc)
+        request[STREAM_FAILED] = True  # the 200 went out before the failure
         error = ApiError(502, str(exc), kind="upstream_error")
         await send_event(response, orjson.dumps(error.body()))
     except (ConnectionResetError, ConnectionError):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from hector_py.agent.budgets import Budgets
 from hector_py.agent.runner import Agent
 from hector_py.agent.store import Store
 from hector_py.agent.tasks import TaskManager
@@ -23,6 +24,7 @@ class ServerState:
     store: Store
     tasks: TaskManager
     telemetry: Telemetry
+    budgets: Budgets
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
 

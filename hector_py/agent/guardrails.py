@@ -1,0 +1,188 @@
+"""Guardrails (top-level ``guardrails:``, listed per agent): input, output and tool checks.
+
+Each check has an action: ``block`` refuses the input (``GuardrailBlocked``), replaces the
+output or denies the tool; ``redact`` masks what matched; ``warn`` only logs and counts.
+Every guardrail runs its checks of a stage under one ``guardrail.check`` span and counts
+each violation in ``guardrail_violations_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hector_py.config.model import GuardrailConfig, PatternCheck
+from hector_py.observability.redact import REDACTED, Redactor
+from hector_py.observability.telemetry import Telemetry
+
+log = logging.getLogger("hector.guardrails")
+
+# Phrases that try to override the instruction, reveal it, or forge a role marker.
+INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)*"
+    r"(previous|prior|above|earlier|preceding|system)\s+(instructions?|prompts?|rules|messages?)"
+    r"|\b(reveal|print|show|repeat|output)\s+(me\s+)?(your|the)\s+(system\s+prompt|instructions)"
+    r"|\byou\s+are\s+now\s+(DAN|in\s+developer\s+mode|unrestricted|jailbroken)"
+    r"|<\|im_start\|>|\[/?INST\]|^\s*system\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+class GuardrailBlocked(Exception):
+    """An input refused by a guardrail; the message says which one and why."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: ``find`` gives the reason of a violation (``None`` when clean)."""
+
+    name: str
+    action: str
+    find: Callable[[str], str | None]
+    redact: Callable[[str], str] | None = None
+
+
+def _pattern_check(name: str, config: PatternCheck, what: str) -> Check:
+    pattern = re.compile("|".join(f"(?:{p})" for p in config.patterns), re.IGNORECASE)
+    return Check(
+        name,
+        config.action,
+        lambda text: f"{what} matches a blocked pattern" if pattern.search(text) else None,
+        lambda text: pattern.sub(REDACTED, text),
+    )
+
+
+class Guardrail:
+    """One named guardrail, compiled into its checks per stage."""
+
+    def __init__(self, name: str, config: GuardrailConfig) -> None:
+        self.name, self.config = name, config
+        self.input: list[Check] = []
+        self.output: list[Check] = []
+        checks = config.input
+        if checks.max_length is not None:
+            limit = checks.max_length.max_chars
+            self.input.append(
+                Check(
+                    "max_length",
+                    checks.max_length.action,
+                    lambda text: (
+                        f"message is {len(text)} characters, over the limit of {limit}"
+                        if len(text) > limit
+                        else None
+                    ),
+                )
+            )
+        if checks.blocked_patterns is not None:
+            self.input.append(
+                _pattern_check("blocked_patterns", checks.blocked_patterns, "message")
+            )
+        if checks.prompt_injection is not None:
+            self.input.append(
+                Check(
+                    "prompt_injection",
+                    checks.prompt_injection.action,
+                    lambda text: (
+                        "message looks like a prompt injection" if INJECTION.search(text) else None
+                    ),
+                )
+            )
+        if config.output.pii is not None:
+            pii = Redactor(config.output.pii.kinds)
+            self.output.append(
+                Check(
+                    "pii",
+                    config.output.pii.action,
+                    lambda text: "reply contains PII" if pii(text) != text else None,
+                    pii,
+                )
+            )
+        if config.output.blocked_content is not None:
+            self.output.append(
+                _pattern_check("blocked_content", config.output.blocked_content, "reply")
+            )
+
+    def allows_tool(self, tool: str) -> bool:
+        """Whether ``tools.allow``/``tools.deny`` let the agent run ``tool``."""
+        rules = self.config.tools
+        if rules is None:
+            return True
+        return (rules.allow is None or tool in rules.allow) and tool not in rules.deny
+
+
+class Guardrails:
+    """An agent's guardrails, applied in the order the agent lists them."""
+
+    def __init__(self, agent: str, guardrails: Sequence[Guardrail], telemetry: Telemetry) -> None:
+        self.agent = agent
+        self.guardrails = tuple(guardrails)
+        self.telemetry = telemetry
+        self.checks_output = any(g.output for g in self.guardrails)
+
+    def check_input(self, text: str) -> str:
+        """``text`` after the input checks (redacted where asked).
+
+        Raises ``GuardrailBlocked`` naming the guardrail and the reasons."""
+        for guardrail in self.guardrails:
+            text, blocked = self._run(guardrail, "input", guardrail.input, text)
+            if blocked:
+                raise GuardrailBlocked(
+                    f"blocked by guardrail '{guardrail.name}': {'; '.join(blocked)}"
+                )
+        return text
+
+    def check_output(self, text: str) -> str:
+        """The reply after the output checks: redacted, or replaced when blocked."""
+        for guardrail in self.guardrails:
+            text, blocked = self._run(guardrail, "output", guardrail.output, text)
+            if blocked:
+                return guardrail.config.blocked_reply
+        return text
+
+    def denied_tool(self, tool: str) -> str | None:
+        """Why ``tool`` may not run (the tool result the model gets), or ``None``."""
+        for guardrail in self.guardrails:
+            if guardrail.config.tools is None:
+                continue
+            with self.telemetry.guardrail_check(self.agent, guardrail.name, "tool") as scope:
+                if not guardrail.allows_tool(tool):
+                    scope.violation("tool_authorization", "block")
+                    self._log(guardrail, "tool", "tool_authorization", "block", tool)
+                    return f"error: tool '{tool}' is not authorized (guardrail '{guardrail.name}')"
+        return None
+
+    def _run(
+        self, guardrail: Guardrail, stage: str, checks: list[Check], text: str
+    ) -> tuple[str, list[str]]:
+        """Run one guardrail's checks; the (possibly redacted) text and blocking reasons."""
+        blocked: list[str] = []
+        if not checks:
+            return text, blocked
+        with self.telemetry.guardrail_check(self.agent, guardrail.name, stage) as scope:
+            for check in checks:
+                reason = check.find(text)
+                if reason is None:
+                    continue
+                scope.violation(check.name, check.action)
+                self._log(guardrail, stage, check.name, check.action, reason)
+                if check.action == "block":
+                    blocked.append(reason)
+                    if guardrail.config.chain_mode == "fail_fast":
+                        break
+                elif check.action == "redact" and check.redact is not None:
+                    text = check.redact(text)
+        return text, blocked
+
+    def _log(self, guardrail: Guardrail, stage: str, check: str, action: str, reason: str) -> None:
+        log.warning(
+            "guardrail violation: %s",
+            reason,
+            extra={
+                "guardrail": guardrail.name,
+                "stage": stage,
+                "check": check,
+                "action": action,
+            },
+        )
