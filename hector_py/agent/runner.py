@@ -199,4 +199,6 @@ class Agent:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"
             scope.payload(call.arguments, outcome.output)
+            if not outcome.ok:
+                log.warning("tool %s failed (%s)", label, scope.error_type, extra={"tool": label})
             return outcome

@@ -29,6 +29,7 @@ from yarl import URL
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config, ToolConfig
 from hector_py.llm.base import ToolSpec
+from hector_py.observability.redact import Redactor
 
 log = logging.getLogger("hector.tools")
 
@@ -401,20 +402,23 @@ class HttpTool:
             if self.config.method in _BODY_METHODS
             else {"params": {k: _url_value(v) for k, v in rest.items()}}
         )
+        headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
         reply = await _fetch(
             self.session,
             self.config.method,
             URL(_render(self.template, arguments)),
             self.config.max_response_bytes,
-            headers={k: v.get_secret_value() for k, v in self.config.headers.items()},
+            headers=headers,
             **extra,
         )
+        # an upstream that echoes our credentials must not hand them to the model
+        text = Redactor(secrets=headers.values())(reply.text)
         if not 200 <= reply.status < 300:
-            excerpt = " ".join(reply.text.split())[:200]
+            excerpt = " ".join(text.split())[:200]
             raise ToolError(
                 f"HTTP {reply.status}: {excerpt}" if excerpt else f"HTTP {reply.status}"
             )
-        return reply.text
+        return text
 
 
 def _url_value(value: Any) -> str:

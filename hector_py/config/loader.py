@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 from dotenv import load_dotenv
 from pydantic import ValidationError
-from pydantic_settings import EnvSettingsSource
+from pydantic_settings import EnvSettingsSource, SettingsError
 
 from hector_py.config.model import Config
 
 ENV_PREFIX = "HECTOR_"
 ENV_NESTED_DELIMITER = "__"
+MAX_DEPTH = 64
 
 ConfigPath = tuple[str | int, ...]
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -62,12 +63,19 @@ def load_config(
         environ = os.environ
     source = _Source(str(path) if path else "<defaults>")
     data: dict[str, Any] = source.read(path, environ) if path else {}
-    env_overrides = EnvSettingsSource(
-        Config,  # type: ignore[arg-type]
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=ENV_NESTED_DELIMITER,
-        case_sensitive=False,
-    )()
+    try:
+        env_overrides = EnvSettingsSource(
+            Config,  # type: ignore[arg-type]
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter=ENV_NESTED_DELIMITER,
+            case_sensitive=False,
+        )()
+    except SettingsError as exc:  # a HECTOR_<SECTION> value that is not valid JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = ENV_PREFIX + (field.group(1).upper() if field else "*")
+        raise ConfigError(
+            [Problem(field.group(1) if field else "<env>", "not valid JSON", f"env {name}")]
+        ) from None
     for key in _leaf_paths(env_overrides):
         source.origin[key] = "env " + ENV_PREFIX + ENV_NESTED_DELIMITER.join(map(str, key)).upper()
     merged = deep_merge(deep_merge(data, env_overrides), dict(overrides or {}))
@@ -147,36 +155,72 @@ class _Source:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([Problem("<file>", f"cannot read: {exc}", str(path))]) from None
-        loader = yaml.SafeLoader(text)
         try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark else ""
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+            finally:
+                loader.dispose()
+            if node is None:
+                return {}
+            if not isinstance(node, yaml.MappingNode):
+                raise ConfigError([Problem("<root>", "must be a mapping", self._line(node))])
+            self.origin[()] = self._line(node)
+            value = self._build(loader, node, (), environ, depth=0)
+        except RecursionError:
             raise ConfigError(
-                [Problem("<file>", f"invalid YAML: {exc.problem}", f"{path}{line}")]
+                [Problem("<file>", "invalid YAML: nested deeper than Python can parse", str(path))]
             ) from None
-        finally:
-            loader.dispose()
-        if node is None:
-            return {}
-        if not isinstance(node, yaml.MappingNode):
-            raise ConfigError([Problem("<root>", "must be a mapping", self._line(node))])
-        self.origin[()] = self._line(node)
-        value = self._build(loader, node, (), environ)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                [Problem("<file>", f"invalid YAML: {problem}", f"{path}{line}")]
+            ) from None
         assert isinstance(value, dict)
         return value
+
+    def _scalar(self, loader: yaml.SafeLoader, node: yaml.Node, loc: ConfigPath) -> Any:
+        """A scalar's value; a bad tag (``!!int abc``) is a problem at its line."""
+        try:
+            return loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            self.problems.append(
+                Problem(
+                    _dotted(loc) or "<root>",
+                    f"invalid value for {node.tag}: {exc}",
+                    self._line(node),
+                )
+            )
+            return None
 
     def _line(self, node: yaml.Node) -> str:
         return f"{self.filename}:{node.start_mark.line + 1}"
 
     def _build(
-        self, loader: yaml.SafeLoader, node: yaml.Node, loc: ConfigPath, environ: Mapping[str, str]
+        self,
+        loader: yaml.SafeLoader,
+        node: yaml.Node,
+        loc: ConfigPath,
+        environ: Mapping[str, str],
+        depth: int,
     ) -> Any:
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                [
+                    Problem(
+                        _dotted(loc),
+                        f"nested deeper than {MAX_DEPTH} levels (or an alias that contains itself)",
+                        self._line(node),
+                    )
+                ]
+            )
         if isinstance(node, yaml.MappingNode):
+            loader.flatten_mapping(node)  # YAML merge keys (<<: *base)
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
+                key = self._scalar(loader, key_node, loc)
                 if not isinstance(key, str | int):
                     self.problems.append(
                         Problem(
@@ -190,15 +234,15 @@ class _Source:
                         Problem(_dotted(child), "duplicate key", self._line(key_node))
                     )
                 self.origin[child] = self._line(key_node)
-                out[str(key)] = self._build(loader, value_node, child, environ)
+                out[str(key)] = self._build(loader, value_node, child, environ, depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
                 self.origin[(*loc, index)] = self._line(item)
-                items.append(self._build(loader, item, (*loc, index), environ))
+                items.append(self._build(loader, item, (*loc, index), environ, depth + 1))
             return items
-        value = loader.construct_object(node, deep=True)
+        value = self._scalar(loader, node, loc)
         if isinstance(value, str):
             value, missing = expand_vars(value, environ)
             for name in missing:

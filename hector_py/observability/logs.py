@@ -143,3 +143,8 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
     logging.captureWarnings(True)
+    # Our lines never show the caller's file/line, thread or multiprocessing names: skip
+    # collecting them for every record (the logging HOWTO's "Optimization" settings).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False

@@ -35,6 +35,7 @@ VERSION_HEADER = "A2A-Version"
 SUPPORTED_VERSIONS = ("1.0", "0.3")
 CARD_MAX_AGE_S = 300
 MAX_PAGE_SIZE = 100
+MAX_TOKEN_DIGITS = 9  # page tokens are offsets; sqlite takes 64-bit integers
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -278,7 +279,7 @@ async def list_tasks(call: Call) -> Result:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise RpcError(INVALID_PARAMS, f"params.pageSize: must be 1..{MAX_PAGE_SIZE}")
     token = _field(call.params, "pageToken", str) or "0"
-    if not token.isdigit():
+    if not token.isdigit() or len(token) > MAX_TOKEN_DIGITS:
         raise RpcError(INVALID_PARAMS, "params.pageToken: not a token from a previous page")
     history_length = _history_length(call, "historyLength")
     offset = int(token)

@@ -85,7 +85,14 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
             )
         content = item.get("content")
         if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            texts = [p.get("text") for p in content if isinstance(p, dict)]
+            if not all(text is None or isinstance(text, str) for text in texts):
+                raise ApiError(
+                    400,
+                    f"messages[{index}].content: a part's text must be a string",
+                    param=f"messages[{index}].content",
+                )
+            content = "".join(text for text in texts if text)
         if content is not None and not isinstance(content, str):
             raise ApiError(
                 400,
