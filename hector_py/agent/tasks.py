@@ -141,6 +141,11 @@ class TaskManager:
                 execution.task.error = SHUTDOWN_FAILURE
                 execution.runner.cancel()
         if pending:
+            log.warning(
+                "%d task(s) did not finish within %.1f s of shutdown; marked failed",
+                len(pending),
+                timeout,
+            )
             await asyncio.wait(pending, timeout=5)
 
     async def _set_state(self, execution: Execution, state: TaskState) -> None:
