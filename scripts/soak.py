@@ -1,0 +1,238 @@
+"""Bounded soak: a fixed request rate against ``hector serve`` (sqlite) and a fake upstream.
+
+Every ``--sample`` seconds it records the server's RSS, open file descriptors, threads,
+the sqlite database size and the errors so far, then prints the samples and the growth
+from the first sample to the last. Everything runs on 127.0.0.1 and stops by itself.
+
+    python scripts/soak.py                  # 5 minutes at 20 requests/s
+    python scripts/soak.py --duration 30    # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Sample:
+    """One look at the server process."""
+
+    at_s: float
+    requests: int
+    errors: int
+    rss_kb: int
+    fds: int
+    threads: int
+    db_kb: int
+
+
+def _status_field(pid: int, name: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{name}:\s+(\d+)", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _db_kb(db: Path) -> int:
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return sum(f.stat().st_size for f in files if f.exists()) // 1024
+
+
+def _start(cmd: list[str], log: Path, pattern: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``cmd`` with output to ``log``; wait (bounded) for ``pattern`` in it."""
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        match = re.search(pattern, log.read_text(errors="replace"))
+        if match:
+            return proc, match.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit(f"could not start {' '.join(cmd[:4])}: {log.read_text(errors='replace')[-500:]}")
+
+
+async def _drive(
+    url: str, rate: float, duration: float, samples: list[Sample], pid: int, db: Path, every: float
+) -> None:
+    counts = {"requests": 0, "errors": 0}
+    bodies = [
+        (
+            "/",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "message/send",
+                "params": {
+                    "message": {
+                        "kind": "message",
+                        "messageId": "m",
+                        "role": "user",
+                        "parts": [{"kind": "text", "text": "soak"}],
+                    }
+                },
+            },
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "assistant", "messages": [{"role": "user", "content": "soak"}]},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "assistant",
+                "stream": True,
+                "messages": [{"role": "user", "content": "soak"}],
+            },
+        ),
+    ]
+    timeout = aiohttp.ClientTimeout(total=30)
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def one(index: int) -> None:
+            path, body = bodies[index % len(bodies)]
+            try:
+                async with session.post(url + path, json=body) as response:
+                    text = await response.text()
+                    failed = response.status != 200 or '"failed"' in text or "error" in text
+            except (aiohttp.ClientError, TimeoutError):
+                failed = True
+            counts["requests"] += 1
+            counts["errors"] += failed
+
+        started = time.monotonic()
+        next_sample = started
+        index = 0
+        while (now := time.monotonic()) - started < duration:
+            if now >= next_sample:
+                samples.append(
+                    Sample(
+                        round(now - started, 1),
+                        counts["requests"],
+                        counts["errors"],
+                        _status_field(pid, "VmRSS"),
+                        len(os.listdir(f"/proc/{pid}/fd")),
+                        _status_field(pid, "Threads"),
+                        _db_kb(db),
+                    )
+                )
+                next_sample += every
+            task = asyncio.create_task(one(index))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            index += 1
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+    samples.append(
+        Sample(
+            round(time.monotonic() - started, 1),
+            counts["requests"],
+            counts["errors"],
+            _status_field(pid, "VmRSS"),
+            len(os.listdir(f"/proc/{pid}/fd")),
+            _status_field(pid, "Threads"),
+            _db_kb(db),
+        )
+    )
+
+
+def main() -> None:
+    """Run the soak and print the samples."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds (default 300)")
+    parser.add_argument("--rate", type=float, default=20.0, help="requests/s (default 20)")
+    parser.add_argument("--sample", type=float, default=15.0, help="seconds between samples")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hector-soak-"))
+    fake, fake_url = _start(
+        [sys.executable, "-m", "tests.fakes.llm_servers", "--provider", "openai", "--port", "0"],
+        work / "fake.log",
+        r"(http://\S+)",
+    )
+    db = work / "soak.db"
+    config = work / "soak.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "llms": {
+                    "default": {
+                        "provider": "openai",
+                        "model": "gpt-4o",
+                        "api_key": "sk-soak",
+                        "base_url": fake_url,
+                    }
+                },
+                "storage": {"type": "sqlite", "path": str(db)},
+                "observability": {"metrics": {"enabled": True}},
+                "logging": {"level": "warn"},
+            }
+        )
+    )
+    server, url = _start(
+        [
+            sys.executable,
+            "-m",
+            "hector_py",
+            "serve",
+            "-c",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-level",
+            "info",
+        ],
+        work / "serve.log",
+        r"listening on (http://\S+)",
+    )
+    samples: list[Sample] = []
+    try:
+        asyncio.run(_drive(url, args.rate, args.duration, samples, server.pid, db, args.sample))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        exit_code = server.wait(60)
+        fake.terminate()
+        fake.wait(10)
+    print(
+        f"soak: {args.duration:g} s at {args.rate:g} req/s, sqlite, metrics on "
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} cores)"
+    )
+    print(
+        f"{'t (s)':>7} {'requests':>9} {'errors':>7} {'RSS (MB)':>9} {'fds':>5} "
+        f"{'threads':>8} {'db (KB)':>8}"
+    )
+    for s in samples:
+        print(
+            f"{s.at_s:>7} {s.requests:>9} {s.errors:>7} {s.rss_kb / 1024:>9.1f} "
+            f"{s.fds:>5} {s.threads:>8} {s.db_kb:>8}"
+        )
+    first, last = samples[min(1, len(samples) - 1)], samples[-1]
+    print(
+        f"growth after warm-up: RSS {(last.rss_kb - first.rss_kb) / 1024:+.1f} MB, "
+        f"fds {last.fds - first.fds:+d}, threads {last.threads - first.threads:+d}; "
+        f"errors {last.errors}; server exit code {exit_code}"
+    )
+
+
+if __name__ == "__main__":
+    main()
