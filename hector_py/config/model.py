@@ -37,8 +37,19 @@ class ApiKey(Strict):
     tenant: str
 
 
+class JwtConfig(Strict):
+    """Bearer JWTs checked against a JWKS URL (``server.auth.jwt``)."""
+
+    jwks_url: str = Field(pattern=r"^https?://", description="Where the signing keys are.")
+    issuer: str | None = Field(None, description="Required 'iss' claim.")
+    audience: str | None = Field(None, description="Required 'aud' claim.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    tenant_claim: str | None = Field(None, description="Claim naming the caller's tenant.")
+    leeway: float = Field(30.0, ge=0, description="Seconds of clock skew allowed.")
+
+
 class AuthConfig(Strict):
-    """Who may call the server (``server.auth``); off while ``api_keys`` is empty."""
+    """Who may call the server (``server.auth``); off while it has no keys and no JWT."""
 
     api_keys: list[SecretStr | ApiKey] = Field(
         default_factory=list,
@@ -48,6 +59,7 @@ class AuthConfig(Strict):
     protect_metrics: bool = Field(
         False, description="Require a key on /metrics too (when it shares the API port)."
     )
+    jwt: JwtConfig | None = None
     tenant_header: str | None = Field(
         None,
         description="Header naming the tenant of a request whose key names none (or with "

@@ -135,7 +135,7 @@ async def build_app(config: Config, clock: Clock | None = None) -> web.Applicati
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
-    if config.server.auth.api_keys:
+    if config.server.auth.api_keys or config.server.auth.jwt:
         app[AUTH] = Authenticator(
             config.server.auth, config.observability.metrics.endpoint, webhooks
         )

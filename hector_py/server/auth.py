@@ -1,15 +1,19 @@
-"""API-key authentication (``server.auth.api_keys``), compared in constant time."""
+"""Authentication: API keys (``server.auth.api_keys``, compared in constant time) and
+bearer JWTs verified against a JWKS URL (``server.auth.jwt``, with PyJWT)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 from collections.abc import Iterable
 
+import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hector_py.config.model import ApiKey, AuthConfig
+from hector_py.config.model import ApiKey, AuthConfig, JwtConfig
 from hector_py.observability.logs import bind
 from hector_py.server.middleware import json_error
 from hector_py.server.state import STATE
@@ -25,6 +29,7 @@ CARD_ROUTES = frozenset(
     }
 )
 TENANT = web.RequestKey("hector_tenant", str)
+log = logging.getLogger("hector.auth")
 
 
 class Authenticator:
@@ -39,6 +44,12 @@ class Authenticator:
         for entry in config.api_keys:
             key, tenant = (entry.key, entry.tenant) if isinstance(entry, ApiKey) else (entry, "")
             self._keys.append((_digest(key.get_secret_value()), tenant))
+        self._jwt = config.jwt
+        self._jwks = (
+            jwt.PyJWKClient(config.jwt.jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if config.jwt
+            else None
+        )
         self._open_routes = set(OPEN_PATHS)
         if config.public_card:
             self._open_routes |= CARD_ROUTES
@@ -53,14 +64,35 @@ class Authenticator:
             return True
         return route in self._open_routes and request.method in ("GET", "HEAD")
 
-    def tenant_of(self, presented: str) -> str | None:
-        """The tenant of a valid key ('' when it names none); ``None`` when invalid."""
+    async def tenant_of(self, presented: str) -> str | None:
+        """The tenant of a valid key or JWT ('' when it names none); ``None`` when invalid."""
         digest = _digest(presented)
         found: str | None = None
         for known, tenant in self._keys:  # check every key: timing says nothing
             if hmac.compare_digest(known, digest):
                 found = tenant
+        if found is None and self._jwt is not None and presented.count(".") == 2:
+            found = await self._verify_jwt(presented, self._jwt)
         return found
+
+    async def _verify_jwt(self, token: str, config: JwtConfig) -> str | None:
+        assert self._jwks is not None
+        try:  # the JWKS fetch is blocking I/O (cached for 5 minutes): keep it off the loop
+            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=config.algorithms,
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway,
+                options={"require": ["exp"], "verify_aud": config.audience is not None},
+            )
+        except jwt.PyJWTError as exc:
+            log.debug("JWT refused: %s", type(exc).__name__)
+            return None
+        tenant = claims.get(config.tenant_claim, "") if config.tenant_claim else ""
+        return tenant if isinstance(tenant, str) else ""
 
 
 AUTH = web.AppKey("hector_auth", Authenticator)
@@ -95,7 +127,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if authenticator is None or authenticator.is_open(request):
         return await handler(request)
     key = presented_key(request)
-    tenant = authenticator.tenant_of(key) if key else None
+    tenant = await authenticator.tenant_of(key) if key else None
     if tenant is None:
         request.app[STATE].telemetry.auth_failure("missing" if key is None else "invalid")
         response = json_error(401, "missing or invalid API key")
