@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.openai import function_tools
 from hector_py.llm.remote import (
     JSON,
     RemoteLLM,
@@ -35,17 +36,7 @@ class OllamaLLM(RemoteLLM):
             "stream": stream,  # Ollama streams unless told not to
         }
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = function_tools(request.tools)
         options: JSON = {}
         if self.config.temperature is not None:
             options["temperature"] = self.config.temperature

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, ToolSpec, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, response
+
+
+def function_tools(tools: Sequence[ToolSpec]) -> list[JSON]:
+    """Tools in the OpenAI ``{"type": "function", ...}`` shape (Ollama uses it too)."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in tools
+    ]
 
 
 class OpenAILLM(RemoteLLM):
@@ -26,17 +38,7 @@ class OpenAILLM(RemoteLLM):
     def _request(self, request: LLMRequest, *, stream: bool) -> tuple[str, JSON]:
         body: JSON = {"model": self.model, "messages": [_message(m) for m in request.messages]}
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = function_tools(request.tools)
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
