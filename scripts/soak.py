@@ -48,6 +48,19 @@ def _status_field(pid: int, name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _look(pid: int, db: Path, started: float, counts: dict[str, int]) -> Sample:
+    """The server process as it is now."""
+    return Sample(
+        round(time.monotonic() - started, 1),
+        counts["requests"],
+        counts["errors"],
+        _status_field(pid, "VmRSS"),
+        len(os.listdir(f"/proc/{pid}/fd")),
+        _status_field(pid, "Threads"),
+        _db_kb(db),
+    )
+
+
 def _db_kb(db: Path) -> int:
     files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
     return sum(f.stat().st_size for f in files if f.exists()) // 1024
@@ -123,17 +136,7 @@ async def _drive(
         index = 0
         while (now := time.monotonic()) - started < duration:
             if now >= next_sample:
-                samples.append(
-                    Sample(
-                        round(now - started, 1),
-                        counts["requests"],
-                        counts["errors"],
-                        _status_field(pid, "VmRSS"),
-                        len(os.listdir(f"/proc/{pid}/fd")),
-                        _status_field(pid, "Threads"),
-                        _db_kb(db),
-                    )
-                )
+                samples.append(_look(pid, db, started, counts))
                 next_sample += every
             task = asyncio.create_task(one(index))
             pending.add(task)
@@ -142,17 +145,7 @@ async def _drive(
             await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
         if pending:
             await asyncio.wait(pending, timeout=30)
-    samples.append(
-        Sample(
-            round(time.monotonic() - started, 1),
-            counts["requests"],
-            counts["errors"],
-            _status_field(pid, "VmRSS"),
-            len(os.listdir(f"/proc/{pid}/fd")),
-            _status_field(pid, "Threads"),
-            _db_kb(db),
-        )
-    )
+    samples.append(_look(pid, db, started, counts))
 
 
 def main() -> None:
