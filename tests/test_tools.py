@@ -451,7 +451,9 @@ def test_declared_get_tool_fills_the_url_template_and_sends_secret_headers(
         assert seen["city"] == "São Paulo/../x & co"
         assert seen["raw_path"].startswith("/weather/S%C3%A3o%20Paulo%2F..%2Fx%20")
         assert seen["query"] == {"units": "metric", "days": "3"}
-        assert seen["auth"] == f"Bearer {SECRET}"
+        # the header was sent (the upstream echoes it) and masked before the model sees it
+        assert seen["auth"] == "[REDACTED]"
+        assert SECRET not in outcome.output
 
         invalid = await call(registry, "weather", city=5, units="kelvin")
         assert invalid == ToolOutcome(
