@@ -94,6 +94,8 @@ class Budgets:
 
     async def _remaining(self, tenant: str) -> dict[str, int]:
         limits = self._limits.get(tenant, {})
+        if not limits:  # an unbudgeted tenant: nothing to look up (on every request)
+            return {}
         keys = periods(datetime.now(UTC))
         remaining = {}
         for period, limit in limits.items():

@@ -1,0 +1,203 @@
+"""Micro-benchmarks of hector's per-request observability and logging work, in-process.
+
+    python scripts/bench_micro.py [--rounds 5]
+
+Measures the CPU time of the calling thread (``time.thread_time``: what else the machine
+runs matters less than for wall time) for:
+
+- the telemetry scopes of one ``/v1/chat/completions`` request (HTTP request, agent run,
+  LLM call) with observability off, metrics only, tracing only (sampling 1.0, spans
+  exported to a null exporter), and both;
+- one access-log line through hector's text and JSON formatters.
+
+``--baseline`` also runs each case with the code paths these optimisations replaced
+(``start_as_current_span``, uncached ``labels()``, three ``set_attribute`` calls,
+``datetime`` timestamps, full ``LogRecord`` collection), alternating with the current
+ones, so both are measured in the same conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
+
+import hector_py.observability.tracing as tracing_module  # noqa: E402
+from hector_py.config.model import ObservabilityConfig  # noqa: E402
+from hector_py.observability import logs, metrics  # noqa: E402
+from hector_py.observability.redact import Redactor  # noqa: E402
+from hector_py.observability.telemetry import Telemetry  # noqa: E402
+
+HEADERS = {"Host": "127.0.0.1:8080", "Content-Type": "application/json"}
+
+
+class _NullExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _request(t: Telemetry) -> None:
+    """The scopes of one /v1/chat/completions request, as the server opens them."""
+    route = "/v1/chat/completions"
+    with t.http_request("POST", route, route, HEADERS) as http:
+        with (
+            t.agent_run("bench", None, "openai", "bench-model"),
+            t.llm_call(
+                "bench", "openai", "bench-model", stream=False, server="http://127.0.0.1:9/v1"
+            ) as call,
+        ):
+            call.usage(11, 7)
+            call.finish_reasons = ("stop",)
+        t.agent_request("bench", True)
+        http.code = 200
+
+
+def _cpu_us(fn: Callable[[], None], rounds: int, n: int = 2000) -> float:
+    for _ in range(n // 4):
+        fn()
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.thread_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.thread_time() - started) / n * 1e6)
+    return best
+
+
+# --- the replaced code paths (for --baseline) ----------------------------------------------
+
+
+@contextmanager
+def _old_span(
+    self: Telemetry,
+    name: str,
+    kind: Any,
+    attributes: Any,
+    context: Any = None,
+    *,
+    record: bool = True,
+) -> Iterator[Any]:
+    if self.tracer is None or not record:
+        yield None
+        return
+    with self.tracer.start_as_current_span(
+        name,
+        context=context,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def _old_labels(self: Any, *values: Any, **kwargs: Any) -> Any:
+    return super(metrics._CachedLabels, self).labels(*values, **kwargs)
+
+
+def _old_timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextmanager
+def baseline(on: bool) -> Iterator[None]:
+    """Swap the replaced code paths in (``on``) for the duration."""
+    if not on:
+        yield
+        return
+    saved = (
+        Telemetry._span,
+        metrics._CachedLabels.labels,
+        logs._timestamp,
+        logging._srcfile,
+        logging.logThreads,
+        logging.logMultiprocessing,
+    )
+    Telemetry._span = _old_span  # type: ignore[assignment]
+    metrics._CachedLabels.labels = _old_labels  # type: ignore[method-assign]
+    logs._timestamp = _old_timestamp
+    logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
+    logging.logThreads = logging.logMultiprocessing = True
+    try:
+        yield
+    finally:
+        (
+            Telemetry._span,
+            metrics._CachedLabels.labels,
+            logs._timestamp,
+            logging._srcfile,
+            logging.logThreads,
+            logging.logMultiprocessing,
+        ) = saved  # type: ignore[assignment]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline", action="store_true")
+    args = parser.parse_args()
+    tracing_module.build_exporter = lambda *a, **k: _NullExporter()  # type: ignore[assignment]
+    variants = [False, True] if args.baseline else [False]
+    print("| case | " + " | ".join("baseline" if v else "now" for v in variants) + " |")
+    print("|---|" + "---|" * len(variants))
+    for name, with_metrics, with_tracing in (
+        ("scopes of one request: observability off", False, False),
+        ("scopes of one request: metrics", True, False),
+        ("scopes of one request: tracing (3 spans)", False, True),
+        ("scopes of one request: metrics + tracing", True, True),
+    ):
+        config = ObservabilityConfig.model_validate(
+            {
+                "metrics": {"enabled": with_metrics},
+                "tracing": {"enabled": with_tracing, "endpoint": "127.0.0.1:9"},
+            }
+        )
+        t = Telemetry(config)
+        cells = []
+        for variant in variants:
+            with baseline(variant):
+                cells.append(f"{_cpu_us(lambda t=t: _request(t), args.rounds):.1f} µs")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+        if t.tracing is not None:
+            t.tracing.provider.shutdown()
+    log_file = Path(tempfile.mkdtemp()) / "bench.log"
+    for fmt in ("text", "json"):
+        logs.configure_logging("info", fmt, str(log_file), Redactor([], ["sk-bench-secret"]))
+        access = logging.getLogger("hector.access")
+        extra = {
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "route": "/v1/chat/completions",
+            "status": 200,
+            "duration_ms": 1.23,
+            "remote": "127.0.0.1",
+        }
+        cells = []
+
+        def line(access: logging.Logger = access, extra: dict[str, Any] = extra) -> None:
+            access.info("request completed", extra=extra)
+
+        with logs.bind(request_id="0123456789abcdef0123456789abcdef", agent="bench"):
+            for variant in variants:
+                with baseline(variant):
+                    cells.append(f"{_cpu_us(line, args.rounds):.1f} µs")
+        print(f"| one access-log line ({fmt}) | " + " | ".join(cells) + " |")
+    logging.getLogger().handlers.clear()
+
+
+if __name__ == "__main__":
+    main()

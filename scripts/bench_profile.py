@@ -1,0 +1,90 @@
+"""Summarise a py-spy ``--format raw`` profile (collapsed stacks) as text tables.
+
+    py-spy record -p PID -d 10 -r 200 --threads -f raw -o prof.txt
+    python scripts/bench_profile.py prof.txt [--top 25] [--thread MainThread]
+
+Prints the share of samples per thread, then the functions with the largest inclusive
+share (time spent in them or anything they called) and the largest self share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py)``."""
+    match = _FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    path = match["file"]
+    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{match['func']} ({path})"
+
+
+def load(path: Path) -> list[tuple[list[str], int]]:
+    stacks = []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def summarise(stacks: list[tuple[list[str], int]], top: int, thread: str | None) -> str:
+    out = []
+    threads: Counter[str] = Counter()
+    for frames, count in stacks:
+        threads[frames[0].strip()] += count
+    total = sum(threads.values())
+    out.append(f"{total} samples")
+    out.append("")
+    out.append("| thread | share |")
+    out.append("|---|---|")
+    for name, count in threads.most_common(8):
+        out.append(f"| {name} | {count / total:.1%} |")
+    if thread:
+        stacks = [(f, c) for f, c in stacks if thread in f[0]]
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for frames, count in stacks:
+        names = [_short(f) for f in frames[1:]] or [frames[0]]
+        for name in set(names):
+            inclusive[name] += count
+        own[names[-1]] += count
+    subset = sum(c for _, c in stacks)
+    scope = f" (thread {thread}: {subset} samples)" if thread else ""
+    for title, counter in (("inclusive", inclusive), ("self", own)):
+        out.append("")
+        out.append(f"| {title}{scope} | share of all samples |")
+        out.append("|---|---|")
+        shown = 0
+        for name, count in counter.most_common():
+            if title == "inclusive" and count / total > 0.97:
+                continue  # entry points (the CLI, the event loop): in every sample
+            out.append(f"| `{name}` | {count / total:.1%} |")
+            shown += 1
+            if shown == top:
+                break
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--thread", default=None, help="only stacks of this thread")
+    args = parser.parse_args()
+    print(summarise(load(args.file), args.top, args.thread))
+
+
+if __name__ == "__main__":
+    main()
