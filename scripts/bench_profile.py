@@ -14,6 +14,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
+_ENTRY = re.compile(
+    r"\((typer/|asyncio/runners\.py|threading\.py|hector\)|hector_py/cli\.py)"
+    r"|^(BaseEventLoop\.(run_forever|run_until_complete|_run_once)|Handle\._run|<module>) "
+)
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -68,8 +72,8 @@ def summarise(stacks: list[tuple[list[str], int]], top: int, thread: str | None)
         out.append("|---|---|")
         shown = 0
         for name, count in counter.most_common():
-            if title == "inclusive" and count / total > 0.97:
-                continue  # entry points (the CLI, the event loop): in every sample
+            if title == "inclusive" and _ENTRY.search(name):
+                continue  # entry points (the CLI, the event loop, threads): in every sample
             out.append(f"| `{name}` | {count / total:.1%} |")
             shown += 1
             if shown == top:

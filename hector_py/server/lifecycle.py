@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -40,6 +41,24 @@ async def _start(
     return runner
 
 
+GC_THRESHOLDS = (7000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic GC's cost flat as the heap grows.
+
+    What is allocated by now (modules, config, agents, telemetry) lives as long as the
+    process: ``gc.freeze`` takes it out of every collection. A request allocates hundreds
+    of short-lived containers; at the default threshold (700) those of in-flight requests
+    are promoted at every young collection and soon trigger full collections whose cost
+    grows with the heap (the memory store, long sessions). Collecting the young generation
+    ten times less often promotes ten times fewer of them. Only cyclic garbage waits
+    longer; everything else is still freed at once by reference counting.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _drain(app: web.Application, delay: float) -> None:
     """Readiness answers 503 at once; keep serving ``delay`` seconds so balancers notice."""
     state = app[STATE]
@@ -75,6 +94,7 @@ async def _run(config: Config, listeners: Listeners, *, announce_start: bool) ->
             runners.append(await _start(metrics, listeners.metrics, 1.0))
         if announce_start:
             announce(config, listeners)
+        tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
