@@ -192,7 +192,7 @@ def test_request_id_is_kept_or_generated(serve: Any) -> None:
 
 
 def test_json_logs_every_line_parses(serve: Any) -> None:
-    server: Server = serve("--log-format", "json")
+    server: Server = serve("--log-format", "json", "--log-level", "debug")
     rpc(server.url + "/", "message/send", v03_message("hello"))
     httpx.get(f"{server.url}/health", headers={"X-Request-ID": "trace-me"})
     assert server.stop() == 0

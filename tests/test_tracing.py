@@ -29,12 +29,16 @@ PARENT_SPAN = "b7ad6b7169203331"
 
 
 def tracing_config(
-    tmp_path: Path, tracing: str, llm: str = "provider: demo\n    stream_delay: 0"
+    tmp_path: Path,
+    tracing: str,
+    llm: str = "provider: demo\n    stream_delay: 0",
+    storage: str = "{type: memory}",
 ) -> Path:
     path = tmp_path / "traced.yaml"
     path.write_text(
         f"llms:\n  default:\n    {llm}\n"
         "agents:\n  assistant:\n    tools: [calculator]\n"
+        f"storage: {storage}\n"
         f"observability:\n  tracing:\n    enabled: true\n{tracing}"
     )
     return path
@@ -67,9 +71,16 @@ def test_otlp_grpc_tree_tokens_headers_and_propagation(
             "    headers:\n      Authorization: Bearer ${TRACE_KEY_FOR_TEST}\n",
             llm=f"provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
             f"    base_url: {fake_llm.base_url}",
+            storage=f"{{type: sqlite, path: '{tmp_path / 'traced.db'}'}}",
         )
         server: Server = serve(
-            "-c", str(config), "--log-format", "json", env=clean_env(TRACE_KEY_FOR_TEST="xyz-123")
+            "-c",
+            str(config),
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            env=clean_env(TRACE_KEY_FOR_TEST="xyz-123"),
         )
         headers = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
         reply = httpx.post(
@@ -105,7 +116,12 @@ def test_otlp_grpc_tree_tokens_headers_and_propagation(
     tool = one(children(spans, agent), "execute_tool calculator")
     assert tool.attributes["gen_ai.tool.name"] == "calculator"
     assert tool.attributes["gen_ai.tool.call.id"]
-    assert any(s.attributes.get("db.system.name") == "memory" for s in spans)
+    db = [s for s in spans if "db.system.name" in s.attributes]
+    assert {s.name for s in db} == {"upsert tasks", "select messages", "insert messages"}
+    for span in db:
+        assert span.kind == "CLIENT" and span.attributes["db.system.name"] == "sqlite"
+        assert span.attributes["db.operation.name"] in span.name
+        assert span.attributes["db.collection.name"] in span.name
     assert all(h.get("authorization") == "Bearer xyz-123" for h in receiver.headers)
     # the upstream call carried our trace, parented by a chat span
     upstream = fake_llm.requests()[0]["headers"]
@@ -116,7 +132,7 @@ def test_otlp_grpc_tree_tokens_headers_and_propagation(
     assert server.stop() == 0
     records = [json.loads(line) for line in server.log_lines()]
     request_logs = [r for r in records if r.get("request_id")]
-    assert len(request_logs) >= 2  # the agent's line and the access line
+    assert len(request_logs) >= 2  # the agent's debug lines and the access line
     assert all(r.get("trace_id") == PARENT_TRACE for r in request_logs)
 
 
@@ -138,6 +154,8 @@ def test_other_exporters_receive_the_agent_tree(serve: Any, tmp_path: Path, kind
     root, _, steps = product_tree(spans)
     assert root.name == "POST /agents/{name}"
     assert steps == ["chat demo", "execute_tool calculator", "chat demo"]
+    names = sorted(s.name for s in spans)  # no db spans: the in-memory store makes none
+    assert names == sorted([root.name, "invoke_agent assistant", *steps])
     assert len({s.trace_id for s in spans}) == 1
     if kind != "zipkin":
         assert receiver.headers[0].get("content-encoding") == "gzip"

@@ -142,7 +142,7 @@ class Agent:
                 completion_tokens += scope.completion_tokens
                 produced.extend(step_text)
                 if not calls:
-                    log.info(
+                    log.debug(  # the access line is the one line per request at info
                         "agent run completed",
                         extra={
                             "duration_ms": round((time.perf_counter() - started) * 1000, 1),

@@ -1,4 +1,5 @@
-"""Tasks and sessions, in memory or in sqlite. A session (A2A ``contextId``) is the history.
+"""Tasks and sessions, in memory (bounded) or in sqlite. A session (A2A ``contextId``) is the
+history.
 
 The sqlite store uses WAL mode and one transaction per write, so a crash never leaves a
 half-written task; tasks found unfinished at start-up are marked failed, never stuck.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -121,11 +123,18 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    """Keeps tasks and session histories in process memory."""
+    """Keeps tasks and session histories in process memory, within bounds.
 
-    def __init__(self) -> None:
+    Past ``max_tasks`` it forgets the tasks that finished longest ago (never one still
+    submitted or working); past ``max_sessions``, the least recently used session's history.
+    """
+
+    def __init__(self, max_tasks: int, max_sessions: int) -> None:
+        self._max_tasks = max_tasks
+        self._max_sessions = max_sessions
         self._tasks: dict[str, Task] = {}
-        self._sessions: dict[str, list[Message]] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()  # terminal ids, oldest first
+        self._sessions: OrderedDict[str, list[Message]] = OrderedDict()  # least recent first
         self._usage: dict[tuple[str, str], int] = {}
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -133,9 +142,13 @@ class MemoryStore:
         return self._tasks.get(task_id)
 
     async def save_task(self, task: Task) -> None:
-        """Insert or replace ``task``."""
+        """Insert or replace ``task``, then forget the oldest finished tasks past the bound."""
         task.updated_at = time.time()
         self._tasks[task.id] = task
+        if task.state.terminal:
+            self._finished[task.id] = None
+        while len(self._tasks) > self._max_tasks and self._finished:
+            del self._tasks[self._finished.popitem(last=False)[0]]
 
     async def list_tasks(
         self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
@@ -153,11 +166,23 @@ class MemoryStore:
 
     async def history(self, context_id: str, limit: int) -> list[Message]:
         """The last ``limit`` messages of session ``context_id``, oldest first."""
-        return self._sessions.get(context_id, [])[-limit:] if limit else []
+        session = self._sessions.get(context_id)
+        if session is None:
+            return []
+        self._sessions.move_to_end(context_id)
+        return session[-limit:] if limit else []
 
     async def append(self, context_id: str, messages: list[Message]) -> None:
-        """Add ``messages`` to session ``context_id``."""
-        self._sessions.setdefault(context_id, []).extend(messages)
+        """Add ``messages`` to session ``context_id``, forgetting the least recently used
+        session past the bound."""
+        session = self._sessions.get(context_id)
+        if session is None:
+            session = self._sessions[context_id] = []
+            if len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(context_id)
+        session.extend(messages)
 
     async def usage(self, tenant: str, period: str) -> int:
         """Tokens ``tenant`` used in ``period``."""
@@ -363,13 +388,10 @@ class TracedStore:
         await self._inner.close()
 
 
-def traced(store: Store, telemetry: Telemetry, system: str) -> Store:
-    """``store`` with ``db`` spans when tracing is on; unchanged otherwise."""
-    return TracedStore(store, telemetry, system) if telemetry.tracer is not None else store
-
-
-async def open_store(config: StorageConfig) -> Store:
-    """The store ``storage:`` describes."""
-    if config.type == "sqlite":
-        return await SqliteStore.open(config.path)
-    return MemoryStore()
+async def open_store(config: StorageConfig, telemetry: Telemetry) -> Store:
+    """The store ``storage:`` describes. With tracing on, each sqlite operation is a ``db``
+    span; in-memory operations take microseconds and get none."""
+    if config.type == "memory":
+        return MemoryStore(config.max_tasks, config.max_sessions)
+    store = await SqliteStore.open(config.path)
+    return TracedStore(store, telemetry, "sqlite") if telemetry.tracer is not None else store

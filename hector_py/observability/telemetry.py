@@ -492,19 +492,20 @@ class Telemetry:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def client_trace_configs(self) -> list[aiohttp.TraceConfig]:
-        """aiohttp hooks that put ``traceparent`` on every outgoing request (tracing on)."""
+    def client_middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        """Client middleware that puts ``traceparent`` on every outgoing request (tracing
+        on). A middleware, not a ``TraceConfig``: that would fire a dozen signals per
+        request."""
         if self.tracer is None:
-            return []
+            return ()
 
         async def inject(
-            _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestStartParams
-        ) -> None:
-            propagate.inject(params.headers)
+            request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            propagate.inject(request.headers)
+            return await handler(request)
 
-        config = aiohttp.TraceConfig()
-        config.on_request_start.append(inject)
-        return [config]
+        return (inject,)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""

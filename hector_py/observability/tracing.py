@@ -214,6 +214,18 @@ class ReportingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class _HashedResource(Resource):
+    """A resource that hashes once. The OTLP encoder groups spans by resource, hashing it
+    for every span, and ``Resource.__hash__`` serialises every attribute to JSON."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def build_resource(config: TracingConfig, environ: Mapping[str, str]) -> Resource:
     """``service.name``/``version``, ``deployment.environment``, ``host.name`` and
     ``OTEL_RESOURCE_ATTRIBUTES``; explicit hector config wins over the env."""
@@ -226,7 +238,7 @@ def build_resource(config: TracingConfig, environ: Mapping[str, str]) -> Resourc
         attributes["service.version"] = config.service_version or __version__
     if config.environment:
         attributes["deployment.environment"] = config.environment
-    return Resource.create(attributes)
+    return _HashedResource(Resource.create(attributes))
 
 
 def sampling_rate(config: TracingConfig, environ: Mapping[str, str]) -> float:

@@ -12,7 +12,7 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import Task, open_store, traced
+from hector_py.agent.store import Task, open_store
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.model import Config, ObservabilityConfig
@@ -97,12 +97,10 @@ async def build_app(config: Config, clock: Clock | None = None) -> web.Applicati
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
-    session = aiohttp.ClientSession(
-        connector=connector, trace_configs=telemetry.client_trace_configs()
-    )
+    session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
     try:
         agents = build_agents(config, session, telemetry)
-        store = traced(await open_store(config.storage), telemetry, config.storage.type)
+        store = await open_store(config.storage, telemetry)
     except BaseException:
         await session.close()
         await telemetry.shutdown(1.0)

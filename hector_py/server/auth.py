@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 from hector_py.config.model import ApiKey, AuthConfig, JwtConfig
 from hector_py.observability.logs import bind
 from hector_py.server.middleware import json_error
-from hector_py.server.state import STATE
+from hector_py.server.state import STATE, TENANT
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 CARD_ROUTES = frozenset(
@@ -28,7 +28,6 @@ CARD_ROUTES = frozenset(
         "/agents/{name}",
     }
 )
-TENANT = web.RequestKey("hector_tenant", str)
 log = logging.getLogger("hector.auth")
 
 

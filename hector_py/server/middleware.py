@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from hector_py.agent.admission import Overloaded
 from hector_py.observability.logs import bind
-from hector_py.server.state import STATE
+from hector_py.server.state import STATE, TENANT
 
 access_log = logging.getLogger("hector.access")
 log = logging.getLogger("hector.server")
@@ -78,14 +78,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _log_access(request: web.Request, route: str, status: int, started: float) -> None:
-    access_log.info(
-        "request completed",
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "route": route,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "remote": request.remote,
-        },
-    )
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "route": route,
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "remote": request.remote,
+    }
+    tenant = request.get(TENANT)
+    if tenant:
+        fields["tenant"] = tenant
+    access_log.info("request completed", extra=fields)

@@ -30,3 +30,4 @@ class ServerState:
 
 
 STATE = web.AppKey("hector_state", ServerState)
+TENANT = web.RequestKey("hector_tenant", str)  # set by auth for an authenticated caller
