@@ -77,6 +77,8 @@ class Settings:
 
 
 # wrk takes whole seconds
+SAMPLED_RATE = 0.1  # the "sampled" server: --observe tracing 1 request in 10
+
 QUICK = Settings(
     duration=2,
     warmup=0,
@@ -648,7 +650,7 @@ class Bench:
 
     def hector_cmd(self, config: Path, mode: str, receiver: str | None) -> list[str]:
         cmd = [hector_bin(), "serve", "-c", str(config)]
-        if mode == "observe":
+        if mode in ("observe", "sampled"):
             cmd += ["--observe", "--tracing-endpoint", receiver or ""]
         elif mode == "dead":
             cmd += ["--observe", "--tracing-endpoint", f"{HOST}:{free_port()}"]
@@ -662,10 +664,16 @@ class Bench:
         port = free_port()
         config = self.hector_config(name, port, agents=agents)
         cmd = self.hector_cmd(config, mode, receiver)
-        proc = self.procs.start(name, cmd, self.env)
+        env = self.env
+        if mode == "sampled":  # --observe with 1 trace in 10 sampled
+            env = {**env, "HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE": str(SAMPLED_RATE)}
+        proc = self.procs.start(name, cmd, env)
         url = f"http://{HOST}:{port}"
         seconds = wait_ready(url + "/health/ready", proc)
-        self.commands[name] = _shell(cmd) + f"   # config: {config.name} (printed below)"
+        prefix = f"HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE={SAMPLED_RATE} " * (
+            mode == "sampled"
+        )
+        self.commands[name] = prefix + _shell(cmd) + f"   # config: {config.name} (printed below)"
         return proc, url, seconds
 
     def litellm_python(self) -> Path:
@@ -755,7 +763,7 @@ class Bench:
         receiver, endpoint = self.start_receiver()
         floors = {fake: self.start_floor(fake) for fake in ("zero", "slow")}
         hectors = {}
-        for mode in ("off", "observe", "dead"):
+        for mode in ("off", "observe", "sampled", "dead"):
             proc, url, _ = self.start_hector(f"hector-{mode}", mode, endpoint)
             hectors[mode] = (proc, url)
         peer = None
@@ -825,7 +833,12 @@ class Bench:
             Target("floor proxy", floor + "/v1/chat/completions", openai, "chat.completion",
                    "floor", "/v1", self.pids[floor]),
         ]  # fmt: skip
-        names = {"off": "hector", "observe": "hector --observe", "dead": "hector dead exporter"}
+        names = {
+            "off": "hector",
+            "observe": "hector --observe",
+            "sampled": f"hector --observe {SAMPLED_RATE:.0%} sampled",
+            "dead": "hector dead exporter",
+        }
         for mode, (proc, url) in hectors.items():
             out.append(
                 Target(f"{names[mode]} /v1", url + "/v1/chat/completions", openai,

@@ -106,6 +106,14 @@ def budget(results: dict[str, Any]) -> list[list[str]]:
             f"{_f(on, 0)} (c={on_c}) / {_f(off, 0)} = {_pct(ratio)}",
             None if ratio is None else ratio >= 0.9,
         )
+        sampled, sampled_c = f.saturation("sampled", endpoint)
+        if sampled is not None:
+            check(
+                f"(not a budget item) --observe with head sampling ({endpoint}; rate in the table)",
+                "-",
+                f"{_f(sampled, 0)} (c={sampled_c}) / {_f(off, 0)} = {_pct(_ratio(sampled, off))}",
+                None,
+            )
     for endpoint, label in (("/v1", "/v1"), ("a2a", "A2A")):
         off_row, on_row = f.slow(f"hector {label}"), f.slow(f"hector --observe {label}")
         if off_row and on_row:
@@ -236,7 +244,8 @@ def render(results: dict[str, Any], commands: dict[str, str], work: Path) -> str
             floor = f.rps("floor", "/v1", row["concurrency"])
             off = f.rps("off", row["endpoint"], row["concurrency"])
             direct = f.run("direct", "/v1", row["concurrency"])
-            vs_off = _pct(_ratio(row["rps"], off)) if row["group"] in ("observe", "dead") else ""
+            compared = row["group"] in ("observe", "sampled", "dead")
+            vs_off = _pct(_ratio(row["rps"], off)) if compared else ""
             added = (
                 row["p50_ms"] - direct["p50_ms"] if direct and row["group"] != "direct" else None
             )
@@ -485,7 +494,15 @@ def render(results: dict[str, Any], commands: dict[str, str], work: Path) -> str
     return "\n".join(out) + "\n"
 
 
-_GROUP_ORDER = {"direct": 0, "floor": 1, "off": 2, "observe": 3, "dead": 4, "litellm": 5}
+_GROUP_ORDER = {
+    "direct": 0,
+    "floor": 1,
+    "off": 2,
+    "observe": 3,
+    "sampled": 4,
+    "dead": 5,
+    "litellm": 6,
+}
 
 
 def _order(row: Row) -> tuple[int, str]:

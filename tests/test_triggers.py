@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiohttp import web
 
 from hector_py.config.model import Config
 from hector_py.server.app import build_app
 from hector_py.server.triggers import Clock
 from tests.conftest import Server, clean_env, hector, rpc
+from tests.fakes.background import BackgroundServer
 from tests.fakes.trace_receivers import OTLPHttpReceiver, children, roots
 from tests.metrics_helpers import scrape
 
@@ -56,14 +55,11 @@ class FakeClock(Clock):
                 sleeper[1].set_result(None)
 
 
-class InProcessServer:
+class InProcessServer(BackgroundServer):
     """``build_app(config, clock)`` served on 127.0.0.1 by a loop in a background thread."""
 
     def __init__(self, config: Config, clock: Clock) -> None:
-        self.config, self.clock = config, clock
-        self.loop = asyncio.new_event_loop()
-        self.url = ""
-        self._runner: web.AppRunner | None = None
+        super().__init__(lambda: build_app(config, clock))
 
     def run(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` in the app's loop and wait until it ran."""
@@ -71,28 +67,7 @@ class InProcessServer:
         async def call() -> None:
             fn()
 
-        asyncio.run_coroutine_threadsafe(call(), self.loop).result(5)
-
-    def __enter__(self) -> InProcessServer:
-        async def up() -> None:
-            self._runner = web.AppRunner(await build_app(self.config, self.clock))
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.url = f"http://127.0.0.1:{port}"
-
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(up(), self.loop).result(15)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(15)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        self.loop.close()
+        self.call(call(), 5)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:

@@ -208,7 +208,7 @@ class Telemetry:
         *,
         record: bool = True,
     ) -> Iterator[Span | None]:
-        if self.tracer is None or not record:
+        if self.tracer is None or not record or (context is None and _in_unsampled_trace()):
             yield None
             return
         # What ``start_as_current_span`` does, without its two extra context managers
@@ -546,6 +546,14 @@ class Telemetry:
             await asyncio.sleep(0.02)
         if not done.is_set():
             log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
+
+
+def _in_unsampled_trace() -> bool:
+    """True inside a trace that is not sampled. ``ParentBased`` drops every child of an
+    unsampled parent, so there is no span to make: log lines and ``traceparent`` keep the
+    parent's ids, and the work of creating and ending a non-recording span is skipped."""
+    current = trace.get_current_span()
+    return not current.is_recording() and current.get_span_context().is_valid
 
 
 def _mark_error(

@@ -54,8 +54,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -71,9 +70,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
+from tests.fakes.background import HOST, STOP_TIMEOUT_S, BackgroundServer, StartStop
 
 
 @dataclass(frozen=True)
@@ -250,7 +247,7 @@ def _from_zipkin(payload: Any) -> list[ReceivedSpan]:
 # -- receivers -----------------------------------------------------------------------------
 
 
-class _Receiver:
+class _Receiver(StartStop):
     """What all receivers share: the records, the condition and the waiting."""
 
     def __init__(self, *, refuse: bool = False, delay: float = 0.0) -> None:
@@ -322,24 +319,6 @@ class _Receiver:
                 self._cond.wait(left)
             return [dict(h) for h in self._headers]
 
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class _TraceService(TraceServiceServicer):
     def __init__(self, owner: OTLPGrpcReceiver) -> None:
@@ -408,14 +387,20 @@ class _AiohttpReceiver(_Receiver):
 
     def __init__(self, *, refuse: bool = False, delay: float = 0.0) -> None:
         super().__init__(refuse=refuse, delay=delay)
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundServer(self._app)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return self._server.url
+
+    async def _app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(self._routes())
+        return app
 
     def _routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
@@ -437,42 +422,10 @@ class _AiohttpReceiver(_Receiver):
         return None
 
     def start(self) -> None:
-        self._stopping.clear()
-        loop = asyncio.new_event_loop()
-        app = web.Application()
-        app.add_routes(self._routes())
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-
-        async def up() -> int:
-            await runner.setup()
-            await web.TCPSite(runner, HOST, 0).start()
-            port: int = runner.addresses[0][1]
-            return port
-
-        self._thread = threading.Thread(
-            target=loop.run_forever, name=type(self).__name__, daemon=True
-        )
-        self._thread.start()
-        self._loop, self._runner = loop, runner
-        try:
-            self.port = asyncio.run_coroutine_threadsafe(up(), loop).result(START_TIMEOUT_S)
-        except BaseException:
-            self.stop()
-            raise
+        self._server.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or runner is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(STOP_TIMEOUT_S)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(STOP_TIMEOUT_S)
-            if not thread.is_alive():
-                loop.close()
-            self._loop = self._runner = self._thread = None
+        self._server.stop()
 
 
 class OTLPHttpReceiver(_AiohttpReceiver):

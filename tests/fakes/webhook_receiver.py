@@ -11,13 +11,12 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-START_TIMEOUT_S = 10.0
+from tests.fakes.background import BackgroundServer
 
 
 @dataclass(frozen=True)
@@ -31,23 +30,26 @@ class Received:
         return orjson.loads(self.body)
 
 
-class WebhookReceiver:
+class WebhookReceiver(BackgroundServer):
     """Records every POST to any path and answers 200 (or 503 for the first ``fail_first``)."""
 
     def __init__(self, *, fail_first: int = 0, hold: bool = False) -> None:
+        super().__init__(self._app)
         self.fail_first = fail_first
         self.received: list[Received] = []
         self._cond = threading.Condition()
         self._released = threading.Event()
         if not hold:
             self._released.set()
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"{super().url}/hook"
+
+    async def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        return app
 
     async def _handle(self, request: web.Request) -> web.Response:
         item = Received({k.lower(): v for k, v in request.headers.items()}, await request.read())
@@ -73,43 +75,7 @@ class WebhookReceiver:
                 self._cond.wait(left)
             return list(self.received)
 
-    def __enter__(self) -> Self:
-        started = threading.Event()
-
-        async def up() -> None:
-            app = web.Application()
-            app.router.add_post("/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            started.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(up())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        if not started.wait(START_TIMEOUT_S):
-            raise AssertionError("webhook receiver did not start")
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Let held answers go, then stop."""
         self.release()
-
-        async def down() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(down(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        super().stop()
