@@ -77,17 +77,22 @@ class Server:
 
 
 def start_server(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, log_file: Path | None = None
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    log_file: Path | None = None,
+    module: str = "hector_py",
 ) -> Server:
-    """Start ``hector serve --host 127.0.0.1 --port 0 ARGS`` and wait for its banner
-    (on stdout/stderr, or in ``log_file`` when the server logs to a file)."""
+    """Start ``hector serve --host 127.0.0.1 --port 0 ARGS`` (``python -m module``) and
+    wait for its banner (on stdout/stderr, or in ``log_file`` when the server logs to a
+    file)."""
     log_path = workdir / f"serve-{time.monotonic_ns()}.log"
     with log_path.open("wb") as sink:
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "hector_py",
+                module,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -121,9 +126,12 @@ def serve(tmp_path: Path) -> Iterator[object]:
     servers: list[Server] = []
 
     def factory(
-        *args: str, env: dict[str, str] | None = None, log_file: Path | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+        module: str = "hector_py",
     ) -> Server:
-        server = start_server(tmp_path, *args, env=env, log_file=log_file)
+        server = start_server(tmp_path, *args, env=env, log_file=log_file, module=module)
         servers.append(server)
         return server
 

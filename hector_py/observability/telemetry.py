@@ -26,7 +26,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
-from prometheus_client import disable_created_metrics
 
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
@@ -180,7 +179,6 @@ class Telemetry:
         self.redact = redactor or Redactor()
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
-            disable_created_metrics()  # type: ignore[no-untyped-call]
             self.metrics = Metrics(config.metrics, environ.get(MULTIPROC_ENV))
         # Probes and scrapes are counted but not traced: they would drown real traces.
         self._untraced_routes = frozenset(
@@ -524,7 +522,7 @@ class Telemetry:
     async def scrape(self, request: web.Request) -> web.Response:
         """The ``/metrics`` handler."""
         assert self.metrics is not None
-        body, content_type = self.metrics.render(request.headers.get("Accept", ""))
+        body, content_type = await self.metrics.scrape(request.headers.get("Accept", ""))
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response

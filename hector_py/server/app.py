@@ -84,9 +84,12 @@ def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
     return app
 
 
-async def build_app(config: Config, clock: Clock | None = None) -> web.Application:
+async def build_app(
+    config: Config, clock: Clock | None = None, *, schedules: bool = True
+) -> web.Application:
     """The HTTP application for ``config``; ``clock`` drives the schedules (default: the
-    wall clock). Raises ``ConfigError`` if it cannot be built."""
+    wall clock), which run only if ``schedules``. Raises ``ConfigError`` if it cannot be
+    built."""
     pricing = {
         (llm.provider, llm.model): llm.pricing
         for llm in config.llms.values()
@@ -148,7 +151,8 @@ async def build_app(config: Config, clock: Clock | None = None) -> web.Applicati
 
     async def start_background(_: web.Application) -> None:
         await budgets.refresh()
-        scheduler.start()
+        if schedules:
+            scheduler.start()
 
     async def drain_tasks(_: web.Application) -> None:
         await scheduler.close()

@@ -68,23 +68,28 @@ async def _drain(app: web.Application, delay: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def serve(config: Config, listeners: Listeners | None = None) -> None:
+async def serve(
+    config: Config, listeners: Listeners | None = None, *, schedules: bool = True
+) -> None:
     """Serve until SIGINT/SIGTERM, then let in-flight requests finish and return.
 
     Without ``listeners`` this binds its own sockets and announces them (one process);
-    a worker of ``--workers N`` gets the supervisor's sockets and stays quiet.
+    a worker of ``--workers N`` gets the supervisor's sockets and stays quiet, and runs
+    the cron schedules only if told to (``schedules``).
     """
     own = listeners is None
     listeners = listeners or bind_listeners(config)
     try:
-        await _run(config, listeners, announce_start=own)
+        await _run(config, listeners, announce_start=own, schedules=schedules)
     finally:
         if own:
             listeners.close()
 
 
-async def _run(config: Config, listeners: Listeners, *, announce_start: bool) -> None:
-    app = await build_app(config)
+async def _run(
+    config: Config, listeners: Listeners, *, announce_start: bool, schedules: bool
+) -> None:
+    app = await build_app(config, schedules=schedules)
     server = config.server
     runners = [await _start(app, listeners.api, server.shutdown_timeout)]
     try:

@@ -1,9 +1,10 @@
 """Triggers (``agents.<name>.trigger``): cron schedules inside ``serve``, signed webhooks.
 
-A schedule fires on its cron times (a missed time is not caught up) and each firing is
-the root of its own trace. A webhook checks the body's HMAC-SHA256 signature, renders
-the body into the agent's input and answers with the result (``sync``) or 202 with the
-task id (``async``). Both count in ``scheduler_triggers_total{agent,type,status}``.
+A schedule fires on its cron times (a missed time is not caught up), in one process only
+with ``--workers N`` (``build_app(schedules=...)``), and each firing is the root of its
+own trace. A webhook checks the body's HMAC-SHA256 signature, renders the body into the
+agent's input and answers with the result (``sync``) or 202 with the task id (``async``).
+Both count in ``scheduler_triggers_total{agent,type,status}``.
 """
 
 from __future__ import annotations
@@ -105,20 +106,21 @@ class Scheduler:
         while True:
             due = croniter(trigger.cron, self._clock.now().astimezone(zone)).get_next(datetime)
             await self._clock.sleep_until(due)
-            self._spawn(self._fire(name, trigger))
+            self._spawn(self._fire(name, trigger, due.isoformat()))
 
-    async def _fire(self, name: str, trigger: ScheduleTrigger) -> None:
-        """One scheduled run, the root of its own trace (its span lasts as long as the run)."""
+    async def _fire(self, name: str, trigger: ScheduleTrigger, due: str) -> None:
+        """The run for cron time ``due``, the root of its own trace (its span lasts as long
+        as the run)."""
         telemetry = self._state.telemetry
         with telemetry.trigger(name, "schedule", root=True) as scope:
             try:
                 execution = await start_run(self._state, self._state.agents[name], trigger.input)
             except TriggerRefused as exc:
-                log.warning("scheduled run of %s not started: %s", name, exc)
+                log.warning("scheduled run of %s not started: %s", name, exc, extra={"due": due})
                 return
             scope.status = "success"
             task = await execution.wait()
-            log.info("scheduled run of %s ended %s", name, task.state.value)
+            log.info("scheduled run of %s ended %s", name, task.state.value, extra={"due": due})
 
     async def close(self) -> None:
         """Stop the schedules (runs already started are left to the task manager)."""

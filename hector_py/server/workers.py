@@ -3,6 +3,8 @@
 The supervisor binds the sockets, points prometheus_client at a shared directory
 (multiprocess mode, set before it is imported), forks the workers, restarts one that
 crashes, and on SIGINT/SIGTERM stops them all and waits for their graceful drain.
+The worker in slot 0 alone runs the cron schedules, so each time fires once; its
+replacement starts only after it died, so none fires twice (a time due meanwhile is missed).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ MAX_RESTARTS_PER_WORKER = 5
 STOP_GRACE_S = 10.0
 
 
-def _work(config: Config, listeners: Listeners) -> None:
+def _work(config: Config, listeners: Listeners, schedules: bool) -> None:
     """A worker's life: serve on the inherited sockets until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor sends SIGTERM
     from hector_py.server.lifecycle import serve
 
-    asyncio.run(serve(config, listeners))
+    asyncio.run(serve(config, listeners, schedules=schedules))
 
 
 def run_workers(config: Config) -> int:
@@ -59,12 +61,13 @@ def run_workers(config: Config) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
-    def spawn() -> BaseProcess:
-        process = context.Process(target=_work, args=(config, listeners), daemon=False)
+    def spawn(slot: int) -> BaseProcess:
+        args = (config, listeners, slot == 0)
+        process = context.Process(target=_work, args=args, daemon=False)
         process.start()
         return process
 
-    workers = [spawn() for _ in range(config.server.workers)]
+    workers = [spawn(slot) for slot in range(config.server.workers)]
     restarts = 0
     announce(config, listeners)
     try:
@@ -80,7 +83,7 @@ def run_workers(config: Config) -> int:
                 log.warning(
                     "worker %s exited with %s; starting another", process.pid, process.exitcode
                 )
-                workers[index] = spawn()
+                workers[index] = spawn(index)
             time.sleep(0.1)
         return _stop_all(workers, config.server.shutdown_timeout + STOP_GRACE_S)
     finally:
