@@ -181,6 +181,46 @@ def test_sampling_ratio_and_sampled_parent(serve: Any, tmp_path: Path) -> None:
     assert sum(1 for s in receiver.spans if s.trace_id == PARENT_TRACE) == 20
 
 
+def test_unsampled_parent_exports_nothing_and_still_propagates(
+    serve: Any, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(
+            tmp_path,
+            f"    endpoint: {receiver.traces_url}\n",
+            llm=f"provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
+            f"    base_url: {fake_llm.base_url}",
+        )
+        server: Server = serve("-c", str(config), "--log-format", "json", "--log-level", "debug")
+        unsampled = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"}
+        reply = httpx.post(
+            server.url + "/",
+            headers=unsampled,
+            timeout=20,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "message/send",
+                "params": v03_message(TOOL_ASK),
+            },
+        )
+        assert reply.json()["result"]["status"]["state"] == "completed"
+        httpx.get(
+            server.url + "/agents", headers={"traceparent": unsampled["traceparent"][:-2] + "01"}
+        )
+        assert server.stop() == 0
+        # only the sampled request's span arrived; the unsampled run made none
+        assert [s.name for s in receiver.spans] == ["GET /agents"]
+    # every model call carried the caller's trace, still marked unsampled
+    for request in fake_llm.requests():
+        traceparent = {k.lower(): v for k, v in request["headers"].items()}["traceparent"]
+        version, trace_id, _, flags = traceparent.split("-")
+        assert (version, trace_id, flags) == ("00", PARENT_TRACE, "00")
+    records = [json.loads(line) for line in server.log_lines()]
+    run_logs = [r for r in records if r.get("agent") == "assistant"]
+    assert run_logs and all(r.get("trace_id") == PARENT_TRACE for r in run_logs)
+
+
 def test_dead_collector_costs_nothing_and_is_reported_once(serve: Any, tmp_path: Path) -> None:
     port = closed_port()
     config = tracing_config(tmp_path, f"    endpoint: 127.0.0.1:{port}\n    timeout: 1\n")
