@@ -2,7 +2,8 @@
 
 The live part starts a real Prometheus (Debian's ``prometheus``) scraping a real
 ``hector serve`` while a load loop makes traffic (tool calls that work and fail, LLM
-retries, a provider that is down, streams, 404s), then evaluates through Prometheus's HTTP
+retries, a provider that is down, streams, 404s, a bad API key, admission 503s, webhook
+triggers, notifications to a local receiver), then evaluates through Prometheus's HTTP
 API every dashboard query, template variable, recording rule and alert. The rest checks
 the files with the tools their consumers use: promtool, tsc against ``@grafana/schema``.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import fnmatch
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -41,6 +44,7 @@ from tests.conftest import (
     start_server,
     v03_message,
 )
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.ops_kit import (
     ALERTS_TEST,
     COMPOSE,
@@ -551,9 +555,11 @@ def test_dockerfile_is_slim_non_root_with_a_urllib_healthcheck() -> None:
 
 # --- the live stack: hector serve + fake upstreams + load + Prometheus -----------------------
 
+API_KEY = "ops-kit-key"
+WEBHOOK_SECRET = "ops-kit-secret"
 HECTOR_CONFIG = """\
 server:
-  auth: {tenant_header: X-Tenant}
+  auth: {api_keys: ["${API_KEY}"], tenant_header: X-Tenant}
 llms:
   main:
     provider: openai
@@ -568,6 +574,10 @@ llms:
     base_url: ${BROKEN_URL}
     api_key: test-key
     max_retries: 0
+  slow:
+    provider: openai
+    model: gpt-4o-slow
+    base_url: ${SLOW_URL}
 guardrails:
   watch:
     input:
@@ -579,8 +589,13 @@ agents:
     llm: main
     tools: [calculator, current_time, random_number]
     guardrails: [watch]
+    notifications: [{url: "${NOTIFY_URL}"}]
+    trigger: {type: webhook, secret: "${WEBHOOK_SECRET}"}
   flaky:
     llm: broken
+  gated:  # one run at a time, on an upstream slow enough for a second to be refused
+    llm: slow
+    max_concurrent_runs: 1
 default_agent: assistant
 observability:
   metrics: {enabled: true}
@@ -615,6 +630,7 @@ class Load:
 
     hector_url: str
     main: FakeLLM
+    slow: FakeLLM
     stop: threading.Event = field(default_factory=threading.Event)
     iterations: int = 0
     statuses: dict[str, set[int]] = field(default_factory=dict)
@@ -626,7 +642,7 @@ class Load:
     def run(self) -> None:
         origin = self.main.base_url.split("/v1")[0]
         deadline = time.monotonic() + LOAD_MAX_S
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 try:
                     self._iteration(client, origin)
@@ -657,9 +673,32 @@ class Load:
             self._record(
                 "a2a-down", client.post(f"{url}/agents/flaky", json={**send, "params": params})
             )
+        if self.iterations % 3 == 0:
+            self._overload(client)
+        event = b'{"event": "deploy"}'  # runs assistant (notifications go to the receiver)
+        signature = hmac.new(WEBHOOK_SECRET.encode(), event, hashlib.sha256).hexdigest()
+        signed = {"X-Hector-Signature": f"sha256={signature}"}
+        self._record(
+            "webhook", client.post(f"{url}/webhooks/assistant", content=event, headers=signed)
+        )
+        bad_key = {"Authorization": "Bearer not-the-key"}
+        self._record("bad-key", client.get(f"{url}/v1/models", headers=bad_key))
         self._record("404", client.get(f"{url}/no-such-page"))
         self._record("models", client.get(f"{url}/v1/models"))
         self._record("health", client.get(f"{url}/health/ready"))
+
+    def _overload(self, client: httpx.Client) -> None:
+        """Two runs of the one-slot agent at once: the second is refused (503) while the
+        first waits on the slow upstream."""
+        url = f"{self.hector_url}/v1/chat/completions"
+        chat = {"model": "gated", "messages": [{"role": "user", "content": "take your time"}]}
+        seen = len(self.slow.requests())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(client.post, url, json=chat)
+            while len(self.slow.requests()) == seen and not first.done():
+                time.sleep(0.01)  # until the first run holds the slot (its LLM call is out)
+            self._record("overloaded", client.post(url, json=chat))
+            self._record("gated", first.result())
 
 
 @dataclass
@@ -820,9 +859,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("ops-kit")
     main = start_fake_llm("openai", "--usage", "120,40")
     broken = start_fake_llm("anthropic", "--fail-first", "1000000", "--status", "500")
+    slow = start_fake_llm("openai", "--delay", "0.5")
+    receiver = WebhookReceiver()
+    receiver.start()
     config = workdir / "hector.yaml"
     config.write_text(HECTOR_CONFIG)
-    env = clean_env(MAIN_URL=main.base_url, BROKEN_URL=broken.base_url)
+    env = clean_env(
+        MAIN_URL=main.base_url,
+        BROKEN_URL=broken.base_url,
+        SLOW_URL=slow.base_url,
+        NOTIFY_URL=receiver.url,
+        API_KEY=API_KEY,
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
     server: Server | None = None
     prometheus: Prometheus | None = None
     load: Load | None = None
@@ -831,7 +880,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         server = start_server(workdir, "-c", str(config), env=env)
         instance = server.url.split("://", 1)[1].rstrip("/")
         prometheus = _start_prometheus(workdir, instance)
-        running, traffic, started = prometheus, Load(server.url, main), time.time()
+        running, traffic, started = prometheus, Load(server.url, main, slow), time.time()
         load = traffic
         thread = threading.Thread(target=traffic.run, name="ops-kit-load", daemon=True)
         thread.start()
@@ -853,6 +902,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             server.stop()
         main.stop()
         broken.stop()
+        slow.stop()
+        receiver.stop()
 
 
 def _has_data(body: dict[str, Any]) -> bool:
@@ -893,11 +944,16 @@ def test_prometheus_scrapes_hector_and_evaluates_every_rule_without_error(stack:
     unhealthy = [r for r in rules if r["health"] != "ok" or r.get("lastError")]
     assert not unhealthy, unhealthy
     assert not stack.load.failures, stack.load.failures
-    # The traffic is what the ops kit has to show: successes, 5xx, 404s and failed tasks.
+    # The traffic is what the ops kit has to show: successes, 5xx, 404s, failed tasks,
+    # refused keys, admission 503s and triggered runs.
     assert stack.load.statuses["a2a"] == {200}
     assert stack.load.statuses["stream"] == {200}
     assert stack.load.statuses["down"] == {502}
     assert stack.load.statuses["404"] == {404}
+    assert stack.load.statuses["bad-key"] == {401}
+    assert stack.load.statuses["webhook"] == {200}
+    assert stack.load.statuses["gated"] == {200}
+    assert stack.load.statuses["overloaded"] == {503}
 
 
 @needs_prometheus
