@@ -133,7 +133,6 @@ def serve(
     ] = None,
 ) -> None:
     """Run the agent server."""
-    import asyncio
 
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
@@ -178,9 +177,9 @@ def serve(
             from hector_py.server.workers import run_workers
 
             raise typer.Exit(run_workers(cfg))
-        from hector_py.server.lifecycle import serve as run_server
+        from hector_py.server.lifecycle import loop_runner, serve
 
-        asyncio.run(run_server(cfg))
+        loop_runner(cfg)(serve(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
     except OSError as exc:
