@@ -113,8 +113,8 @@ def _old_labels(self: Any, *values: Any, **kwargs: Any) -> Any:
     return super(metrics._CachedLabels, self).labels(*values, **kwargs)
 
 
-def _old_timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
+def _old_rfc3339(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -127,14 +127,14 @@ def baseline(on: bool) -> Iterator[None]:
     saved = (
         Telemetry._span,
         metrics._CachedLabels.labels,
-        logs._timestamp,
+        logs.rfc3339,
         logging._srcfile,
         logging.logThreads,
         logging.logMultiprocessing,
     )
     Telemetry._span = _old_span  # type: ignore[assignment]
     metrics._CachedLabels.labels = _old_labels  # type: ignore[method-assign]
-    logs._timestamp = _old_timestamp
+    logs.rfc3339 = _old_rfc3339
     logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
     logging.logThreads = logging.logMultiprocessing = True
     try:
@@ -143,7 +143,7 @@ def baseline(on: bool) -> Iterator[None]:
         (
             Telemetry._span,
             metrics._CachedLabels.labels,
-            logs._timestamp,
+            logs.rfc3339,
             logging._srcfile,
             logging.logThreads,
             logging.logMultiprocessing,

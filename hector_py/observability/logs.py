@@ -7,9 +7,7 @@ Context (``request_id``, ``agent``, ``session_id``...) is bound per task with
 from __future__ import annotations
 
 import logging
-import math
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +17,7 @@ import orjson
 from opentelemetry import trace
 
 from hector_py.observability.redact import Redactor
+from hector_py.timestamps import rfc3339
 
 _context: ContextVar[dict[str, Any]] = ContextVar("hector_log_context", default={})  # noqa: B039
 
@@ -56,23 +55,6 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    """RFC 3339 UTC with milliseconds, as ``datetime.fromtimestamp(...).isoformat()``
-    gives it (same rounding), formatting the date and time once per second."""
-    global _second
-    fraction, whole = math.modf(record.created)
-    seconds, micros = int(whole), round(fraction * 1e6)
-    if micros >= 1_000_000:
-        seconds, micros = seconds + 1, micros - 1_000_000
-    cached = _second
-    if cached[0] != seconds:
-        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros // 1000:03d}Z"
-
-
 class _RedactingFormatter(logging.Formatter):
     """A formatter whose every line passes through a ``Redactor``."""
 
@@ -95,7 +77,7 @@ class JsonFormatter(_RedactingFormatter):
     def render(self, record: logging.LogRecord) -> str:
         """The JSON line."""
         entry: dict[str, Any] = {
-            "time": _timestamp(record),
+            "time": rfc3339(record.created),
             "level": record.levelname,
             "msg": record.getMessage(),
             "logger": record.name,
@@ -113,7 +95,7 @@ class TextFormatter(_RedactingFormatter):
     def render(self, record: logging.LogRecord) -> str:
         """The text line."""
         parts = [
-            _timestamp(record),
+            rfc3339(record.created),
             f"{record.levelname:<7}",
             f"{record.name}:",
             record.getMessage(),

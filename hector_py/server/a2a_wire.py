@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from hector_py.agent.runner import ToolCallFinished, ToolCallStarted
 from hector_py.agent.store import ChatTurn, Task, TaskState, new_id
+from hector_py.timestamps import rfc3339
 
 STATE_NAMES = {state.value: f"TASK_STATE_{state.value.upper()}" for state in TaskState}
-
-
-def rfc3339(moment: float) -> str:
-    """A UTC timestamp as RFC 3339 with milliseconds and ``Z``."""
-    stamp = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
