@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,36 @@ def test_a2a_runs_are_charged_and_the_tenant_header_names_the_tenant(
     assert remaining(server, "daily") < 1000
     send(server, {})  # no tenant: not budgeted, not charged
     assert scrape(server.url + "/metrics").label_values("tenant", USED) == {"acme"}
+
+
+def test_triggered_runs_are_charged_to_the_triggers_tenant(serve: Any, tmp_path: Path) -> None:
+    secret = "hook-secret-for-test"
+    config = write_config(tmp_path, "  max_body_bytes: 1048576\n", daily=60)
+    config.write_text(
+        config.read_text()
+        + "agents:\n  assistant:\n    trigger:\n      type: webhook\n"
+        + f"      secret: {secret}\n      tenant: acme\n"
+    )
+    server: Server = serve("-c", str(config))
+    body = b'{"event": "push"}'
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+    def fire() -> httpx.Response:
+        headers = {"X-Hector-Signature": signature}
+        return httpx.post(server.url + "/webhooks/assistant", content=body, headers=headers)
+
+    first = fire()
+    assert first.status_code == 200 and first.json()["state"] == "completed"
+    deadline = time.monotonic() + 10
+    while remaining(server, "daily") == 60:  # charged once the task ended
+        assert time.monotonic() < deadline, "the triggered run was never charged"
+        time.sleep(0.05)
+    for _ in range(60):  # bounded: every run costs at least one token
+        response = fire()
+        if response.status_code != 200:
+            break
+    assert response.status_code == 429
+    assert (
+        "tenant 'acme' has used its daily budget of 60 tokens"
+        in response.json()["error"]["message"]
+    )

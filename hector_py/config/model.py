@@ -287,7 +287,13 @@ class NotificationConfig(Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
-class ScheduleTrigger(Strict):
+class _Trigger(Strict):
+    tenant: str = Field(
+        "", description="Tenant the runs belong to: their tokens count against its budget."
+    )
+
+
+class ScheduleTrigger(_Trigger):
     """Run the agent on a cron schedule inside ``serve``."""
 
     type: Literal["schedule"]
@@ -316,7 +322,7 @@ class ScheduleTrigger(Strict):
         return value
 
 
-class WebhookTrigger(Strict):
+class WebhookTrigger(_Trigger):
     """Run the agent on a signed ``POST /webhooks/{agent}`` (or ``path``)."""
 
     type: Literal["webhook"]

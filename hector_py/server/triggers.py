@@ -23,6 +23,7 @@ from aiohttp import web
 from croniter import croniter
 
 from hector_py.agent.admission import Overloaded
+from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent
 from hector_py.agent.store import ChatTurn, Task, new_id
@@ -58,13 +59,19 @@ class TriggerRefused(Exception):
         self.status = status
 
 
-async def start_run(state: ServerState, agent: Agent, text: str) -> Execution:
-    """Start a run of ``agent`` on ``text`` in a new session, through its input guardrails.
+async def start_run(state: ServerState, agent: Agent, text: str, tenant: str) -> Execution:
+    """Start a run of ``agent`` for ``tenant`` on ``text`` in a new session, through its
+    input guardrails.
 
-    Raises ``TriggerRefused`` when the input is too long, blocked or no slot is free."""
+    Raises ``TriggerRefused`` when the input is too long, blocked, over the tenant's budget
+    or no slot is free."""
     limit = state.config.server.max_message_chars
     if len(text) > limit:
         raise TriggerRefused(400, f"input is over the limit of {limit} characters")
+    try:
+        await state.budgets.check(tenant)
+    except BudgetExceeded as exc:
+        raise TriggerRefused(429, str(exc)) from None
     if agent.guardrails is not None:
         try:
             text = agent.guardrails.check_input(text)
@@ -75,6 +82,7 @@ async def start_run(state: ServerState, agent: Agent, text: str) -> Execution:
         context_id=new_id(),
         agent=agent.name,
         history=[ChatTurn(new_id(), "user", text)],
+        tenant=tenant,
     )
     try:
         return await state.tasks.start(agent, task, text, stream=False)
@@ -114,7 +122,8 @@ class Scheduler:
         telemetry = self._state.telemetry
         with telemetry.trigger(name, "schedule", root=True) as scope:
             try:
-                execution = await start_run(self._state, self._state.agents[name], trigger.input)
+                agent = self._state.agents[name]
+                execution = await start_run(self._state, agent, trigger.input, trigger.tenant)
             except TriggerRefused as exc:
                 log.warning("scheduled run of %s not started: %s", name, exc, extra={"due": due})
                 return
@@ -188,7 +197,7 @@ async def receive(request: web.Request, name: str) -> web.Response:
         if not text.strip():
             return json_error(400, "the webhook input is empty")
         try:
-            execution = await start_run(state, agent, text)
+            execution = await start_run(state, agent, text, trigger.tenant)
         except TriggerRefused as exc:
             return json_error(exc.status, str(exc))
         scope.status = "success"
