@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Server, v03_message
+from tests.conftest import Server, start_fake_llm, v03_message
 from tests.metrics_helpers import scrape
 
 ACME, BETA = "acme-key-0001", "beta-key-0002"
@@ -136,3 +136,28 @@ def test_triggered_runs_are_charged_to_the_triggers_tenant(serve: Any, tmp_path:
         "tenant 'acme' has used its daily budget of 60 tokens"
         in response.json()["error"]["message"]
     )
+
+
+def test_a_failed_run_pays_for_the_model_calls_it_made(serve: Any, tmp_path: Path) -> None:
+    fake = start_fake_llm("openai", "--tool-call", 'calculator:{"expression":"1+1"}')
+    try:
+        config = tmp_path / "failing.yaml"
+        config.write_text(
+            f"llms:\n  default:\n    provider: openai\n    api_key: sk-test\n"
+            f"    base_url: {fake.base_url}\n"
+            "agents:\n  assistant:\n    tools: [calculator]\n    max_iterations: 1\n"
+            "server:\n  auth:\n    tenant_header: X-Tenant\n"
+            "observability:\n  metrics:\n    enabled: true\n"
+            "budgets:\n  acme: {daily_tokens: 1000}\n"
+        )
+        server: Server = serve("-c", str(config))
+        # one model call (11 + 7 tokens, answered with a tool call), then no final answer
+        result = send(server, {"X-Tenant": "acme"})["result"]
+        assert result["status"]["state"] == "failed"
+        deadline = time.monotonic() + 10
+        while remaining(server, "daily") == 1000:
+            assert time.monotonic() < deadline, "the failed run was never charged"
+            time.sleep(0.05)
+        assert remaining(server, "daily") == 1000 - 18
+    finally:
+        fake.stop()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from hector_py.agent.store import Store, Task, TaskState
+from hector_py.agent.store import Store, Task
 from hector_py.config.model import TenantBudget
 from hector_py.observability.telemetry import Telemetry
 
@@ -74,9 +74,10 @@ class Budgets:
             self._telemetry.budget(tenant, period, limit, max(limit - used, 0), tokens)
 
     def task_changed(self, task: Task) -> None:
-        """Charge a finished task's tokens to its tenant (in the background)."""
+        """Charge a finished task's tokens to its tenant (in the background): a failed or
+        canceled run pays for the model calls it made."""
         tokens = task.prompt_tokens + task.completion_tokens
-        if task.state != TaskState.COMPLETED or task.tenant not in self._limits or not tokens:
+        if not task.state.terminal or task.tenant not in self._limits or not tokens:
             return
         charge = asyncio.create_task(self.charge(task.tenant, tokens))
         self._pending.add(charge)

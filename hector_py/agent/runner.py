@@ -48,6 +48,25 @@ class ToolCallFinished:
     outcome: ToolOutcome
 
 
+@dataclass
+class UsageMeter:
+    """The tokens a run has used so far, counted as each model call ends, whether the run
+    then succeeds, fails or is canceled: what its tenant is charged."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        """Count one model call's tokens."""
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    @property
+    def total(self) -> int:
+        """Prompt and completion tokens together."""
+        return self.prompt_tokens + self.completion_tokens
+
+
 @dataclass(frozen=True)
 class FinalReply:
     """The run's answer (all text produced) and the tokens it cost."""
@@ -91,8 +110,10 @@ class Agent:
         *,
         stream: bool = False,
         session_id: str | None = None,
+        meter: UsageMeter | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` given the session ``history``; the last event is FinalReply.
+        ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
         within ``max_iterations`` model calls.
@@ -104,7 +125,7 @@ class Agent:
         ]
         specs = tuple(tool.spec for tool in self.tools.values())
         started = time.perf_counter()
-        prompt_tokens = completion_tokens = 0
+        meter = UsageMeter() if meter is None else meter
         produced: list[str] = []
         llm = self.llm
         # Output guardrails see the whole reply first, so a stream arrives in one piece.
@@ -120,26 +141,27 @@ class Agent:
                 with self.telemetry.llm_call(
                     self.name, llm.provider, llm.model, stream=stream, server=server
                 ) as scope:
-                    scope.prompt(request.messages)
-                    if stream:
-                        async for chunk in self._stream(request, scope):
-                            if chunk.text:
-                                step_text.append(chunk.text)
+                    try:
+                        scope.prompt(request.messages)
+                        if stream:
+                            async for chunk in self._stream(request, scope):
+                                if chunk.text:
+                                    step_text.append(chunk.text)
+                                    if not hold:
+                                        yield TextDelta(chunk.text)
+                                calls += chunk.tool_calls
+                            scope.finish_reasons = ("tool_calls" if calls else "stop",)
+                        else:
+                            response = await self._complete(request, scope)
+                            calls = response.message.tool_calls
+                            scope.finish_reasons = (response.finish_reason,)
+                            if response.message.content:
+                                step_text.append(response.message.content)
                                 if not hold:
-                                    yield TextDelta(chunk.text)
-                            calls += chunk.tool_calls
-                        scope.finish_reasons = ("tool_calls" if calls else "stop",)
-                    else:
-                        response = await self._complete(request, scope)
-                        calls = response.message.tool_calls
-                        scope.finish_reasons = (response.finish_reason,)
-                        if response.message.content:
-                            step_text.append(response.message.content)
-                            if not hold:
-                                yield TextDelta(response.message.content)
-                    scope.completion("".join(step_text))
-                prompt_tokens += scope.prompt_tokens
-                completion_tokens += scope.completion_tokens
+                                    yield TextDelta(response.message.content)
+                        scope.completion("".join(step_text))
+                    finally:
+                        meter.add(scope.prompt_tokens, scope.completion_tokens)
                 produced.extend(step_text)
                 if not calls:
                     log.debug(  # the access line is the one line per request at info
@@ -147,7 +169,7 @@ class Agent:
                         extra={
                             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                             "iterations": iteration,
-                            "tokens_used": prompt_tokens + completion_tokens,
+                            "tokens_used": meter.total,
                         },
                     )
                     reply = "".join(produced)
@@ -155,7 +177,7 @@ class Agent:
                         reply = self.guardrails.check_output(reply)
                         if reply:
                             yield TextDelta(reply)
-                    yield FinalReply(reply, Usage(prompt_tokens, completion_tokens))
+                    yield FinalReply(reply, Usage(meter.prompt_tokens, meter.completion_tokens))
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:

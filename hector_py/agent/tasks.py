@@ -19,6 +19,7 @@ from hector_py.agent.runner import (
     TextDelta,
     ToolCallFinished,
     ToolCallStarted,
+    UsageMeter,
 )
 from hector_py.agent.store import ChatTurn, Store, Task, TaskState, new_id
 from hector_py.llm.base import LLMError, Message
@@ -155,35 +156,43 @@ class TaskManager:
         if self.on_change is not None:
             self.on_change(execution.task)
 
+    async def _end(self, execution: Execution, meter: UsageMeter, state: TaskState) -> None:
+        """The run is over: the task records the tokens it used, whatever its outcome."""
+        execution.task.prompt_tokens = meter.prompt_tokens
+        execution.task.completion_tokens = meter.completion_tokens
+        await self._set_state(execution, state)
+
     async def _run(
         self, agent: Agent, execution: Execution, user_text: str, stream: bool, slot: Slot
     ) -> Task:
         task = execution.task
+        meter = UsageMeter()
         with bind(session_id=task.context_id, task_id=task.id):
             try:
                 await self._set_state(execution, TaskState.WORKING)
                 history = await self.store.history(task.context_id, agent.config.history_messages)
-                events = agent.run(history, user_text, stream=stream, session_id=task.context_id)
+                events = agent.run(
+                    history, user_text, stream=stream, session_id=task.context_id, meter=meter
+                )
                 async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
                     task.context_id,
                     [Message("user", user_text), Message("assistant", task.reply or "")],
                 )
-                await self._set_state(execution, TaskState.COMPLETED)
+                await self._end(execution, meter, TaskState.COMPLETED)
             except asyncio.CancelledError:
                 # a shutdown that ran out of time fails the task; a CancelTask cancels it
-                await self._set_state(
-                    execution, TaskState.FAILED if task.error else TaskState.CANCELED
-                )
+                state = TaskState.FAILED if task.error else TaskState.CANCELED
+                await self._end(execution, meter, state)
             except (LLMError, AgentError) as exc:
                 log.warning("task failed: %s", exc)
                 task.error = str(exc)
-                await self._set_state(execution, TaskState.FAILED)
+                await self._end(execution, meter, TaskState.FAILED)
             except Exception:
                 log.exception("task crashed")
                 task.error = "internal error while running the agent"
-                await self._set_state(execution, TaskState.FAILED)
+                await self._end(execution, meter, TaskState.FAILED)
             finally:
                 slot.release()
                 execution.publish(None)
@@ -194,8 +203,6 @@ class TaskManager:
     def _apply(execution: Execution, event: RunEvent) -> None:
         if isinstance(event, FinalReply):
             execution.task.reply = event.text
-            execution.task.prompt_tokens = event.usage.prompt_tokens
-            execution.task.completion_tokens = event.usage.completion_tokens
             execution.task.history.append(ChatTurn(new_id(), "agent", event.text))
         else:
             execution.publish(event)
