@@ -52,6 +52,18 @@ def product_tree(spans: list[ReceivedSpan]) -> tuple[ReceivedSpan, ReceivedSpan,
     return server, agent, steps
 
 
+def parent_header(flags: str) -> str:
+    """The test's parent span, ``flags`` 01 (sampled) or 00 (not)."""
+    return f"00-{PARENT_TRACE}-{PARENT_SPAN}-{flags}"
+
+
+def send_with_parent(server: Server, flags: str, text: str) -> httpx.Response:
+    """A2A message/send under the test's parent span."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": v03_message(text)}
+    headers = {"traceparent": parent_header(flags)}
+    return httpx.post(server.url + "/", headers=headers, timeout=20, json=body)
+
+
 @pytest.fixture
 def fake_llm() -> Iterator[FakeLLM]:
     fake = start_fake_llm(
@@ -82,18 +94,7 @@ def test_otlp_grpc_tree_tokens_headers_and_propagation(
             "debug",
             env=clean_env(TRACE_KEY_FOR_TEST="xyz-123"),
         )
-        headers = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
-        reply = httpx.post(
-            server.url + "/",
-            headers=headers,
-            timeout=20,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "message/send",
-                "params": v03_message("what is 6*7?"),
-            },
-        )
+        reply = send_with_parent(server, "01", "what is 6*7?")
         assert "42" in reply.text
         spans = receiver.wait_for(
             lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
@@ -170,7 +171,7 @@ def test_sampling_ratio_and_sampled_parent(serve: Any, tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for _ in range(2000):
                 assert client.get("/agents").status_code == 200
-            parent = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+            parent = {"traceparent": parent_header("01")}
             for _ in range(20):
                 client.get("/agents", headers=parent)
         assert server.stop() == 0  # flushes what is queued
@@ -192,22 +193,9 @@ def test_unsampled_parent_exports_nothing_and_still_propagates(
             f"    base_url: {fake_llm.base_url}",
         )
         server: Server = serve("-c", str(config), "--log-format", "json", "--log-level", "debug")
-        unsampled = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"}
-        reply = httpx.post(
-            server.url + "/",
-            headers=unsampled,
-            timeout=20,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "message/send",
-                "params": v03_message(TOOL_ASK),
-            },
-        )
+        reply = send_with_parent(server, "00", TOOL_ASK)
         assert reply.json()["result"]["status"]["state"] == "completed"
-        httpx.get(
-            server.url + "/agents", headers={"traceparent": unsampled["traceparent"][:-2] + "01"}
-        )
+        httpx.get(server.url + "/agents", headers={"traceparent": parent_header("01")})
         assert server.stop() == 0
         # only the sampled request's span arrived; the unsampled run made none
         assert [s.name for s in receiver.spans] == ["GET /agents"]
@@ -286,7 +274,7 @@ def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> 
             OTEL_TRACES_SAMPLER="always_off",
         )
         server: Server = serve("-c", str(config), env=env)
-        parent = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+        parent = {"traceparent": parent_header("01")}
         httpx.get(server.url + "/agents", headers=parent)  # a sampled parent is kept
         httpx.get(server.url + "/agents")  # always_off: dropped
         spans = receiver.wait_for(bool, what="the sampled request")
