@@ -458,19 +458,21 @@ def test_400_fails_at_once_with_a_clear_error(stack: Stack) -> None:
             model="assistant", messages=[{"role": "user", "content": "doomed"}]
         )
     assert raised.value.status_code != 500 and error in str(raised.value)
-    # streamed chat completion: an error event, no traceback
-    seen = stack.fake.script(bad)
-    with httpx.stream(
-        "POST",
+    # streamed: refused before the stream started, so the same HTTP error, in the SDK too
+    stack.fake.script(bad)
+    streamed_response = httpx.post(
         stack.server.url + "/v1/chat/completions",
         json={"model": "assistant", "stream": True, "messages": [{"role": "user", "content": "x"}]},
         timeout=20,
-    ) as streamed_response:
-        raw = "".join(streamed_response.iter_text())
-    assert "Traceback" not in raw
-    events = [json.loads(line[5:]) for line in raw.splitlines() if line.startswith("data: {")]
-    errors = [e["error"] for e in events if "error" in e]
-    assert errors and "400" in errors[0]["message"] and error in errors[0]["message"], raw
+    )
+    assert streamed_response.status_code == response.status_code, streamed_response.text
+    assert streamed_response.json() == response.json()
+    seen = stack.fake.script(bad)
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "doomed"}], stream=True
+        )
+    assert raised.value.status_code == response.status_code and error in str(raised.value)
     assert len(stack.fake.requests()) - seen == 1
 
 

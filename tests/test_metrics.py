@@ -276,10 +276,10 @@ def test_upstream_errors_are_counted(hub: Server, upstream: FakeLLM) -> None:
     task = send_v03(hub.url + "/agents/x")
     assert task["status"]["state"] == "failed"
     chat(hub.url, stream=False, expect=502)
-    # a stream has started (HTTP 200) when the upstream fails: the error is its last event
+    # a stream the model refuses fails as a blocking call does: it never started
     body = {"model": "x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     streamed = httpx.post(f"{hub.url}/v1/chat/completions", json=body, timeout=10)
-    assert streamed.status_code == 200 and '"upstream_error"' in streamed.text
+    assert streamed.status_code == 502 and '"upstream_error"' in streamed.text
     unknown = rpc(hub.url + "/agents/x", "no/such/method", {})  # no LLM call
     assert unknown["error"]["code"] == -32601
     chat_route = {"method": "POST", "route": "/v1/chat/completions"}
@@ -291,9 +291,9 @@ def test_upstream_errors_are_counted(hub: Server, upstream: FakeLLM) -> None:
             ("hector_errors_total", {"component": "llm", "error_type": "LLMError"}, 3),
             ("hector_agent_invocations_total", {"agent": "x", "status": "error"}, 3),
             ("hector_errors_total", {"component": "agent"}, 3),
-            ("hector_requests_total", {**chat_route, "code": "502", "status": "error"}, 1),
-            ("hector_requests_total", {**chat_route, "code": "200", "status": "success"}, 1),
-            # protocol level: the 502, the failed stream and the JSON-RPC error are errors; an
+            ("hector_requests_total", {**chat_route, "code": "502", "status": "error"}, 2),
+            ("hector_requests_total", {**chat_route, "code": "200", "status": "success"}, 0),
+            # protocol level: the two 502s and the JSON-RPC error are errors; an
             # A2A task that failed is a valid answer (agent_invocations_total{status="error"})
             ("hector_agent_requests_total", {"agent": "x", "status": "error"}, 3),
             ("hector_llm_time_to_first_token_seconds_count", {}, 0),

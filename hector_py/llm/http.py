@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -41,6 +42,12 @@ The reason is bounded, fit for a metric label: the HTTP status (``"429"``, ``"50
 InjectHeaders = Callable[[dict[str, str]], None]
 """Adds headers (e.g. W3C ``traceparent``) to each outgoing attempt, in place."""
 Framing = Literal["sse", "ndjson"]
+stream_started: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "hector_stream_started", default=None
+)
+"""Awaited, when set in the caller's context, once a streamed answer has started (the
+upstream said 2xx) and before its first payload is read: a server relaying the stream can
+commit to its own response then, so that a failure before it stays an HTTP error."""
 
 
 class HTTPClient:
@@ -87,10 +94,18 @@ class HTTPClient:
         """POST ``body`` and yield each payload of the streamed answer: the ``data`` of
         each server-sent event, or each line of newline-delimited JSON."""
         response = await self._send(url, body, headers)
+        parse = _SSEParser() if framing == "sse" else _ndjson_line
         async with response:
+            if (started := stream_started.get()) is not None:
+                await started()
             try:
-                lines = _lines(response.content)
-                async for payload in _sse_data(lines) if framing == "sse" else _ndjson(lines):
+                pending = b""  # a line not yet ended, however the bytes were chunked
+                async for data in response.content.iter_any():
+                    *lines, pending = (pending + data).split(b"\n")
+                    for line in lines:
+                        if (payload := parse(line)) is not None:
+                            yield payload
+                if pending and (payload := parse(pending)) is not None:
                     yield payload
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self.error(f"stream interrupted: {_describe(exc)}", retryable=True) from exc
@@ -225,33 +240,28 @@ def _error_detail(raw: bytes) -> str:
     return " ".join(text.split())[:500] or "(empty body)"
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The body's lines, without line endings, however the bytes were chunked."""
-    pending = b""
-    async for data in content.iter_any():
-        *complete, pending = (pending + data).split(b"\n")
-        for line in complete:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
+class _SSEParser:
+    """Server-sent events, a line at a time: the ``data`` of each event when its blank
+    line comes. Event names are not needed (every provider's payload names its own type);
+    an event cut before its blank line is dropped, as the SSE spec says."""
 
+    __slots__ = ("_data",)
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event. Event names are not needed (every
-    provider's payload names its own type); an event cut before its blank line is
-    dropped, as the SSE spec says."""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-            data = []
-        elif line.startswith("data:"):
+    def __init__(self) -> None:
+        self._data: list[bytes] = []
+
+    def __call__(self, line: bytes) -> str | None:
+        line = line.rstrip(b"\r")
+        if line.startswith(b"data:"):
             value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        elif not line and self._data:
+            payload = b"\n".join(self._data).decode("utf-8", "replace")
+            self._data.clear()
+            return payload
+        return None
 
 
-async def _ndjson(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    async for line in lines:
-        if line.strip():
-            yield line
+def _ndjson_line(line: bytes) -> str | None:
+    """A line of newline-delimited JSON; ``None`` when blank."""
+    return line.decode("utf-8", "replace").rstrip("\r") if line.strip() else None

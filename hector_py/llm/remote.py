@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,6 +26,8 @@ from hector_py.llm.base import (
 from hector_py.llm.http import Framing, HTTPClient, InjectHeaders, OnRetry, upstream_message
 
 JSON = dict[str, Any]
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+"""What reading an upstream's JSON of an unexpected shape raises."""
 
 
 class RemoteLLM(ABC):
@@ -72,8 +74,10 @@ class RemoteLLM(ABC):
         headers = self._headers()
         url, body = self._request(request, stream=False)
         data = self.checked(await self.http.post_json(url, body, headers))
-        with self._shape_errors():
+        try:
             return self._parse(data)
+        except SHAPE_ERRORS as exc:
+            raise self._shape_error(exc) from exc
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Text chunks as they come; the last chunk has the tool calls and the usage.
@@ -85,8 +89,10 @@ class RemoteLLM(ABC):
         try:
             async with aclosing(self.http.post_stream(url, body, headers, self.framing)) as events:
                 async for payload in events:
-                    with self._shape_errors():
+                    try:
                         text = self._on_event(payload, state)
+                    except SHAPE_ERRORS as exc:
+                        raise self._shape_error(exc) from exc
                     if text:
                         yield LLMChunk(text=text)
             if not state.done:
@@ -129,13 +135,9 @@ class RemoteLLM(ABC):
             return {}
         return self._auth_headers(self._key)
 
-    @contextmanager
-    def _shape_errors(self) -> Iterator[None]:
-        """Turn a surprise in the upstream's JSON into an ``LLMError``."""
-        try:
-            yield
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise self.http.error(f"unexpected response shape: {exc!r}") from exc
+    def _shape_error(self, exc: Exception) -> LLMError:
+        """A surprise in the upstream's JSON (one of ``SHAPE_ERRORS``) as an ``LLMError``."""
+        return self.http.error(f"unexpected response shape: {exc!r}")
 
     @abstractmethod
     def _auth_headers(self, key: str) -> dict[str, str]:
@@ -154,7 +156,7 @@ class RemoteLLM(ABC):
         """Fold one streamed payload into ``state``; returns its new text."""
 
 
-@dataclass
+@dataclass(slots=True)
 class PartialCall:
     """A tool call whose JSON arguments arrive in pieces."""
 
@@ -163,7 +165,7 @@ class PartialCall:
     arguments: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamState:
     """What a stream has reported so far."""
 

@@ -26,7 +26,7 @@ from hector_py.agent.store import ChatTurn, Task, new_id
 from hector_py.agent.tasks import Execution, StatusChanged
 from hector_py.server.a2a_wire import V03, V1, Dialect
 from hector_py.server.auth import request_tenant
-from hector_py.server.sse import open_sse, send_event
+from hector_py.server.sse import open_sse, send_events
 from hector_py.server.state import STATE, ServerState
 
 log = logging.getLogger("hector.a2a")
@@ -57,7 +57,7 @@ class RpcError(Exception):
         self.code, self.message = code, message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """One JSON-RPC call, resolved to its agent and dialect."""
 
@@ -193,7 +193,7 @@ async def send_message(call: Call) -> Result:
 async def stream_message(call: Call) -> Result:
     """``SendStreamingMessage`` / ``message/stream``: SSE from the task to its end."""
     execution = await _start(call, stream=True)
-    return await _stream(call, execution)
+    return await _stream(call, execution, started=True)
 
 
 async def subscribe(call: Call) -> Result:
@@ -202,36 +202,47 @@ async def subscribe(call: Call) -> Result:
     execution = call.state.tasks.get(task.id)
     if execution is None:
         raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is finished; use GetTask")
-    return await _stream(call, execution)
+    return await _stream(call, execution, started=False)
 
 
-async def _stream(call: Call, execution: Execution) -> web.StreamResponse:
-    """Relay an execution's events as SSE; a client that leaves cancels the task."""
+async def _stream(call: Call, execution: Execution, *, started: bool) -> web.StreamResponse:
+    """Relay an execution's events as SSE; a client that leaves cancels the task.
+
+    For a run just ``started``, the task goes out with its first event (working), after one
+    more turn of the loop: the run's model request, queued by then, leaves first."""
     dialect, task = call.dialect, execution.task
     subscription = execution.subscribe()
-    response = await open_sse(call.request, _version_headers(call))
+    response: web.StreamResponse | None = None
+    pending = [dialect.task_result(task)]
 
-    async def send(result: dict[str, Any]) -> None:
-        body = {"jsonrpc": "2.0", "id": call.request_id, "result": result}
-        await send_event(response, orjson.dumps(body))
+    async def flush() -> None:
+        nonlocal response
+        if response is None:
+            if started:
+                await asyncio.sleep(0)
+            response = await open_sse(call.request, _version_headers(call))
+        await send_events(response, *(_rpc_event(call, result) for result in pending))
+        pending.clear()
 
     streamed_text = False
     try:
-        await send(dialect.task_result(task))
+        if not started:
+            await flush()
         async for event in subscription:
             if isinstance(event, TextDelta):
-                await send(
+                pending.append(
                     dialect.artifact_update(task, event.text, append=streamed_text, last=False)
                 )
                 streamed_text = True
             elif isinstance(event, ToolCallStarted | ToolCallFinished):
-                await send(dialect.tool_update(task, event))
-            elif isinstance(event, StatusChanged) and event.task.state.terminal:
-                if streamed_text:
-                    await send(dialect.artifact_update(task, None, append=True, last=True))
-                await send(dialect.status_update(task))
+                pending.append(dialect.tool_update(task, event))
             elif isinstance(event, StatusChanged):
-                await send(dialect.status_update(task))
+                if streamed_text and event.task.state.terminal:
+                    pending.append(dialect.artifact_update(task, None, append=True, last=True))
+                pending.append(dialect.status_update(task))
+            await flush()
+        if response is None:  # the run ended without an event (its store failed)
+            await flush()
     except (ConnectionError, asyncio.CancelledError) as exc:
         log.info("client left a stream; cancelling task", extra={"task_id": task.id})
         await asyncio.shield(call.state.tasks.cancel(task.id))
@@ -239,7 +250,13 @@ async def _stream(call: Call, execution: Execution) -> web.StreamResponse:
             raise
     finally:
         subscription.close()
+    assert response is not None
     return response
+
+
+def _rpc_event(call: Call, result: dict[str, Any]) -> bytes:
+    """A JSON-RPC result as an SSE payload."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": call.request_id, "result": result})
 
 
 async def _find_task(call: Call) -> Task:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any
 
 import orjson
@@ -19,8 +19,9 @@ from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta
 from hector_py.agent.store import new_id
 from hector_py.llm.base import LLMError, Message, Usage
+from hector_py.llm.http import stream_started
 from hector_py.server.auth import request_tenant
-from hector_py.server.sse import open_sse, send_event
+from hector_py.server.sse import open_sse, send_events
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.openai")
@@ -159,6 +160,10 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             raise ApiError(400, "body must be a JSON object")
         agent = _agent(request, body)
         history, user_text = _conversation(body)
+        stream = body.get("stream") is True
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        del body, options  # not kept while the answer streams
         limit = request.app[STATE].config.server.max_message_chars
         if len(user_text) > limit:
             raise ApiError(
@@ -180,21 +185,19 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             ) from None
         slot = await request.app[STATE].tasks.admission.acquire(agent.name)
         try:
-            return agent.name, await _respond(request, agent, body, history, user_text)
+            if stream:
+                return agent.name, await _stream(request, agent, history, user_text, include_usage)
+            return agent.name, await _reply(request, agent, history, user_text)
         finally:
             slot.release()
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
 
 
-async def _respond(
-    request: web.Request, agent: Agent, body: dict[str, Any], history: list[Message], user_text: str
-) -> web.StreamResponse:
-    """Run ``agent`` and answer in OpenAI's shape, streamed or not."""
-    if body.get("stream") is True:
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return await _stream(request, agent, history, user_text, include_usage)
+async def _reply(
+    request: web.Request, agent: Agent, history: list[Message], user_text: str
+) -> web.Response:
+    """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
     try:
         async with aclosing(agent.run(history, user_text)) as events:
@@ -225,46 +228,84 @@ async def _respond(
     )
 
 
+class _Chunks:
+    """The chunks of one streamed completion, held until the response has started."""
+
+    __slots__ = ("_head", "_pending", "_request", "response")
+
+    def __init__(self, request: web.Request, model: str) -> None:
+        self._request = request
+        self._head = {
+            "id": f"chatcmpl-{new_id()}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        self._pending: list[bytes] = []
+        self.response: web.StreamResponse | None = None
+        self.add({"role": "assistant", "content": ""})
+
+    def add(self, delta: dict[str, Any], finish: str | None = None) -> None:
+        """Queue a chunk carrying ``delta``."""
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        self._pending.append(orjson.dumps({**self._head, "choices": [choice]}))
+
+    def end(self, usage: Usage | None) -> None:
+        """Queue the last chunk, the usage chunk if ``usage``, and ``[DONE]``."""
+        self.add({}, "stop")
+        if usage is not None:
+            self._pending.append(
+                orjson.dumps({**self._head, "choices": [], "usage": _usage(usage)})
+            )
+        self._pending.append(b"[DONE]")
+
+    async def flush(self) -> None:
+        """Start the response if need be, and send what is queued."""
+        if self.response is None:
+            self.response = await open_sse(self._request)
+        if self._pending:
+            await send_events(self.response, *self._pending)
+            self._pending.clear()
+
+    async def start(self) -> None:
+        """The model's answer has started: so does the response (``stream_started``)."""
+        with suppress(ConnectionError):  # a client gone is for the relay to notice, not the model
+            await self.flush()
+
+
 async def _stream(
     request: web.Request, agent: Agent, history: list[Message], user_text: str, include_usage: bool
 ) -> web.StreamResponse:
-    completion_id, created = f"chatcmpl-{new_id()}", int(time.time())
-    response = await open_sse(request)
-
-    async def chunk(
-        delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None
-    ) -> None:
-        body: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": agent.name,
-            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        if usage:
-            body["usage"] = _usage(usage)
-        await send_event(response, orjson.dumps(body))
-
+    """Run ``agent`` and answer as chunks. The 200 goes out once the model's answer has
+    started (so the model request leaves first), or with the first text of a model that
+    does not say: a failure before then is an HTTP error, as for a blocking call."""
+    chunks = _Chunks(request, agent.name)
+    token = stream_started.set(chunks.start)
     try:
-        await chunk({"role": "assistant", "content": ""})
         async with aclosing(agent.run(history, user_text, stream=True)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
-                    await chunk({"content": event.text})
+                    chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
                     await _charge(request, event.usage)
-                    await chunk({}, "stop")
-                    if include_usage:
-                        await chunk({}, usage=event.usage)
-        await send_event(response, b"[DONE]")
+                    chunks.end(event.usage if include_usage else None)
+                else:
+                    continue
+                await chunks.flush()
     except (LLMError, AgentError) as exc:
         log.warning("chat completion stream failed: %s", exc)
-        request[STREAM_FAILED] = True  # the 200 went out before the failure
         error = ApiError(502, str(exc), kind="upstream_error")
-        await send_event(response, orjson.dumps(error.body()))
-    except (ConnectionResetError, ConnectionError):
+        if chunks.response is None:
+            return error.response()
+        request[STREAM_FAILED] = True  # the 200 went out before the failure
+        with suppress(ConnectionError):
+            await send_events(chunks.response, orjson.dumps(error.body()))
+    except ConnectionError:
         log.info("client left a chat completion stream")
-    return response
+    finally:
+        stream_started.reset(token)
+    assert chunks.response is not None  # a run ends with FinalReply or raises
+    return chunks.response
 
 
 async def list_models(request: web.Request) -> web.Response:

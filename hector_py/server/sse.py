@@ -1,15 +1,22 @@
-"""Server-sent events: open a stream, write one ``data:`` event at a time."""
+"""Server-sent events: open a stream, write ``data:`` events in batches."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 
+class _EventStream(web.StreamResponse):
+    # aiohttp's switch (web.Response sets it too): the headers wait for the first write and
+    # leave in one packet with the first events.
+    _send_headers_immediately = False
+
+
 async def open_sse(
     request: web.Request, headers: dict[str, str] | None = None
 ) -> web.StreamResponse:
-    """Start a ``text/event-stream`` response that proxies will not buffer."""
-    response = web.StreamResponse(
+    """Start a ``text/event-stream`` response that proxies will not buffer; its headers go
+    out with the first events."""
+    response = _EventStream(
         headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
@@ -21,6 +28,7 @@ async def open_sse(
     return response
 
 
-async def send_event(response: web.StreamResponse, data: bytes) -> None:
-    """Write one event; raises ``ConnectionResetError`` when the client has gone."""
-    await response.write(b"data: " + data + b"\n\n")
+async def send_events(response: web.StreamResponse, *payloads: bytes) -> None:
+    """Write one ``data:`` event per payload, all in one write; raises
+    ``ConnectionResetError`` when the client has gone."""
+    await response.write(b"".join(b"data: %b\n\n" % payload for payload in payloads))
