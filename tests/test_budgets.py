@@ -139,7 +139,8 @@ def test_triggered_runs_are_charged_to_the_triggers_tenant(serve: Any, tmp_path:
 
 
 def test_a_failed_run_pays_for_the_model_calls_it_made(serve: Any, tmp_path: Path) -> None:
-    fake = start_fake_llm("openai", "--tool-call", 'calculator:{"expression":"1+1"}')
+    # three runs, each one model call (11 + 7 tokens) answered with a tool call: no final answer
+    fake = start_fake_llm("openai", *["--tool-call", 'calculator:{"expression":"1+1"}'] * 3)
     try:
         config = tmp_path / "failing.yaml"
         config.write_text(
@@ -151,7 +152,6 @@ def test_a_failed_run_pays_for_the_model_calls_it_made(serve: Any, tmp_path: Pat
             "budgets:\n  acme: {daily_tokens: 1000}\n"
         )
         server: Server = serve("-c", str(config))
-        # one model call (11 + 7 tokens, answered with a tool call), then no final answer
         result = send(server, {"X-Tenant": "acme"})["result"]
         assert result["status"]["state"] == "failed"
         deadline = time.monotonic() + 10
@@ -159,5 +159,17 @@ def test_a_failed_run_pays_for_the_model_calls_it_made(serve: Any, tmp_path: Pat
             assert time.monotonic() < deadline, "the failed run was never charged"
             time.sleep(0.05)
         assert remaining(server, "daily") == 1000 - 18
+        for stream in (False, True):  # the same failure through /v1: a 502, and charged
+            body = {
+                "model": "assistant",
+                "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            failed = httpx.post(
+                server.url + "/v1/chat/completions", headers={"X-Tenant": "acme"}, json=body
+            )
+            assert failed.status_code == (200 if stream else 502)
+            assert "no final answer" in failed.text
+        assert remaining(server, "daily") == 1000 - 3 * 18
     finally:
         fake.stop()

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
-from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta
+from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
 from hector_py.agent.store import new_id
 from hector_py.llm.base import LLMError, Message, Usage
 from hector_py.llm.http import stream_started
@@ -125,10 +125,9 @@ def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
     return agents[model]
 
 
-async def _charge(request: web.Request, usage: Usage) -> None:
-    """Charge a run's tokens to the caller's tenant budget."""
-    tokens = usage.prompt_tokens + usage.completion_tokens
-    await request.app[STATE].budgets.charge(request_tenant(request), tokens)
+async def _charge(request: web.Request, meter: UsageMeter) -> None:
+    """Charge the tokens a run used, whatever its outcome, to the caller's tenant budget."""
+    await request.app[STATE].budgets.charge(request_tenant(request), meter.total)
 
 
 def _usage(usage: Usage) -> dict[str, int]:
@@ -199,15 +198,17 @@ async def _reply(
 ) -> web.Response:
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
+    meter = UsageMeter()
     try:
-        async with aclosing(agent.run(history, user_text)) as events:
+        async with aclosing(agent.run(history, user_text, meter=meter)) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
-                    await _charge(request, event.usage)
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
         return ApiError(502, str(exc), kind="upstream_error").response()
+    finally:
+        await _charge(request, meter)
     assert final is not None
     return web.json_response(
         {
@@ -281,13 +282,13 @@ async def _stream(
     does not say: a failure before then is an HTTP error, as for a blocking call."""
     chunks = _Chunks(request, agent.name)
     token = stream_started.set(chunks.start)
+    meter = UsageMeter()
     try:
-        async with aclosing(agent.run(history, user_text, stream=True)) as events:
+        async with aclosing(agent.run(history, user_text, stream=True, meter=meter)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
-                    await _charge(request, event.usage)
                     chunks.end(event.usage if include_usage else None)
                 else:
                     continue
@@ -304,6 +305,7 @@ async def _stream(
         log.info("client left a chat completion stream")
     finally:
         stream_started.reset(token)
+        await _charge(request, meter)
     assert chunks.response is not None  # a run ends with FinalReply or raises
     return chunks.response
 
