@@ -7,7 +7,9 @@ runs matters less than for wall time) for:
 
 - the telemetry scopes of one ``/v1/chat/completions`` request (HTTP request, agent run,
   LLM call) with observability off, metrics only, tracing only (sampling 1.0, spans
-  exported to a null exporter), and both;
+  exported to a null exporter), both, and both with 10 % and 0 % of traces sampled;
+- the OpenTelemetry SDK's own floor: one span without attributes started and ended, and
+  the OTLP encoding of one span (what the export thread does), bare and hector's;
 - one access-log line through hector's text and JSON formatters.
 
 ``--baseline`` also runs each case with the code paths these optimisations replaced
@@ -33,7 +35,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import (  # noqa: E402
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
 
 import hector_py.observability.tracing as tracing_module  # noqa: E402
 from hector_py.config.model import ObservabilityConfig  # noqa: E402
@@ -150,6 +161,40 @@ def baseline(on: bool) -> Iterator[None]:
         ) = saved  # type: ignore[assignment]
 
 
+def _sdk_floor(rounds: int, columns: int) -> None:
+    """What the OpenTelemetry SDK itself costs per span, whoever calls it: start + end of a
+    span without attributes, and OTLP protobuf encoding (in the export thread) of such a
+    span and of the spans hector makes for one request."""
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+
+    def bare() -> None:
+        tracer.start_span("bench").end()
+
+    rest = " | -" * (columns - 1)  # no baseline: the SDK's own cost
+    cost = _cpu_us(bare, [False], rounds)[0]
+    print(f"| OpenTelemetry SDK: start + end of one span, no attributes | {cost:.1f} µs{rest} |")
+    memory.clear()
+    for _ in range(300):
+        bare()
+    plain = memory.get_finished_spans()
+    config = ObservabilityConfig.model_validate({"tracing": {"enabled": True}})
+    t = Telemetry(config)
+    assert t.tracing is not None
+    t.tracing.provider.add_span_processor(SimpleSpanProcessor(memory))
+    memory.clear()
+    for _ in range(100):
+        _request(t)
+    ours = memory.get_finished_spans()  # 3 per request
+    for name, spans in (("no attributes", plain), ("hector's 3 spans of a request", ours)):
+        cost = _cpu_us(lambda spans=spans: encode_spans(spans), [False], rounds, n=20)
+        print(f"| OTLP encoding per span, {name} | {cost[0] / len(spans):.1f} µs{rest} |")
+    t.tracing.provider.shutdown()
+    provider.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -159,16 +204,22 @@ def main() -> None:
     variants = [False, True] if args.baseline else [False]
     print("| case | " + " | ".join("baseline" if v else "now" for v in variants) + " |")
     print("|---|" + "---|" * len(variants))
-    for name, with_metrics, with_tracing in (
-        ("scopes of one request: observability off", False, False),
-        ("scopes of one request: metrics", True, False),
-        ("scopes of one request: tracing (3 spans)", False, True),
-        ("scopes of one request: metrics + tracing", True, True),
+    for name, with_metrics, with_tracing, rate in (
+        ("scopes of one request: observability off", False, False, 1.0),
+        ("scopes of one request: metrics", True, False, 1.0),
+        ("scopes of one request: tracing (3 spans)", False, True, 1.0),
+        ("scopes of one request: metrics + tracing", True, True, 1.0),
+        ("scopes of one request: metrics + tracing, 10% sampled", True, True, 0.1),
+        ("scopes of one request: metrics + tracing, none sampled", True, True, 0.0),
     ):
         config = ObservabilityConfig.model_validate(
             {
                 "metrics": {"enabled": with_metrics},
-                "tracing": {"enabled": with_tracing, "endpoint": "127.0.0.1:9"},
+                "tracing": {
+                    "enabled": with_tracing,
+                    "endpoint": "127.0.0.1:9",
+                    "sampling_rate": rate,
+                },
             }
         )
         t = Telemetry(config)
@@ -176,6 +227,7 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
         if t.tracing is not None:
             t.tracing.provider.shutdown()
+    _sdk_floor(args.rounds, len(variants))
     log_file = Path(tempfile.mkdtemp()) / "bench.log"
     for fmt in ("text", "json"):
         logs.configure_logging("info", fmt, str(log_file), Redactor([], ["sk-bench-secret"]))
