@@ -133,6 +133,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the agent server."""
+    import asyncio
 
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
@@ -177,9 +178,9 @@ def serve(
             from hector_py.server.workers import run_workers
 
             raise typer.Exit(run_workers(cfg))
-        from hector_py.server.lifecycle import loop_runner, serve
+        from hector_py.server.lifecycle import serve as run_server
 
-        loop_runner(cfg)(serve(cfg))
+        asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
     except OSError as exc:

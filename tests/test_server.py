@@ -191,15 +191,6 @@ def test_request_id_is_kept_or_generated(serve: Any) -> None:
     assert httpx.get(f"{server.url}/nowhere").headers["X-Request-ID"]
 
 
-@pytest.mark.parametrize(("setting", "loop"), [(None, "uvloop"), ("asyncio", "asyncio")])
-def test_event_loop_is_uvloop_unless_configured(serve: Any, setting: str | None, loop: str) -> None:
-    env = clean_env(**({"HECTOR_SERVER__LOOP": setting} if setting else {}))
-    server: Server = serve("--log-format", "json", env=env)
-    assert rpc(server.url + "/", "message/send", v03_message("hi"))["result"]
-    banner = next(json.loads(line) for line in server.log_lines() if "listening on" in line)
-    assert banner["loop"] == loop
-
-
 def test_json_logs_every_line_parses(serve: Any) -> None:
     server: Server = serve("--log-format", "json", "--log-level", "debug")
     rpc(server.url + "/", "message/send", v03_message("hello"))

@@ -88,11 +88,6 @@ class ServerConfig(Strict):
     workers: int = Field(
         1, ge=1, le=64, description="Processes sharing the port; metrics add up across them."
     )
-    loop: Literal["auto", "asyncio", "uvloop"] = Field(
-        "auto",
-        description="Event loop: uvloop where installed (auto; more requests per CPU second), "
-        "or asyncio's own.",
-    )
     drain_delay: float = Field(
         0.0,
         ge=0,

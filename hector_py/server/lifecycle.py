@@ -7,13 +7,10 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from aiohttp import web
 
 from hector_py import __version__
-from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config
 from hector_py.server.app import build_app, metrics_app
 from hector_py.server.listeners import Listeners, banner, bind_listeners
@@ -23,25 +20,9 @@ log = logging.getLogger("hector.server")
 
 
 def announce(config: Config, listeners: Listeners) -> None:
-    """The one start-up line: where the agents, health and metrics are, and the loop."""
+    """The one start-up line: where the agents, health and metrics are."""
     base, urls = banner(config, listeners)
-    loop = loop_runner(config).__module__.split(".")[0]  # "uvloop" or "asyncio"
-    log.info("hector-py %s listening on %s", __version__, base, extra={**urls, "loop": loop})
-
-
-def loop_runner(config: Config) -> Callable[[Coroutine[Any, Any, None]], None]:
-    """What runs the server's main coroutine: ``uvloop.run`` or ``asyncio.run``, as
-    ``server.loop`` says (``auto``: uvloop where it is installed)."""
-    if config.server.loop == "asyncio":
-        return asyncio.run
-    try:
-        import uvloop
-    except ImportError:
-        if config.server.loop == "uvloop":
-            problem = Problem("server.loop", "uvloop is not installed (pip install it)", "config")
-            raise ConfigError([problem]) from None
-        return asyncio.run
-    return uvloop.run
+    log.info("hector-py %s listening on %s", __version__, base, extra=urls)
 
 
 async def _start(

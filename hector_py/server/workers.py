@@ -32,9 +32,9 @@ STOP_GRACE_S = 10.0
 def _work(config: Config, listeners: Listeners, schedules: bool) -> None:
     """A worker's life: serve on the inherited sockets until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor sends SIGTERM
-    from hector_py.server.lifecycle import loop_runner, serve
+    from hector_py.server.lifecycle import serve
 
-    loop_runner(config)(serve(config, listeners, schedules=schedules))
+    asyncio.run(serve(config, listeners, schedules=schedules))
 
 
 def run_workers(config: Config) -> int:
@@ -42,11 +42,10 @@ def run_workers(config: Config) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="hector-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
     from hector_py.server.app import check_buildable
-    from hector_py.server.lifecycle import announce, loop_runner
+    from hector_py.server.lifecycle import announce
 
     try:
-        loop_runner(config)  # fail here, not in N crashing workers
-        asyncio.run(check_buildable(config))
+        asyncio.run(check_buildable(config))  # fail here, not in N crashing workers
         listeners = bind_listeners(config)
     except BaseException:
         shutil.rmtree(metrics_dir, ignore_errors=True)
