@@ -78,6 +78,7 @@ class Settings:
 
 # wrk takes whole seconds
 SAMPLED_RATE = 0.1  # the "sampled" server: --observe tracing 1 request in 10
+SAMPLING_ENV = "HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE"
 
 QUICK = Settings(
     duration=2,
@@ -664,15 +665,11 @@ class Bench:
         port = free_port()
         config = self.hector_config(name, port, agents=agents)
         cmd = self.hector_cmd(config, mode, receiver)
-        env = self.env
-        if mode == "sampled":  # --observe with 1 trace in 10 sampled
-            env = {**env, "HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE": str(SAMPLED_RATE)}
-        proc = self.procs.start(name, cmd, env)
+        extra = {SAMPLING_ENV: str(SAMPLED_RATE)} if mode == "sampled" else {}
+        proc = self.procs.start(name, cmd, {**self.env, **extra})
         url = f"http://{HOST}:{port}"
         seconds = wait_ready(url + "/health/ready", proc)
-        prefix = f"HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE={SAMPLED_RATE} " * (
-            mode == "sampled"
-        )
+        prefix = "".join(f"{key}={value} " for key, value in extra.items())
         self.commands[name] = prefix + _shell(cmd) + f"   # config: {config.name} (printed below)"
         return proc, url, seconds
 
