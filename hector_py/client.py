@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from hector_py.agent.store import new_id
+from hector_py.agent.stores import new_id
 
 VERSION_HEADERS = {"A2A-Version": "1.0"}
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from hector_py.agent.store import Store, Task
+from hector_py.agent.stores import Store, Task
 from hector_py.config.model import TenantBudget
 from hector_py.observability.telemetry import Telemetry
 

@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from hector_py import __version__
-from hector_py.agent.store import Task, TaskState
+from hector_py.agent.stores import Task, TaskState
 from hector_py.config.model import NotificationConfig
 from hector_py.observability.telemetry import Telemetry
 

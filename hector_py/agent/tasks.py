@@ -21,7 +21,7 @@ from hector_py.agent.runner import (
     ToolCallStarted,
     UsageMeter,
 )
-from hector_py.agent.store import ChatTurn, Store, Task, TaskState, new_id
+from hector_py.agent.stores import ChatTurn, Store, Task, TaskState, new_id
 from hector_py.llm.base import LLMError, Message
 from hector_py.observability.logs import bind
 

@@ -22,7 +22,7 @@ from hector_py import __version__
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, TextDelta, ToolCallFinished, ToolCallStarted
-from hector_py.agent.store import ChatTurn, Task, new_id
+from hector_py.agent.stores import ChatTurn, Task, new_id
 from hector_py.agent.tasks import Execution, StatusChanged
 from hector_py.server.a2a_wire import V03, V1, Dialect
 from hector_py.server.auth import request_tenant

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hector_py.agent.runner import ToolCallFinished, ToolCallStarted
-from hector_py.agent.store import ChatTurn, Task, TaskState, new_id
+from hector_py.agent.stores import ChatTurn, Task, TaskState, new_id
 from hector_py.timestamps import rfc3339
 
 STATE_NAMES = {state.value: f"TASK_STATE_{state.value.upper()}" for state in TaskState}

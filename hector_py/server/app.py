@@ -12,7 +12,7 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import Task, open_store
+from hector_py.agent.stores import Task, open_store
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.model import Config, ObservabilityConfig

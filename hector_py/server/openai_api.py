@@ -17,7 +17,7 @@ from aiohttp import web
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
-from hector_py.agent.store import new_id
+from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, Usage
 from hector_py.llm.http import stream_started
 from hector_py.server.auth import request_tenant

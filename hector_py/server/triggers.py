@@ -26,7 +26,7 @@ from hector_py.agent.admission import Overloaded
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent
-from hector_py.agent.store import ChatTurn, Task, new_id
+from hector_py.agent.stores import ChatTurn, Task, new_id
 from hector_py.agent.tasks import Execution
 from hector_py.config.model import ScheduleTrigger, WebhookTrigger
 from hector_py.server.middleware import json_error

@@ -1,0 +1,57 @@
+"""A store wrapper that makes every operation a ``db`` span."""
+
+from __future__ import annotations
+
+from hector_py.agent.stores.base import Store, Task, TaskState
+from hector_py.llm.base import Message
+from hector_py.observability.telemetry import Telemetry
+
+
+class TracedStore:
+    """A store whose every operation is a ``db`` span."""
+
+    def __init__(self, inner: Store, telemetry: Telemetry, system: str) -> None:
+        self._inner = inner
+        self._telemetry = telemetry
+        self._system = system
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with ``task_id``, if any."""
+        with self._telemetry.store_op("select", "tasks", self._system):
+            return await self._inner.get_task(task_id)
+
+    async def save_task(self, task: Task) -> None:
+        """Insert or replace ``task``."""
+        with self._telemetry.store_op("upsert", "tasks", self._system):
+            await self._inner.save_task(task)
+
+    async def list_tasks(
+        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
+    ) -> tuple[list[Task], int]:
+        """A page of ``agent``'s tasks, newest first, and the total that match."""
+        with self._telemetry.store_op("select", "tasks", self._system):
+            return await self._inner.list_tasks(agent, context_id, state, limit, offset)
+
+    async def history(self, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of session ``context_id``, oldest first."""
+        with self._telemetry.store_op("select", "messages", self._system):
+            return await self._inner.history(context_id, limit)
+
+    async def append(self, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to session ``context_id``."""
+        with self._telemetry.store_op("insert", "messages", self._system):
+            await self._inner.append(context_id, messages)
+
+    async def usage(self, tenant: str, period: str) -> int:
+        """Tokens ``tenant`` used in ``period``."""
+        with self._telemetry.store_op("select", "token_usage", self._system):
+            return await self._inner.usage(tenant, period)
+
+    async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        with self._telemetry.store_op("upsert", "token_usage", self._system):
+            return await self._inner.add_usage(tenant, period, tokens)
+
+    async def close(self) -> None:
+        """Close the wrapped store."""
+        await self._inner.close()

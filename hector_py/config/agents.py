@@ -1,0 +1,36 @@
+"""``agents:``: an LLM, an instruction and the tools it may use."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hector_py.config.automation import NotificationConfig, ScheduleTrigger, WebhookTrigger
+from hector_py.config.base import DEFAULT_LLM, Strict
+
+
+class AgentConfig(Strict):
+    """An agent: an LLM, an instruction and the tools it may use."""
+
+    name: str | None = Field(None, description="Display name (default: the agent's key).")
+    description: str = "A hector-py agent."
+    llm: str = DEFAULT_LLM
+    instruction: str = "You are a helpful assistant."
+    tools: list[str] = Field(default_factory=list)
+    max_concurrent_runs: int | None = Field(
+        None, ge=1, description="This agent's runs at once (within server.max_concurrent_runs)."
+    )
+    max_iterations: int = Field(
+        10, ge=1, le=100, description="Most LLM calls in one run (tool loops included)."
+    )
+    history_messages: int = Field(
+        50, ge=0, description="Most earlier session messages sent to the model."
+    )
+    guardrails: list[str] = Field(
+        default_factory=list, description="Names of top-level guardrails, applied in order."
+    )
+    notifications: list[NotificationConfig] = Field(
+        default_factory=list, description="Outbound webhooks on task.started/completed/failed."
+    )
+    trigger: ScheduleTrigger | WebhookTrigger | None = Field(
+        None, discriminator="type", description="Run on a schedule or on a signed webhook."
+    )

@@ -1,0 +1,73 @@
+"""``llms:``: model endpoints."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
+
+from hector_py.config.base import IMPORT_PATH, PROVIDERS, Strict
+
+
+class LLMTimeout(Strict):
+    """Seconds an LLM request may take (``llms.<name>.timeout``), per attempt."""
+
+    connect: float = Field(10.0, gt=0, description="To open the connection.")
+    read: float = Field(
+        120.0, gt=0, description="Between two reads; a blocking answer sends nothing until done."
+    )
+    total: float = Field(600.0, gt=0, description="For the whole request, streams included.")
+
+
+class Pricing(Strict):
+    """Token prices of one model, in US dollars per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price of one call."""
+        return (
+            prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
+        ) / 1_000_000
+
+
+class LLMConfig(Strict):
+    """One model endpoint that agents refer to by name."""
+
+    provider: str = Field(
+        "demo",
+        description="openai | anthropic | ollama | gemini | demo, or a class 'module.path:Class'.",
+        json_schema_extra={"anyOf": [{"enum": list(PROVIDERS)}, {"pattern": f"^{IMPORT_PATH}$"}]},
+    )
+    model: str = "demo"
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+    stream_delay: float = Field(
+        0.02, ge=0, description="demo provider only: seconds between streamed words."
+    )
+    timeout: LLMTimeout = Field(default_factory=LLMTimeout)
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries on 429, 5xx and connection errors."
+    )
+    retry_backoff: float = Field(
+        0.5, ge=0, description="Seconds; retry n waits up to retry_backoff * 2**n (jittered)."
+    )
+    pricing: Pricing | None = Field(
+        None, description="USD per million tokens; feeds llm_cost_usd_total."
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value in PROVIDERS or re.fullmatch(IMPORT_PATH, value):
+            return value
+        raise PydanticCustomError(
+            "provider",
+            "unknown provider '{value}': use one of {known}, or an import path "
+            "'module.path:ClassName'",
+            {"value": value, "known": ", ".join(PROVIDERS)},
+        )

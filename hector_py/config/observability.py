@@ -1,0 +1,79 @@
+"""``observability:`` and ``logging:``."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
+
+from hector_py.config.base import Strict
+from hector_py.config.names import LogFormat, LogLevel
+from hector_py.observability.redact import compile_rule
+
+
+class MetricsConfig(Strict):
+    """Prometheus metrics (``observability.metrics``)."""
+
+    enabled: bool = False
+    endpoint: str = Field("/metrics", pattern=r"^/")
+    port: int | None = Field(None, ge=0, le=65535)
+    namespace: str = Field("hector", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    subsystem: str = Field("", pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$")
+    const_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class TracingConfig(Strict):
+    """OpenTelemetry tracing (``observability.tracing``)."""
+
+    enabled: bool = False
+    exporter: Literal["otlp", "jaeger", "zipkin", "stdout"] = "otlp"
+    endpoint: str = "localhost:4317"
+    protocol: Literal["grpc", "http"] | None = None
+    insecure: bool = True
+    sampling_rate: float = Field(1.0, ge=0.0, le=1.0)
+    service_name: str = "hector"
+    service_version: str | None = None
+    capture_payloads: bool = False
+    payload_max_chars: int = Field(
+        4096, ge=64, description="Captured prompts/completions are cut to this many characters."
+    )
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
+    environment: str | None = Field(None, description="deployment.environment resource value.")
+
+
+class ObservabilityConfig(Strict):
+    """Metrics and tracing."""
+
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
+class LoggingConfig(Strict):
+    """Process log output."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+    file: str | None = Field(None, description="Log file path (default: stderr).")
+    redact: list[str] = Field(
+        default_factory=list,
+        description="PII to mask in logs and captured payloads: email, phone, card, ssn, "
+        "or a regex (replaced by [REDACTED]).",
+    )
+
+    @field_validator("redact")
+    @classmethod
+    def _valid_rules(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            try:
+                compile_rule(rule)
+            except re.error as exc:
+                raise PydanticCustomError(
+                    "redact",
+                    "'{rule}' is neither email, phone, card, ssn nor a valid regex ({error})",
+                    {"rule": rule, "error": str(exc)},
+                ) from None
+        return rules

@@ -1,0 +1,85 @@
+"""``server:``: the listener, limits and auth."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from hector_py.config.base import Strict
+
+
+class ApiKey(Strict):
+    """An API key that names its tenant."""
+
+    key: SecretStr
+    tenant: str
+
+
+class JwtConfig(Strict):
+    """Bearer JWTs checked against a JWKS URL (``server.auth.jwt``)."""
+
+    jwks_url: str = Field(pattern=r"^https?://", description="Where the signing keys are.")
+    issuer: str | None = Field(None, description="Required 'iss' claim.")
+    audience: str | None = Field(None, description="Required 'aud' claim.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    tenant_claim: str | None = Field(None, description="Claim naming the caller's tenant.")
+    leeway: float = Field(30.0, ge=0, description="Seconds of clock skew allowed.")
+
+
+class AuthConfig(Strict):
+    """Who may call the server (``server.auth``); off while it has no keys and no JWT."""
+
+    api_keys: list[SecretStr | ApiKey] = Field(
+        default_factory=list,
+        description="Keys accepted as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.",
+    )
+    public_card: bool = Field(True, description="Agent cards stay open without a key.")
+    protect_metrics: bool = Field(
+        False, description="Require a key on /metrics too (when it shares the API port)."
+    )
+    jwt: JwtConfig | None = None
+    tenant_header: str | None = Field(
+        None,
+        description="Header naming the tenant of a request whose key names none (or with "
+        "auth off); only behind a trusted gateway.",
+    )
+
+
+class TenantBudget(Strict):
+    """Tokens (prompt + completion) a tenant may use per UTC day and calendar month."""
+
+    daily_tokens: int | None = Field(None, ge=1)
+    monthly_tokens: int | None = Field(None, ge=1)
+
+
+class ServerConfig(Strict):
+    """HTTP listener settings."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        None, description="External base URL used in agent cards (default: from the request)."
+    )
+    shutdown_timeout: float = Field(
+        30.0, ge=0, description="Seconds in-flight requests may take to finish on SIGTERM."
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes sharing the port; metrics add up across them."
+    )
+    drain_delay: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="Seconds to keep serving with readiness 503 after SIGTERM, so load "
+        "balancers stop sending traffic before the listener closes.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body (413).")
+    max_message_chars: int = Field(
+        100_000, ge=1, description="Longest user message in characters (invalid params)."
+    )
+    max_concurrent_runs: int = Field(
+        64, ge=1, description="Agent runs at once, all agents together; the excess waits."
+    )
+    queue_timeout: float = Field(
+        0.0, ge=0, description="Seconds a run may wait for a slot before 503 (0: at once)."
+    )
+    auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
