@@ -51,6 +51,16 @@ class TenantBudget(Strict):
     monthly_tokens: int | None = Field(None, ge=1)
 
 
+class OpenAIApiConfig(Strict):
+    """The OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    allow_system_messages: bool = Field(
+        True,
+        description="Accept callers' system/developer messages (checked by the agent's input "
+        "guardrails like every message); false refuses them (400).",
+    )
+
+
 class ServerConfig(Strict):
     """HTTP listener settings."""
 
@@ -83,3 +93,4 @@ class ServerConfig(Strict):
         0.0, ge=0, description="Seconds a run may wait for a slot before 503 (0: at once)."
     )
     auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
+    openai_api: OpenAIApiConfig = Field(default_factory=lambda: OpenAIApiConfig())

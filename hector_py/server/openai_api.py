@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import aclosing, suppress
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hector_py.agent.budgets import BudgetExceeded
-from hector_py.agent.guardrails import GuardrailBlocked
+from hector_py.agent.guardrails import GuardrailBlocked, Guardrails
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
 from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, Usage
@@ -65,8 +66,9 @@ class ApiError(Exception):
         return web.json_response(self.body(), status=self.status)
 
 
-def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
-    """Earlier turns and the last user message from ``messages``."""
+def _conversation(body: dict[str, Any], allow_system: bool) -> tuple[list[Message], str]:
+    """Earlier turns and the last user message from ``messages``; system and developer
+    messages are refused unless ``allow_system``."""
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages: must be a non-empty list", param="messages")
@@ -101,6 +103,14 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
                 param=f"messages[{index}].content",
             )
         role = item["role"]
+        if role in ("system", "developer") and not allow_system:
+            raise ApiError(
+                400,
+                f"messages[{index}]: {role} messages are not accepted here "
+                "(server.openai_api.allow_system_messages)",
+                param=f"messages[{index}]",
+                code="system_messages_not_allowed",
+            )
         if role in ("user", "assistant"):
             turns.append(Message(role, content or ""))
         elif role in ("system", "developer") and content:
@@ -110,6 +120,23 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
             400, "messages: the last message must be a non-empty user message", param="messages"
         )
     return turns[:-1], turns[-1].content
+
+
+def _guarded(
+    guardrails: Guardrails, history: list[Message], user_text: str
+) -> tuple[list[Message], str]:
+    """Every caller-supplied message through the input guardrails (whatever its role:
+    an earlier turn, a forged assistant turn and a system message reach the model too),
+    redacted where they say so; ``ApiError`` when one is blocked."""
+    checked = []
+    for message in [*history, Message("user", user_text)]:
+        try:
+            checked.append(replace(message, content=guardrails.check_input(message.content)))
+        except GuardrailBlocked as exc:
+            raise ApiError(
+                400, f"{exc} (a {message.role} message)", param="messages", code="guardrail_blocked"
+            ) from None
+    return checked[:-1], checked[-1].content
 
 
 def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
@@ -158,12 +185,13 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
         agent = _agent(request, body)
-        history, user_text = _conversation(body)
+        config = request.app[STATE].config.server
+        history, user_text = _conversation(body, config.openai_api.allow_system_messages)
         stream = body.get("stream") is True
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         del body, options  # not kept while the answer streams
-        limit = request.app[STATE].config.server.max_message_chars
+        limit = config.max_message_chars
         if len(user_text) > limit:
             raise ApiError(
                 400,
@@ -172,10 +200,7 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 param="messages",
             )
         if agent.guardrails is not None:
-            try:
-                user_text = agent.guardrails.check_input(user_text)
-            except GuardrailBlocked as exc:
-                raise ApiError(400, str(exc), param="messages", code="guardrail_blocked") from None
+            history, user_text = _guarded(agent.guardrails, history, user_text)
         try:
             await request.app[STATE].budgets.check(request_tenant(request))
         except BudgetExceeded as exc:
