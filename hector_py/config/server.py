@@ -49,6 +49,12 @@ class TenantBudget(Strict):
 
     daily_tokens: int | None = Field(None, ge=1)
     monthly_tokens: int | None = Field(None, ge=1)
+    reserve_tokens: int = Field(
+        1000,
+        ge=0,
+        description="Tokens held for a run while it runs (settled with its real count), so "
+        "concurrent runs overshoot a budget by at most this.",
+    )
 
 
 class OpenAIApiConfig(Strict):

@@ -6,6 +6,7 @@ adds its own instruction and tools.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import aclosing, suppress
@@ -152,11 +153,6 @@ def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
     return agents[model]
 
 
-async def _charge(request: web.Request, meter: UsageMeter) -> None:
-    """Charge the tokens a run used, whatever its outcome, to the caller's tenant budget."""
-    await request.app[STATE].budgets.charge(request_tenant(request), meter.total)
-
-
 def _usage(usage: Usage) -> dict[str, int]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -201,29 +197,36 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             )
         if agent.guardrails is not None:
             history, user_text = _guarded(agent.guardrails, history, user_text)
+        budgets = request.app[STATE].budgets
         try:
-            await request.app[STATE].budgets.check(request_tenant(request))
+            reservation = await budgets.reserve(request_tenant(request))
         except BudgetExceeded as exc:
             raise ApiError(
                 429, str(exc), code="budget_exceeded", kind="insufficient_quota"
             ) from None
-        slot = await request.app[STATE].tasks.admission.acquire(agent.name)
+        meter = UsageMeter()  # what the run used, whatever its outcome, is charged
         try:
-            if stream:
-                return agent.name, await _stream(request, agent, history, user_text, include_usage)
-            return agent.name, await _reply(request, agent, history, user_text)
+            slot = await request.app[STATE].tasks.admission.acquire(agent.name)
+            try:
+                if stream:
+                    response = await _stream(
+                        request, agent, history, user_text, include_usage, meter
+                    )
+                    return agent.name, response
+                return agent.name, await _reply(request, agent, history, user_text, meter)
+            finally:
+                slot.release()
         finally:
-            slot.release()
+            await asyncio.shield(budgets.settle(reservation, meter.total))
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
 
 
 async def _reply(
-    request: web.Request, agent: Agent, history: list[Message], user_text: str
+    request: web.Request, agent: Agent, history: list[Message], user_text: str, meter: UsageMeter
 ) -> web.Response:
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
-    meter = UsageMeter()
     try:
         async with aclosing(agent.run(history, user_text, meter=meter)) as events:
             async for event in events:
@@ -232,8 +235,6 @@ async def _reply(
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
         return ApiError(502, str(exc), kind="upstream_error").response()
-    finally:
-        await _charge(request, meter)
     assert final is not None
     return web.json_response(
         {
@@ -300,14 +301,18 @@ class _Chunks:
 
 
 async def _stream(
-    request: web.Request, agent: Agent, history: list[Message], user_text: str, include_usage: bool
+    request: web.Request,
+    agent: Agent,
+    history: list[Message],
+    user_text: str,
+    include_usage: bool,
+    meter: UsageMeter,
 ) -> web.StreamResponse:
     """Run ``agent`` and answer as chunks. The 200 goes out once the model's answer has
     started (so the model request leaves first), or with the first text of a model that
     does not say: a failure before then is an HTTP error, as for a blocking call."""
     chunks = _Chunks(request, agent.name)
     token = stream_started.set(chunks.start)
-    meter = UsageMeter()
     try:
         async with aclosing(agent.run(history, user_text, stream=True, meter=meter)) as events:
             async for event in events:
@@ -323,16 +328,27 @@ async def _stream(
         error = ApiError(502, str(exc), kind="upstream_error")
         if chunks.response is None:
             return error.response()
-        request[STREAM_FAILED] = True  # the 200 went out before the failure
-        with suppress(ConnectionError):
-            await send_events(chunks.response, orjson.dumps(error.body()))
+        await _end_with(request, chunks.response, error)
     except ConnectionError:
         log.info("client left a chat completion stream")
+    except Exception:
+        if chunks.response is None:
+            raise  # nothing sent yet: the server's 500
+        # the 200 went out: a second status line would corrupt the stream
+        log.exception("chat completion stream crashed")
+        error = ApiError(500, "internal error while running the agent", kind="server_error")
+        await _end_with(request, chunks.response, error)
     finally:
         stream_started.reset(token)
-        await _charge(request, meter)
     assert chunks.response is not None  # a run ends with FinalReply or raises
     return chunks.response
+
+
+async def _end_with(request: web.Request, response: web.StreamResponse, error: ApiError) -> None:
+    """End a started stream with ``error`` as its last event."""
+    request[STREAM_FAILED] = True
+    with suppress(ConnectionError):
+        await send_events(response, orjson.dumps(error.body()))
 
 
 async def list_models(request: web.Request) -> web.Response:
