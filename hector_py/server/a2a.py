@@ -157,7 +157,7 @@ async def _start(call: Call, *, stream: bool) -> Execution:
             raise RpcError(GUARDRAIL_BLOCKED, str(exc)) from None
     tenant = request_tenant(call.request)
     try:
-        await call.state.budgets.check(tenant)
+        reservation = await call.state.budgets.reserve(tenant)
     except BudgetExceeded as exc:
         raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     context_id = _field(call.params, "message.contextId", str) or new_id()
@@ -170,7 +170,12 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         history=[ChatTurn(message_id, "user", text)],
         tenant=tenant,
     )
-    return await call.state.tasks.start(call.agent, task, text, stream=stream)
+    call.state.budgets.bind(reservation, task.id)  # settled when the task ends
+    try:
+        return await call.state.tasks.start(call.agent, task, text, stream=stream)
+    except BaseException:
+        await asyncio.shield(call.state.budgets.release(task.id))
+        raise
 
 
 async def send_message(call: Call) -> Result:
