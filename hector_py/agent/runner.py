@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hector_py.agent.guardrails import Guardrails
@@ -78,6 +78,10 @@ class FinalReply:
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
 
 
+ContextSource = Callable[[str], Awaitable[str | None]]
+"""Extra instruction for a user message (e.g. the best chunks of a document store)."""
+
+
 class AgentError(Exception):
     """A run ended without an answer for a reason of the agent's own (not the model's)."""
 
@@ -94,6 +98,7 @@ class Agent:
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
         guardrails: Guardrails | None = None,
+        context: ContextSource | None = None,
     ) -> None:
         self.name = name
         self.telemetry = telemetry
@@ -102,6 +107,7 @@ class Agent:
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
         self.guardrails = guardrails
+        self.context = context
 
     async def run(
         self,
@@ -134,6 +140,8 @@ class Agent:
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
+            if self.context is not None and (extra := await self.context(user_text)):
+                messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs)
                 step_text: list[str] = []

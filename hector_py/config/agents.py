@@ -40,3 +40,13 @@ class AgentConfig(Strict):
     trigger: ScheduleTrigger | WebhookTrigger | None = Field(
         None, discriminator="type", description="Run on a schedule or on a signed webhook."
     )
+    knowledge: list[str] = Field(
+        default_factory=list,
+        description="Names of document_stores the agent searches (the search_knowledge tool).",
+    )
+    inject: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        description="Instead of the tool: add this many best chunks to the prompt first.",
+    )

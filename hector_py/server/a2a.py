@@ -22,7 +22,7 @@ from hector_py import __version__
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, TextDelta, ToolCallFinished, ToolCallStarted
-from hector_py.agent.stores import ChatTurn, Task, new_id
+from hector_py.agent.stores import ChatTurn, Task, TaskQuery, new_id
 from hector_py.agent.tasks import Execution, StatusChanged
 from hector_py.server.a2a_wire import V03, V1, Dialect
 from hector_py.server.auth import request_tenant
@@ -268,7 +268,7 @@ async def _find_task(call: Call) -> Task:
     task_id = _field(call.params, "id", str)
     if not task_id:
         raise RpcError(INVALID_PARAMS, "params.id: required")
-    task = await call.state.store.get_task(task_id)
+    task = await call.state.store.get_task(request_tenant(call.request), task_id)
     if task is None or task.agent != call.agent.name:
         raise RpcError(TASK_NOT_FOUND, f"task '{task_id}' not found")
     return task
@@ -305,9 +305,10 @@ async def list_tasks(call: Call) -> Result:
         raise RpcError(INVALID_PARAMS, "params.pageToken: not a token from a previous page")
     history_length = _history_length(call, "historyLength")
     offset = int(token)
-    tasks, total = await call.state.store.list_tasks(
-        call.agent.name, context_id, status, page_size, offset
+    query = TaskQuery(
+        request_tenant(call.request), call.agent.name, context_id, status, None, page_size, offset
     )
+    tasks, total = await call.state.store.list_tasks(query)
     more = offset + len(tasks) < total
     return {
         "tasks": [call.dialect.task(task, history_length) for task in tasks],
