@@ -86,7 +86,10 @@ class DocumentStore:
     def refresh(self) -> Report:
         """Bring the index in line with the directory (blocking: run it in a thread)."""
         with self._lock:
-            report = self._refresh()
+            try:
+                report = self._refresh()
+            finally:
+                self.index.commit()
         self.ready = True
         if self.telemetry is not None:
             self.telemetry.indexed(self.name, report.documents, report.chunks)
@@ -109,6 +112,7 @@ class DocumentStore:
         gone = [path for path in known if path not in seen]
         self.index.remove(gone)
         report.removed += len(gone)
+        self.index.commit()
         report.documents, report.chunks = self.index.counts()
         report.seconds = time.perf_counter() - started
         return report
