@@ -122,7 +122,7 @@ class Agent:
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
-        within ``max_iterations`` model calls.
+        within ``max_iterations`` model calls or the reply grows over ``max_reply_chars``.
         """
         messages = [
             Message("system", self.config.instruction),
@@ -133,6 +133,7 @@ class Agent:
         started = time.perf_counter()
         meter = UsageMeter() if meter is None else meter
         produced: list[str] = []
+        reply_chars = 0
         llm = self.llm
         # Output guardrails see the whole reply first, so a stream arrives in one piece.
         hold = self.guardrails is not None and self.guardrails.checks_output
@@ -154,6 +155,7 @@ class Agent:
                         if stream:
                             async for chunk in self._stream(request, scope):
                                 if chunk.text:
+                                    reply_chars = self._grown(reply_chars, chunk.text)
                                     step_text.append(chunk.text)
                                     if not hold:
                                         yield TextDelta(chunk.text)
@@ -164,6 +166,7 @@ class Agent:
                             calls = response.message.tool_calls
                             scope.finish_reasons = (response.finish_reason,)
                             if response.message.content:
+                                reply_chars = self._grown(reply_chars, response.message.content)
                                 step_text.append(response.message.content)
                                 if not hold:
                                     yield TextDelta(response.message.content)
@@ -199,9 +202,23 @@ class Agent:
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
 
+    def _grown(self, chars: int, text: str) -> int:
+        """The reply's length with ``text`` added; ``AgentError`` over ``max_reply_chars``."""
+        chars += len(text)
+        if chars > self.config.max_reply_chars:
+            raise AgentError(
+                f"the reply is over {self.config.max_reply_chars} characters "
+                "(the agent's max_reply_chars)"
+            )
+        return chars
+
+    def _usage(self, scope: LLMScope, usage: Usage) -> None:
+        usage = usage.checked(self.llm.provider)
+        scope.usage(usage.prompt_tokens, usage.completion_tokens)
+
     async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
         response = await self.llm.complete(request)
-        scope.usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        self._usage(scope, response.usage)
         return response
 
     async def _stream(self, request: LLMRequest, scope: LLMScope) -> AsyncGenerator[LLMChunk, None]:
@@ -210,11 +227,11 @@ class Agent:
             async for chunk in self.llm.stream(request):
                 scope.first_token()
                 if chunk.usage is not None:
-                    scope.usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    self._usage(scope, chunk.usage)
                 yield chunk
         except LLMError as exc:
             if exc.usage is not None:
-                scope.usage(exc.usage.prompt_tokens, exc.usage.completion_tokens)
+                self._usage(scope, exc.usage)
             raise
 
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
@@ -225,6 +242,8 @@ class Agent:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
             elif self.guardrails and (denied := self.guardrails.denied_tool(call.name)):
                 outcome = ToolOutcome(False, denied, "unauthorized")
+            elif call.error is not None:
+                outcome = ToolOutcome(False, f"error: {call.error}", "invalid_arguments")
             else:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"

@@ -130,7 +130,13 @@ async def build_app(
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
-    session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
+    # No cookie jar: model calls, tools and notifications act for every tenant, so a
+    # cookie one tenant's call received must never ride along on another's.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        middlewares=telemetry.client_middlewares(),
+    )
     knowledge = None
     try:
         check_sources(config)
