@@ -11,8 +11,14 @@ import socket
 from aiohttp import web
 
 from hector_py import __version__
-from hector_py.config.model import Config
+from hector_py.config.model import Config, ServerConfig
 from hector_py.server.app import build_app, metrics_app
+from hector_py.server.connections import (
+    ConnectionGuard,
+    GuardedRunner,
+    default_max_connections,
+    watch_accept_errors,
+)
 from hector_py.server.listeners import Listeners, banner, bind_listeners
 from hector_py.server.state import STATE
 
@@ -26,15 +32,19 @@ def announce(config: Config, listeners: Listeners) -> None:
 
 
 async def _start(
-    app: web.Application, sock: socket.socket, shutdown_timeout: float
+    app: web.Application, sock: socket.socket, config: ServerConfig, guard: ConnectionGuard
 ) -> web.AppRunner:
     # handler_cancellation: a client that hangs up cancels its request and so its run.
-    runner = web.AppRunner(
+    # keepalive_timeout: aiohttp closes a connection that has no complete request head
+    # this long after it opened or after its previous response.
+    runner = GuardedRunner(
         app,
+        guard,
         access_log=None,
         handle_signals=False,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=config.shutdown_timeout,
         handler_cancellation=True,
+        keepalive_timeout=config.idle_timeout,
     )
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -91,12 +101,19 @@ async def _run(
 ) -> None:
     app = await build_app(config, schedules=schedules)
     server = config.server
-    runners = [await _start(app, listeners.api, server.shutdown_timeout)]
+    telemetry = app[STATE].telemetry
+    watch_accept_errors(asyncio.get_running_loop(), telemetry)
+    guard = ConnectionGuard(
+        server.max_connections or default_max_connections(),
+        server.max_connections_per_client,
+        telemetry,
+    )
+    runners = [await _start(app, listeners.api, server, guard)]
     try:
-        telemetry = app[STATE].telemetry
         if listeners.metrics is not None and telemetry.metrics is not None:
             metrics = metrics_app(telemetry, config.observability.metrics.endpoint)
-            runners.append(await _start(metrics, listeners.metrics, 1.0))
+            short = server.model_copy(update={"shutdown_timeout": 1.0})
+            runners.append(await _start(metrics, listeners.metrics, short, guard))
         if announce_start:
             announce(config, listeners)
         tune_gc()
