@@ -170,13 +170,16 @@ class TaskManager:
         with bind(session_id=task.context_id, task_id=task.id):
             try:
                 await self._set_state(execution, TaskState.WORKING)
-                history = await self.store.history(task.context_id, agent.config.history_messages)
+                history = await self.store.history(
+                    task.tenant, task.context_id, agent.config.history_messages
+                )
                 events = agent.run(
                     history, user_text, stream=stream, session_id=task.context_id, meter=meter
                 )
                 async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
+                    task.tenant,
                     task.context_id,
                     [Message("user", user_text), Message("assistant", task.reply or "")],
                 )

@@ -18,6 +18,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         "store": {"status": "ok", "type": state.config.storage.type},
         "server": {"status": "draining" if state.draining else "ok"},
         **state.telemetry.health(),
+        **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
     }
 
 

@@ -7,6 +7,7 @@ from hector_py.agent.stores.base import (
     ChatTurn,
     Store,
     Task,
+    TaskQuery,
     TaskState,
     new_id,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "Task",
+    "TaskQuery",
     "TaskState",
     "TracedStore",
     "new_id",
