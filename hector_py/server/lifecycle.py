@@ -7,10 +7,13 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
 from hector_py import __version__
+from hector_py.config.loader import ConfigError
 from hector_py.config.model import Config, ServerConfig
 from hector_py.server.app import build_app, metrics_app
 from hector_py.server.connections import (
@@ -23,6 +26,7 @@ from hector_py.server.listeners import Listeners, banner, bind_listeners
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.server")
+T = TypeVar("T")
 
 
 def announce(config: Config, listeners: Listeners) -> None:
@@ -46,8 +50,12 @@ async def _start(
         handler_cancellation=True,
         keepalive_timeout=config.idle_timeout,
     )
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()  # the app's cleanup: close the store and sessions it opened
+        raise
     return runner
 
 
@@ -91,15 +99,32 @@ async def serve(
     listeners = listeners or bind_listeners(config)
     try:
         await _run(config, listeners, announce_start=own, schedules=schedules)
+    except StartupFailed as exc:
+        log.error("start-up failed: %s", exc)
+        raise SystemExit(1) from None
     finally:
         if own:
             listeners.close()
 
 
+class StartupFailed(Exception):
+    """The app could not be built or started (a config problem stays a ``ConfigError``)."""
+
+
+async def _starting(work: Awaitable[T]) -> T:
+    """``work``'s result; a failure other than a ``ConfigError`` is a ``StartupFailed``."""
+    try:
+        return await work
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise StartupFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
 async def _run(
     config: Config, listeners: Listeners, *, announce_start: bool, schedules: bool
 ) -> None:
-    app = await build_app(config, schedules=schedules)
+    app = await _starting(build_app(config, schedules=schedules))
     server = config.server
     telemetry = app[STATE].telemetry
     watch_accept_errors(asyncio.get_running_loop(), telemetry)
@@ -108,7 +133,7 @@ async def _run(
         server.max_connections_per_client,
         telemetry,
     )
-    runners = [await _start(app, listeners.api, server, guard)]
+    runners = [await _starting(_start(app, listeners.api, server, guard))]
     try:
         if listeners.metrics is not None and telemetry.metrics is not None:
             metrics = metrics_app(telemetry, config.observability.metrics.endpoint)
