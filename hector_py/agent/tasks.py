@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.runner import (
@@ -84,8 +85,22 @@ class Execution:
         return await asyncio.shield(self.runner)
 
 
+class RemoteTasks(Protocol):
+    """Tasks run by other processes sharing the store (stores/fleet.py)."""
+
+    async def cancel(self, task_id: str) -> Task | None:
+        """Have the process running ``task_id`` cancel it."""
+        ...
+
+    def follow(self, task: Task) -> Execution:
+        """Relay another process's run of ``task``."""
+        ...
+
+
 class TaskManager:
     """Starts, tracks, cancels and drains task executions."""
+
+    remote: RemoteTasks | None = None  # set while other processes share the store
 
     def __init__(
         self,
@@ -103,6 +118,13 @@ class TaskManager:
     def get(self, task_id: str) -> Execution | None:
         """The execution of a task still running, if any."""
         return self._running.get(task_id)
+
+    def follow(self, task: Task) -> Execution | None:
+        """The execution of ``task`` here, or one relaying another process's run of it."""
+        execution = self._running.get(task.id)
+        if execution is None and self.remote is not None and not task.state.terminal:
+            return self.remote.follow(task)
+        return execution
 
     async def start(self, agent: Agent, task: Task, user_text: str, *, stream: bool) -> Execution:
         """Take a run slot, save ``task`` and start running it; subscribe before the next
@@ -123,6 +145,8 @@ class TaskManager:
 
         While the server drains, a stopped task is marked failed, not canceled."""
         execution = self._running.get(task_id)
+        if execution is None and self.remote is not None:
+            return await self.remote.cancel(task_id)
         if execution is None or execution.runner is None:
             return None
         if self.draining:
