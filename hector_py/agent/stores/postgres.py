@@ -18,7 +18,7 @@ import asyncpg
 
 from hector_py.agent.stores.availability import StoreHealth, StoreUnavailable
 from hector_py.agent.stores.base import Task, TaskState
-from hector_py.agent.stores.pg_schema import migrate
+from hector_py.agent.stores.pg_schema import LATEST, migrate, schema_version
 from hector_py.llm.base import Message
 
 CONNECT_TIMEOUT_S = 3.0
@@ -273,3 +273,23 @@ class PostgresStore:
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM replicas WHERE owner = $1", self.owner)
         await asyncio.wait_for(self._pool.close(), COMMAND_TIMEOUT_S)
+
+
+async def check_connection(dsn: str, schema: str) -> tuple[bool, str]:
+    """``hector validate --check-connections``: can we connect, and which schema version
+    is there? (ok, one line saying so)."""
+    try:
+        conn = await connect(dsn)
+    except StoreUnavailable as exc:
+        return False, f"cannot connect to PostgreSQL: {exc.reason}"
+    try:
+        version = await schema_version(conn, schema)
+    finally:
+        await conn.close()
+    if version > LATEST:
+        return (
+            False,
+            f"schema '{schema}' is at version {version}, newer than this hector's {LATEST}",
+        )
+    note = "" if version == LATEST else " (serve migrates it at start-up)"
+    return True, f"PostgreSQL reachable; schema '{schema}' at version {version} of {LATEST}{note}"
