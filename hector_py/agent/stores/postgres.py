@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -36,6 +37,17 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs each failed reconnect with a traceback; the outage is already
+    reported once (``store unavailable``), so keep its one line only."""
+    record.exc_info = None
+    record.exc_text = None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
 
 def _reason(exc: BaseException) -> str:
