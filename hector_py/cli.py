@@ -131,6 +131,13 @@ def serve(
     log_file: Annotated[
         str | None, typer.Option(envvar="HECTOR_LOG_FILE", help="[default: stderr]")
     ] = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_DOCS_FOLDER",
+            help="Index this folder (watched) and give the agent the search_knowledge tool.",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
@@ -155,6 +162,7 @@ def serve(
         log_level=log_level,
         log_format=log_format,
         log_file=log_file,
+        docs_folder=docs_folder,
     )
     cfg, demo_fallback = resolve(config, flags)
     from hector_py.observability.logs import configure_logging
@@ -260,6 +268,50 @@ def validate(
         print(f"{file}: valid")
     if connection is not None and fmt == "text":
         print(f"storage: {connection[1]}")
+
+
+@app.command()
+def index(
+    store: Annotated[str | None, typer.Argument(help="Only this document store.")] = None,
+    config: ConfigOption = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(envvar="HECTOR_DOCS_FOLDER", help="Index this folder as the store 'docs'."),
+    ] = None,
+) -> None:
+    """Build or refresh document store indexes offline and print their counts."""
+    from hector_py.config.flags import ServeFlags
+    from hector_py.config.loader import ConfigError
+    from hector_py.knowledge.store import DocumentStore
+    from hector_py.observability.logs import configure_logging
+    from hector_py.server.app import check_sources
+
+    cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
+    configure_logging(cfg.logging.level, cfg.logging.format, None)
+    names = list(cfg.document_stores)
+    if store is not None:
+        if store not in cfg.document_stores:
+            fail(f"document store '{store}' not found (stores: {', '.join(names) or 'none'})")
+        names = [store]
+    elif not names:
+        fail("no document_stores in the config (or pass --docs-folder DIR)")
+    try:
+        check_sources(cfg)
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    for name in names:
+        indexer = DocumentStore(name, cfg.document_stores[name])
+        try:
+            report = indexer.refresh()
+        finally:
+            indexer.close()
+        out.print(
+            f"{name}: {report.documents} documents, {report.chunks} chunks"
+            f" ({report.added} added, {report.updated} updated, {report.removed} removed,"
+            f" {report.unchanged} unchanged, {report.skipped} skipped) in {report.seconds:.2f} s",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

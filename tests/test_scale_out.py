@@ -223,7 +223,8 @@ def test_a_budget_shared_by_two_replicas_charges_exactly_what_upstream_used(
         tmp_path / "hector.yaml",
         postgres,
         schema,
-        "server: {auth: {tenant_header: X-Tenant}}\nbudgets: {acme: {daily_tokens: 400}}\n",
+        "server: {auth: {tenant_header: X-Tenant}}\n"
+        "budgets: {acme: {daily_tokens: 400, reserve_tokens: 30}}\n",
     )
     replicas = [start_server(tmp_path, "-c", str(config)) for _ in range(2)]
     try:
@@ -250,15 +251,28 @@ def test_a_budget_shared_by_two_replicas_charges_exactly_what_upstream_used(
             return asyncio.run(_charged(postgres.dsn, schema, "acme")) == upstream
 
         wait_until(settled, 10, "every run's tokens to be charged")
-        assert upstream >= 400  # the budget was spent ...
-        for server in replicas:  # ... so neither replica starts another run
-            late = httpx.post(
-                server.url + "/",
-                json=rpc_body("message/send", v03_message("one more")),
-                headers=headers,
-                timeout=10,
-            ).json()
-            assert late["error"]["code"] == -32011
+        # then one at a time, alternating replicas, until the budget refuses
+        for n in range(100, 200):
+            answer = send(n)
+            if "error" in answer:
+                assert answer["error"]["code"] == -32011
+                break
+            ran.append(answer["result"])
+        else:
+            raise AssertionError("the budget never ran out")
+        upstream = sum(
+            t["metadata"]["usage"]["prompt_tokens"] + t["metadata"]["usage"]["completion_tokens"]
+            for t in ran
+        )
+        wait_until(settled, 10, "every run's tokens to be charged")
+        largest = max(
+            t["metadata"]["usage"]["prompt_tokens"] + t["metadata"]["usage"]["completion_tokens"]
+            for t in ran
+        )
+        # refused only once spent, and spent by less than one more run
+        assert 400 <= upstream < 400 + largest
+        for server in replicas:  # neither replica starts another run
+            assert send(0 if server is replicas[0] else 1)["error"]["code"] == -32011
     finally:
         for server in replicas:
             server.stop()

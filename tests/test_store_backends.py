@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from hector_py.agent.stores import StoreHealth, Task, TaskState, open_store
+from hector_py.agent.stores import StoreHealth, Task, TaskQuery, TaskState, open_store
 from hector_py.agent.stores.base import ChatTurn, Store
 from hector_py.agent.stores.pg_schema import LATEST, SchemaTooNew, migrate, schema_version
 from hector_py.config.model import ObservabilityConfig, StorageConfig
@@ -70,11 +70,11 @@ def test_a_saved_task_reads_back_whole_and_a_save_replaces_it(with_store: Any) -
     async def body(store: Store) -> tuple[Task | None, Task | None, Task | None]:
         first = task(1, history=[ChatTurn("m1", "user", "hi ✓")], tenant="acme")
         await store.save_task(first)
-        saved = await store.get_task("task-1")  # the memory store hands out the live object
+        saved = await store.get_task("acme", "task-1")  # the memory store hands out the live object
         before = Task.from_json(saved.to_json()) if saved else None
         first.state, first.reply, first.prompt_tokens = TaskState.COMPLETED, "hello", 7
         await store.save_task(first)
-        return before, await store.get_task("task-1"), await store.get_task("nope")
+        return before, await store.get_task("acme", "task-1"), await store.get_task("acme", "no")
 
     before, after, missing = with_store(body)
     assert before is not None and before.state == TaskState.SUBMITTED
@@ -84,43 +84,69 @@ def test_a_saved_task_reads_back_whole_and_a_save_replaces_it(with_store: Any) -
     assert missing is None
 
 
-def test_list_filters_pages_newest_first_and_counts(with_store: Any) -> None:
+def test_list_filters_pages_newest_status_first_and_counts(with_store: Any) -> None:
     async def body(store: Store) -> list[Any]:
         for n in range(5):
             state = TaskState.COMPLETED if n % 2 else TaskState.WORKING
             await store.save_task(task(n, state=state, context_id=f"ctx-{n % 2}"))
+            await asyncio.sleep(0.002)  # distinct status times
         await store.save_task(task(9, agent="other"))
+        await store.save_task(task(8, tenant="someone else"))
+        first = await store.get_task("", "task-0")
+        assert first is not None
+        await store.save_task(first)  # its status is the newest now
         return [
-            await store.list_tasks("assistant", None, None, 2, 0),
-            await store.list_tasks("assistant", None, None, 2, 4),
-            await store.list_tasks("assistant", "ctx-1", None, 10, 0),
-            await store.list_tasks("assistant", None, TaskState.WORKING, 10, 0),
-            await store.list_tasks("assistant", None, None, 10, 50),
-            await store.list_tasks("nobody", None, None, 10, 0),
+            await store.list_tasks(TaskQuery("", "assistant", limit=2)),
+            await store.list_tasks(TaskQuery("", "assistant", limit=2, offset=4)),
+            await store.list_tasks(TaskQuery("", "assistant", context_id="ctx-1")),
+            await store.list_tasks(TaskQuery("", "assistant", state=TaskState.WORKING)),
+            await store.list_tasks(TaskQuery("", "assistant", offset=50)),
+            await store.list_tasks(TaskQuery("", "nobody")),
+            await store.list_tasks(TaskQuery("", "assistant", updated_after=first.updated_at)),
         ]
 
     pages = with_store(body)
     ids = [([t.id for t in tasks], total) for tasks, total in pages]
     assert ids == [
-        (["task-4", "task-3"], 5),
-        (["task-0"], 5),
+        (["task-0", "task-4"], 5),
+        (["task-1"], 5),
         (["task-3", "task-1"], 2),
-        (["task-4", "task-2", "task-0"], 3),
+        (["task-0", "task-4", "task-2"], 3),
         ([], 5),
         ([], 0),
+        ([], 0),
     ]
+
+
+def test_tasks_and_sessions_belong_to_their_tenant(with_store: Any) -> None:
+    async def body(store: Store) -> list[Any]:
+        await store.save_task(task(1, tenant="A"))
+        await store.append("A", "ctx", [Message("user", "secret of A")])
+        await store.append("B", "ctx", [Message("user", "B's own")])
+        return [
+            await store.get_task("B", "task-1"),
+            await store.get_task("", "task-1"),
+            [m.content for m in await store.history("A", "ctx", 10)],
+            [m.content for m in await store.history("B", "ctx", 10)],
+            await store.history("", "ctx", 10),
+            await store.list_tasks(TaskQuery("B", "assistant")),
+            (await store.list_tasks(TaskQuery("A", "assistant")))[1],
+        ]
+
+    assert with_store(body) == [None, None, ["secret of A"], ["B's own"], [], ([], 0), 1]
 
 
 def test_history_is_the_last_messages_oldest_first(with_store: Any) -> None:
     async def body(store: Store) -> list[list[Message]]:
         for n in range(3):
-            await store.append("ctx", [Message("user", f"q{n}"), Message("assistant", f"a{n}")])
-        await store.append("other", [Message("user", "elsewhere")])
+            turn = [Message("user", f"q{n}"), Message("assistant", f"a{n}")]
+            await store.append("", "ctx", turn)
+        await store.append("", "other", [Message("user", "elsewhere")])
         return [
-            await store.history("ctx", 3),
-            await store.history("ctx", 100),
-            await store.history("ctx", 0),
-            await store.history("empty", 5),
+            await store.history("", "ctx", 3),
+            await store.history("", "ctx", 100),
+            await store.history("", "ctx", 0),
+            await store.history("", "empty", 5),
         ]
 
     last3, everything, none, empty = with_store(body)

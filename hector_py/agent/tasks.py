@@ -6,6 +6,7 @@ A blocking send awaits the execution, a stream subscribes to it, a cancel stops 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from hector_py.agent.runner import (
     ToolCallStarted,
     UsageMeter,
 )
-from hector_py.agent.stores import ChatTurn, Store, Task, TaskState, new_id
+from hector_py.agent.stores import ChatTurn, Store, StoreUnavailable, Task, TaskState, new_id
 from hector_py.llm.base import LLMError, Message
 from hector_py.observability.logs import bind
 
@@ -194,13 +195,16 @@ class TaskManager:
         with bind(session_id=task.context_id, task_id=task.id):
             try:
                 await self._set_state(execution, TaskState.WORKING)
-                history = await self.store.history(task.context_id, agent.config.history_messages)
+                history = await self.store.history(
+                    task.tenant, task.context_id, agent.config.history_messages
+                )
                 events = agent.run(
                     history, user_text, stream=stream, session_id=task.context_id, meter=meter
                 )
                 async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
+                    task.tenant,
                     task.context_id,
                     [Message("user", user_text), Message("assistant", task.reply or "")],
                 )
@@ -213,6 +217,11 @@ class TaskManager:
                 log.warning("task failed: %s", exc)
                 task.error = str(exc)
                 await self._end(execution, meter, TaskState.FAILED)
+            except StoreUnavailable as exc:  # the database went away mid-run
+                log.warning("task failed: %s", exc)
+                task.error = str(exc)
+                with contextlib.suppress(StoreUnavailable):
+                    await self._end(execution, meter, TaskState.FAILED)
             except Exception:
                 log.exception("task crashed")
                 task.error = "internal error while running the agent"

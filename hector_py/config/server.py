@@ -49,6 +49,22 @@ class TenantBudget(Strict):
 
     daily_tokens: int | None = Field(None, ge=1)
     monthly_tokens: int | None = Field(None, ge=1)
+    reserve_tokens: int = Field(
+        1000,
+        ge=0,
+        description="Tokens held for a run while it runs (settled with its real count), so "
+        "concurrent runs overshoot a budget by at most this.",
+    )
+
+
+class OpenAIApiConfig(Strict):
+    """The OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    allow_system_messages: bool = Field(
+        True,
+        description="Accept callers' system/developer messages (checked by the agent's input "
+        "guardrails like every message); false refuses them (400).",
+    )
 
 
 class ServerConfig(Strict):
@@ -83,3 +99,4 @@ class ServerConfig(Strict):
         0.0, ge=0, description="Seconds a run may wait for a slot before 503 (0: at once)."
     )
     auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
+    openai_api: OpenAIApiConfig = Field(default_factory=lambda: OpenAIApiConfig())

@@ -22,7 +22,7 @@ from hector_py import __version__
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.runner import Agent, TextDelta, ToolCallFinished, ToolCallStarted
-from hector_py.agent.stores import ChatTurn, Task, new_id
+from hector_py.agent.stores import ChatTurn, Task, TaskQuery, new_id
 from hector_py.agent.tasks import Execution, StatusChanged
 from hector_py.server.a2a_wire import V03, V1, Dialect
 from hector_py.server.auth import request_tenant
@@ -157,7 +157,7 @@ async def _start(call: Call, *, stream: bool) -> Execution:
             raise RpcError(GUARDRAIL_BLOCKED, str(exc)) from None
     tenant = request_tenant(call.request)
     try:
-        await call.state.budgets.check(tenant)
+        reservation = await call.state.budgets.reserve(tenant)
     except BudgetExceeded as exc:
         raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     context_id = _field(call.params, "message.contextId", str) or new_id()
@@ -170,7 +170,12 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         history=[ChatTurn(message_id, "user", text)],
         tenant=tenant,
     )
-    return await call.state.tasks.start(call.agent, task, text, stream=stream)
+    call.state.budgets.bind(reservation, task.id)  # settled when the task ends
+    try:
+        return await call.state.tasks.start(call.agent, task, text, stream=stream)
+    except BaseException:
+        await asyncio.shield(call.state.budgets.release(task.id))
+        raise
 
 
 async def send_message(call: Call) -> Result:
@@ -263,7 +268,7 @@ async def _find_task(call: Call) -> Task:
     task_id = _field(call.params, "id", str)
     if not task_id:
         raise RpcError(INVALID_PARAMS, "params.id: required")
-    task = await call.state.store.get_task(task_id)
+    task = await call.state.store.get_task(request_tenant(call.request), task_id)
     if task is None or task.agent != call.agent.name:
         raise RpcError(TASK_NOT_FOUND, f"task '{task_id}' not found")
     return task
@@ -300,9 +305,10 @@ async def list_tasks(call: Call) -> Result:
         raise RpcError(INVALID_PARAMS, "params.pageToken: not a token from a previous page")
     history_length = _history_length(call, "historyLength")
     offset = int(token)
-    tasks, total = await call.state.store.list_tasks(
-        call.agent.name, context_id, status, page_size, offset
+    query = TaskQuery(
+        request_tenant(call.request), call.agent.name, context_id, status, None, page_size, offset
     )
+    tasks, total = await call.state.store.list_tasks(query)
     more = offset + len(tasks) < total
     return {
         "tasks": [call.dialect.task(task, history_length) for task in tasks],

@@ -9,7 +9,9 @@ from hector_py.agent.runner import ToolCallFinished, ToolCallStarted
 from hector_py.agent.stores import ChatTurn, Task, TaskState, new_id
 from hector_py.timestamps import rfc3339
 
-STATE_NAMES = {state.value: f"TASK_STATE_{state.value.upper()}" for state in TaskState}
+STATE_NAMES = {
+    state.value: "TASK_STATE_" + state.value.upper().replace("-", "_") for state in TaskState
+}
 
 
 @dataclass(frozen=True)

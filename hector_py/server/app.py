@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -17,9 +18,12 @@ from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config, ObservabilityConfig
+from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
@@ -35,9 +39,13 @@ NOTIFY_DRAIN_TIMEOUT_S = 5.0
 
 
 def build_agents(
-    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry
+    config: Config,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+    knowledge: Knowledge | None = None,
 ) -> dict[str, Agent]:
-    """One ``Agent`` per ``agents:`` entry, with its model client and tools.
+    """One ``Agent`` per ``agents:`` entry, with its model client and tools (and, with
+    ``knowledge``, the ``search_knowledge`` tool or injected chunks of its stores).
 
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
@@ -53,26 +61,48 @@ def build_agents(
 
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
-    return {
-        name: Agent(
+    agents = {}
+    for name, agent in config.agents.items():
+        tools = registry.for_agent(agent.tools)
+        context = None
+        if knowledge is not None and agent.knowledge:
+            if agent.inject is None:
+                tools.append(knowledge.tool(agent.knowledge))
+            else:
+                context = partial(knowledge.context, agent.knowledge, agent.inject)
+        agents[name] = Agent(
             name,
             agent,
             llms[agent.llm],
             telemetry,
-            registry.for_agent(agent.tools),
+            tools,
             registry,
             Guardrails(name, [guardrails[g] for g in agent.guardrails], telemetry)
             if agent.guardrails
             else None,
+            context,
         )
-        for name, agent in config.agents.items()
-    }
+    return agents
+
+
+def check_sources(config: Config) -> None:
+    """Raise ``ConfigError`` for a document store whose folder is not a directory."""
+    problems = [
+        Problem(
+            f"document_stores.{name}.source.path", f"not a directory: {store.source.path}", "config"
+        )
+        for name, store in config.document_stores.items()
+        if not os.path.isdir(store.source.path)
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 async def check_buildable(config: Config) -> None:
     """Raise ``ConfigError`` if ``serve`` could not build this config (starting no
     exporter and serving no metrics)."""
     resolve_target(config.observability.tracing, os.environ)
+    check_sources(config)
     if config.observability.metrics.enabled:
         Metrics(config.observability.metrics)  # rejects const_labels that would break scrapes
     async with aiohttp.ClientSession() as session:
@@ -102,12 +132,24 @@ async def build_app(
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
-    session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
+    # No cookie jar: model calls, tools and notifications act for every tenant, so a
+    # cookie one tenant's call received must never ride along on another's.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        middlewares=telemetry.client_middlewares(),
+    )
+    knowledge = None
     try:
-        agents = build_agents(config, session, telemetry)
+        check_sources(config)
+        if config.document_stores:
+            knowledge = Knowledge.build(config.document_stores, KnowledgeTelemetry(telemetry))
+        agents = build_agents(config, session, telemetry, knowledge)
         store_health = StoreHealth()
         store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
+        if knowledge is not None:
+            await knowledge.close()
         await session.close()
         await telemetry.shutdown(1.0)
         raise
@@ -134,6 +176,7 @@ async def build_app(
         telemetry=telemetry,
         budgets=budgets,
         store_health=store_health,
+        knowledge=knowledge,
     )
     fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
@@ -159,6 +202,8 @@ async def build_app(
         await budgets.refresh()
         if fleet is not None:
             await fleet.start()
+        if knowledge is not None:
+            knowledge.start()
         if schedules:
             (leader or scheduler).start()
 
@@ -175,6 +220,8 @@ async def build_app(
     async def close_resources(_: web.Application) -> None:
         await session.close()
         await state.store.close()
+        if knowledge is not None:
+            await knowledge.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
 
     app.on_startup.append(start_background)

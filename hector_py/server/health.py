@@ -22,6 +22,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         },
         "server": {"status": "draining" if state.draining else "ok"},
         **state.telemetry.health(),
+        **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
     }
 
 

@@ -9,6 +9,7 @@ from hector_py.agent.stores.base import (
     ChatTurn,
     Store,
     Task,
+    TaskQuery,
     TaskState,
     new_id,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "StoreHealth",
     "StoreUnavailable",
     "Task",
+    "TaskQuery",
     "TaskState",
     "TracedStore",
     "new_id",

@@ -29,6 +29,7 @@ log = logging.getLogger("hector.fleet")
 POLL_S = 0.25
 REMOTE_CANCEL_WAIT_S = 5.0
 LEASE_LOST = "interrupted: the process running it stopped (its lease expired)"
+NOT_RUNNING = "interrupted: its run ended while the store was unreachable"
 
 
 @runtime_checkable
@@ -37,8 +38,8 @@ class SharedStore(Protocol):
 
     owner: str
 
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with ``task_id``, if any."""
+    async def find_task(self, task_id: str) -> Task | None:
+        """The task ``task_id``, whoever's it is."""
         ...
 
     async def renew_lease(self, seconds: float) -> None:
@@ -51,6 +52,14 @@ class SharedStore(Protocol):
 
     async def fail_owned(self, owners: Sequence[str], error: str) -> list[str]:
         """Fail every unfinished task of ``owners``; their ids."""
+        ...
+
+    async def own_unfinished(self, before: float) -> list[str]:
+        """This process's tasks the store has as unfinished since ``before``."""
+        ...
+
+    async def fail_tasks(self, task_ids: Sequence[str], error: str) -> list[str]:
+        """Fail the unfinished ones of ``task_ids``; their ids."""
         ...
 
     async def request_cancel(self, task_id: str) -> bool:
@@ -97,6 +106,12 @@ class Fleet:
 
     async def _beat(self) -> None:
         await self._shared.renew_lease(self._lease)
+        # runs that ended while the store was away could not save their end: fail them
+        saved_before = time.time() - self._lease  # not one being started right now
+        stale = await self._shared.own_unfinished(saved_before)
+        stale = [task_id for task_id in stale if self._tasks.get(task_id) is None]
+        if stale:
+            await self._shared.fail_tasks(stale, NOT_RUNNING)
         owners = await self._shared.unfinished_owners()
         dead = [owner for owner, live in owners.items() if not live or gone_from_this_host(owner)]
         if dead:
@@ -120,10 +135,10 @@ class Fleet:
         if not await self._shared.request_cancel(task_id):
             return None
         deadline = time.monotonic() + REMOTE_CANCEL_WAIT_S
-        task = await self._shared.get_task(task_id)
+        task = await self._shared.find_task(task_id)
         while task is not None and not task.state.terminal and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S / 2)
-            task = await self._shared.get_task(task_id)
+            task = await self._shared.find_task(task_id)
         return task
 
     def follow(self, task: Task) -> Execution:
@@ -138,7 +153,7 @@ class Fleet:
             while not task.state.terminal:
                 await asyncio.sleep(POLL_S)
                 try:
-                    fresh = await self._shared.get_task(task.id)
+                    fresh = await self._shared.find_task(task.id)
                 except StoreUnavailable:
                     continue
                 if fresh is None:

@@ -16,17 +16,19 @@ MIGRATIONS: tuple[str, ...] = (
         state text NOT NULL,
         owner text NOT NULL DEFAULT '',
         created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
         data jsonb NOT NULL
     );
-    CREATE INDEX tasks_by_agent ON tasks (agent, created_at DESC);
+    CREATE INDEX tasks_by_tenant ON tasks (tenant, agent, updated_at DESC, id DESC);
     CREATE INDEX tasks_unfinished ON tasks (owner) WHERE state IN ('submitted', 'working');
     CREATE TABLE messages (
         seq bigserial PRIMARY KEY,
+        tenant text NOT NULL,
         context_id text NOT NULL,
         role text NOT NULL,
         content text NOT NULL
     );
-    CREATE INDEX messages_by_context ON messages (context_id, seq);
+    CREATE INDEX messages_by_session ON messages (tenant, context_id, seq);
     CREATE TABLE token_usage (
         tenant text NOT NULL,
         period text NOT NULL,

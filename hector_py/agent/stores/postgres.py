@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from hector_py.agent.stores.availability import StoreHealth, StoreUnavailable
-from hector_py.agent.stores.base import Task, TaskState
+from hector_py.agent.stores.base import Task, TaskQuery, TaskState
 from hector_py.agent.stores.pg_schema import LATEST, migrate, schema_version
 from hector_py.llm.base import Message
 
@@ -36,6 +36,7 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-operation
 )
 
 
@@ -119,21 +120,29 @@ class PostgresStore:
                     await conn.fetchval("SELECT 1")
                 self.health.recovered()
 
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with ``task_id``, if any."""
+    async def get_task(self, tenant: str, task_id: str) -> Task | None:
+        """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
+        async with self._conn() as conn:
+            data = await conn.fetchval(
+                "SELECT data FROM tasks WHERE id = $1 AND tenant = $2", task_id, tenant
+            )
+        return Task.from_json(data) if data is not None else None
+
+    async def find_task(self, task_id: str) -> Task | None:
+        """The task ``task_id`` whoever's it is (for the fleet, after the caller's check)."""
         async with self._conn() as conn:
             data = await conn.fetchval("SELECT data FROM tasks WHERE id = $1", task_id)
         return Task.from_json(data) if data is not None else None
 
     async def save_task(self, task: Task) -> None:
-        """Insert or replace ``task``; this process becomes its owner."""
+        """Insert or replace ``task``, stamping ``updated_at``; this process owns it."""
         task.updated_at = time.time()
         async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO tasks (id, context_id, agent, tenant, state, owner, created_at, data)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)"
+                "INSERT INTO tasks (id, context_id, agent, tenant, state, owner, created_at,"
+                " updated_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"
                 " ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
-                " owner = excluded.owner, data = excluded.data",
+                " owner = excluded.owner, updated_at = excluded.updated_at, data = excluded.data",
                 task.id,
                 task.context_id,
                 task.agent,
@@ -141,28 +150,34 @@ class PostgresStore:
                 task.state.value,
                 self.owner,
                 task.created_at,
+                task.updated_at,
                 task.to_json().decode(),
             )
 
-    async def list_tasks(
-        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        """A page of ``agent``'s tasks, newest first, and the total that match."""
-        where, args = ["agent = $1"], [agent]
-        for column, value in (("context_id", context_id), ("state", state and state.value)):
+    async def list_tasks(self, query: TaskQuery) -> tuple[list[Task], int]:
+        """A page of the tasks ``query`` selects, newest status first, and how many match."""
+        where = ["tenant = $1", "agent = $2"]
+        args: list[str | float] = [query.tenant, query.agent]
+        filters = (
+            ("context_id =", query.context_id),
+            ("state =", query.state and query.state.value),
+            ("updated_at >", query.updated_after),
+        )
+        for condition, value in filters:
             if value is not None:
                 args.append(value)
-                where.append(f"{column} = ${len(args)}")
+                where.append(f"{condition} ${len(args)}")
         clause = " AND ".join(where)
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT data, count(*) OVER () AS total FROM tasks WHERE {clause}"
-                f" ORDER BY created_at DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                f" ORDER BY updated_at DESC, id DESC"
+                f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
                 *args,
-                limit,
-                offset,
+                query.limit,
+                query.offset,
             )
-            if rows or offset == 0:
+            if rows or query.offset == 0:
                 total = int(rows[0]["total"]) if rows else 0
             else:  # a page past the end: count on its own
                 total = int(
@@ -170,23 +185,27 @@ class PostgresStore:
                 )
         return [Task.from_json(row["data"]) for row in rows], total
 
-    async def history(self, context_id: str, limit: int) -> list[Message]:
-        """The last ``limit`` messages of session ``context_id``, oldest first."""
+    async def history(self, tenant: str, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of ``tenant``'s session ``context_id``, oldest first."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT role, content FROM messages WHERE context_id = $1"
-                " ORDER BY seq DESC LIMIT $2",
+                "SELECT role, content FROM messages WHERE tenant = $1 AND context_id = $2"
+                " ORDER BY seq DESC LIMIT $3",
+                tenant,
                 context_id,
                 limit,
             )
         return [Message(row["role"], row["content"]) for row in reversed(rows)]
 
-    async def append(self, context_id: str, messages: list[Message]) -> None:
-        """Add ``messages`` to session ``context_id`` in one statement."""
+    async def append(self, tenant: str, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to ``tenant``'s session ``context_id`` in one statement."""
         async with self._conn() as conn:
             await conn.execute(
-                "INSERT INTO messages (context_id, role, content)"
-                " SELECT $1, role, content FROM unnest($2::text[], $3::text[]) AS m(role, content)",
+                "INSERT INTO messages (tenant, context_id, role, content)"
+                " SELECT $1, $2, role, content"
+                " FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS m(role, content, n)"
+                " ORDER BY n",
+                tenant,
                 context_id,
                 [m.role for m in messages],
                 [m.content for m in messages],
@@ -240,19 +259,41 @@ class PostgresStore:
             )
         return {row["owner"]: bool(row["live"]) for row in rows}
 
+    async def own_unfinished(self, before: float) -> list[str]:
+        """The ids of this process's tasks the store has as unfinished since ``before``."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM tasks WHERE owner = $1 AND state = ANY($2::text[])"
+                " AND updated_at < $3",
+                self.owner,
+                list(UNFINISHED),
+                before,
+            )
+        return [row["id"] for row in rows]
+
     async def fail_owned(self, owners: Sequence[str], error: str) -> list[str]:
         """Mark every unfinished task of ``owners`` failed with ``error``; their ids."""
+        failed = await self._fail("owner", owners, error)
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM replicas WHERE owner = ANY($1::text[])", list(owners))
+        return failed
+
+    async def fail_tasks(self, task_ids: Sequence[str], error: str) -> list[str]:
+        """Mark the unfinished ones of ``task_ids`` failed with ``error``; their ids."""
+        return await self._fail("id", task_ids, error)
+
+    async def _fail(self, column: str, values: Sequence[str], error: str) -> list[str]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "UPDATE tasks SET state = 'failed', data = data || jsonb_build_object("
-                " 'state', 'failed', 'error', $3::text,"
-                " 'updated_at', extract(epoch FROM clock_timestamp()))"
-                " WHERE owner = ANY($1::text[]) AND state = ANY($2::text[]) RETURNING id",
-                list(owners),
+                " 'state', 'failed', 'error', $3::text, 'updated_at', $4::float8),"
+                f" updated_at = $4 WHERE {column} = ANY($1::text[])"
+                " AND state = ANY($2::text[]) RETURNING id",
+                list(values),
                 list(UNFINISHED),
                 error,
+                time.time(),
             )
-            await conn.execute("DELETE FROM replicas WHERE owner = ANY($1::text[])", list(owners))
         return [row["id"] for row in rows]
 
     async def request_cancel(self, task_id: str) -> bool:
