@@ -3,6 +3,8 @@ or in PostgreSQL (shared by replicas)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hector_py.agent.stores.availability import StoreHealth, StoreUnavailable
 from hector_py.agent.stores.base import (
     INTERRUPTED,
@@ -19,7 +21,9 @@ from hector_py.agent.stores.postgres import PostgresStore
 from hector_py.agent.stores.sqlite import SqliteStore
 from hector_py.agent.stores.traced import TracedStore
 from hector_py.config.model import StorageConfig
-from hector_py.observability.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from hector_py.observability.telemetry import Telemetry
 
 __all__ = [
     "INTERRUPTED",
