@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -171,7 +172,7 @@ async def list_tasks(call: Call) -> Result:
         agent=call.agent.name,
         context_id=identifier(call.params, "contextId"),
         state=status,
-        updated_after=_timestamp(field(call.params, "statusTimestampAfter", str)),
+        updated_since=_after(field(call.params, "statusTimestampAfter", str)),
         limit=page_size,
         offset=offset,
     )
@@ -204,11 +205,14 @@ def _offset(token: str | None) -> int:
     return int(digits)
 
 
-def _timestamp(value: str | None) -> float | None:
+def _after(value: str | None) -> float | None:
+    """The earliest status time shown (in whole milliseconds, as the wire has them) as later
+    than the RFC 3339 ``value``."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return (math.floor(moment * 1000) + 1) / 1000
     except ValueError:
         raise RpcError(
             INVALID_PARAMS, "params.statusTimestampAfter: must be an RFC 3339 timestamp"
