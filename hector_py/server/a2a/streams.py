@@ -2,7 +2,10 @@
 
 Every stream (the originator's or a ``SubscribeToTask`` watcher's) starts with the task as
 it is, including the reply streamed so far, and then relays each event. A quiet run gets an
-SSE comment every ``a2a.keepalive_seconds``. A client that leaves only closes its own stream
+SSE comment every ``a2a.keepalive_seconds``. The reply goes out as the model writes it: each
+chunk appends to the artifact and none is empty; a stream cannot know a chunk is the last
+until the run ends, so ``lastChunk`` is set only on a reply that came in one piece, and the
+terminal status update closes the stream. A client that leaves only closes its own stream
 (unless ``a2a.cancel_on_disconnect`` and it started the task); a subscriber that falls
 ``a2a.subscriber_buffer`` events behind gets an error event and is dropped.
 """
@@ -59,6 +62,8 @@ async def relay(call: Call, execution: Execution, *, started: bool) -> web.Strea
         if started and config.cancel_on_disconnect:
             log.info("client left its stream; cancelling the task (a2a.cancel_on_disconnect)")
             await asyncio.shield(call.state.tasks.cancel(task.id))
+        else:
+            log.info("client left a stream; the task goes on")
         if isinstance(exc, asyncio.CancelledError):
             raise
     finally:
@@ -95,12 +100,10 @@ class _Stream:
         elif isinstance(event, ToolCallStarted | ToolCallFinished):
             self.pending.append(dialect.tool_update(task, event))
         elif isinstance(event, StatusChanged):
-            if event.task.state == TaskState.COMPLETED and task.reply is not None:
-                # the whole reply as the last chunk (it may differ from the deltas, e.g.
-                # after output guardrails), so no chunk is ever empty
-                self.pending.append(
-                    dialect.artifact_update(task, task.reply, append=False, last=True)
-                )
+            if event.task.state == TaskState.COMPLETED and not self.streamed_text:
+                # a reply that came in one piece (no deltas): its one and last chunk
+                reply = task.reply or ""
+                self.pending.append(dialect.artifact_update(task, reply, append=False, last=True))
             self.pending.append(dialect.status_update(task))
 
     async def flush(self) -> None:
