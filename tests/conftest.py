@@ -158,9 +158,12 @@ def rpc(
     version: str | None = None,
     raw: bytes | None = None,
     request_id: Any = 1,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST one JSON-RPC request; JSON-RPC errors must still be HTTP 200."""
-    headers = {"A2A-Version": version} if version else {}
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    if version:
+        headers["A2A-Version"] = version
     body = (
         raw
         if raw is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hector_py.config.a2a import A2AConfig
 from hector_py.config.agents import AgentConfig
 from hector_py.config.automation import (
     NOTIFICATION_EVENTS,
@@ -101,6 +102,7 @@ class Config(Strict):
     )
     tools: dict[str, ToolConfig] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
