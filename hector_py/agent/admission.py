@@ -46,27 +46,33 @@ class Admission:
     async def acquire(self, agent: str) -> Slot:
         """A slot for one run of ``agent``; raises ``Overloaded`` when none frees in time."""
         held: list[asyncio.Semaphore] = []
+        limits = [(self._total, "the server's (server.max_concurrent_runs)")]
+        if agent in self._agents:
+            own = f"agent '{agent}''s (agents.{agent}.max_concurrent_runs)"
+            limits.insert(0, (self._agents[agent], own))
         try:
-            for semaphore in filter(None, (self._agents.get(agent), self._total)):
-                await self._take(semaphore, agent)
+            for semaphore, limit in limits:
+                await self._take(semaphore, limit)
                 held.append(semaphore)
         except BaseException:
             Slot(held).release()
             raise
         return Slot(held)
 
-    async def _take(self, semaphore: asyncio.Semaphore, agent: str) -> None:
+    async def _take(self, semaphore: asyncio.Semaphore, limit: str) -> None:
+        """Take a slot of ``semaphore``; ``limit`` names it in the refusal."""
         if not semaphore.locked():
             await semaphore.acquire()
             return
         if self._queue_timeout <= 0 or self._waiting >= self._max_waiting:
-            raise Overloaded(f"agent '{agent}' is at its concurrent run limit; retry shortly")
+            raise Overloaded(f"at {limit} limit of concurrent runs; retry shortly")
         self._waiting += 1
         try:
             await asyncio.wait_for(semaphore.acquire(), self._queue_timeout)
         except TimeoutError:
             raise Overloaded(
-                f"no run slot for agent '{agent}' within {self._queue_timeout:g} s; retry shortly"
+                f"no run slot within {self._queue_timeout:g} s under {limit} limit of "
+                "concurrent runs; retry shortly"
             ) from None
         finally:
             self._waiting -= 1
