@@ -22,7 +22,7 @@ from hector_py.server.connections import (
     default_max_connections,
     watch_accept_errors,
 )
-from hector_py.server.listeners import Listeners, banner, bind_listeners
+from hector_py.server.listeners import Listeners, banner, bind_listeners, open_to_network
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.server")
@@ -33,6 +33,9 @@ def announce(config: Config, listeners: Listeners) -> None:
     """The one start-up line: where the agents, health and metrics are."""
     base, urls = banner(config, listeners)
     log.info("hector-py %s listening on %s", __version__, base, extra=urls)
+    warning = open_to_network(config)
+    if warning:
+        log.warning(warning)
 
 
 async def _start(
