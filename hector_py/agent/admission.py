@@ -21,16 +21,27 @@ class Overloaded(Exception):
 
 
 class Slot:
-    """A held run slot; ``release`` it exactly once (later calls do nothing)."""
+    """A held run slot; ``release`` it exactly once (later calls do nothing).
 
-    def __init__(self, semaphores: list[asyncio.Semaphore]) -> None:
+    ``owner`` is the task the run belongs to (the acquiring one unless reassigned), which
+    a shutdown cancels if the run outlives the drain; ``released`` resolves on release.
+    """
+
+    def __init__(self, semaphores: list[asyncio.Semaphore], held: set[Slot]) -> None:
         self._semaphores = semaphores
+        self._held = held
+        self.owner = asyncio.current_task()
+        self.released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        held.add(self)
 
     def release(self) -> None:
         """Give the slot back."""
         for semaphore in self._semaphores:
             semaphore.release()
         self._semaphores = []
+        self._held.discard(self)
+        if not self.released.done():
+            self.released.set_result(None)
 
 
 class Admission:
@@ -42,6 +53,11 @@ class Admission:
         self._queue_timeout = queue_timeout
         self._max_waiting = total
         self._waiting = 0
+        self._held: set[Slot] = set()
+
+    def held(self) -> list[Slot]:
+        """The slots held now: every run in progress (A2A task or ``/v1`` request)."""
+        return list(self._held)
 
     async def acquire(self, agent: str) -> Slot:
         """A slot for one run of ``agent``; raises ``Overloaded`` when none frees in time."""
@@ -55,9 +71,10 @@ class Admission:
                 await self._take(semaphore, limit)
                 held.append(semaphore)
         except BaseException:
-            Slot(held).release()
+            for semaphore in held:
+                semaphore.release()
             raise
-        return Slot(held)
+        return Slot(held, self._held)
 
     async def _take(self, semaphore: asyncio.Semaphore, limit: str) -> None:
         """Take a slot of ``semaphore``; ``limit`` names it in the refusal."""

@@ -27,6 +27,7 @@ from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.server")
 T = TypeVar("T")
+ANSWER_DRAIN_S = 5.0
 
 
 def announce(config: Config, listeners: Listeners) -> None:
@@ -44,12 +45,14 @@ async def _start(
     # handler_cancellation: a client that hangs up cancels its request and so its run.
     # keepalive_timeout: aiohttp closes a connection that has no complete request head
     # this long after it opened or after its previous response.
+    # shutdown_timeout: the app's shutdown drains the runs (A2A tasks and /v1 requests,
+    # tasks.shutdown); what is left after it are requests finishing their answers.
     runner = GuardedRunner(
         app,
         guard,
         access_log=None,
         handle_signals=False,
-        shutdown_timeout=config.shutdown_timeout,
+        shutdown_timeout=min(config.shutdown_timeout, ANSWER_DRAIN_S),
         handler_cancellation=True,
         keepalive_timeout=config.idle_timeout,
     )
