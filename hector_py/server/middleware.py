@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hector_py.agent.admission import Overloaded
+from hector_py.agent.stores import StoreUnavailable
 from hector_py.observability.logs import bind
 from hector_py.server.state import STATE, TENANT
 
@@ -65,6 +66,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             telemetry.error("server", "overloaded")
             response = json_error(503, str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
+        except StoreUnavailable:  # the database went away: retry later, no traceback
+            telemetry.error("store", "unavailable")
+            response = json_error(503, "store unavailable")
+            response.headers["Retry-After"] = "1"
         except asyncio.CancelledError:  # the client hung up: not a server error
             scope.code = CLIENT_CLOSED
             _log_access(request, route, CLIENT_CLOSED, started)
