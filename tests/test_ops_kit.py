@@ -675,9 +675,13 @@ class Load:
             )
         if self.iterations % 3 == 0:
             self._overload(client)
-        event = b'{"event": "deploy"}'  # runs assistant (notifications go to the receiver)
-        signature = hmac.new(WEBHOOK_SECRET.encode(), event, hashlib.sha256).hexdigest()
-        signed = {"X-Hector-Signature": f"sha256={signature}"}
+        # runs assistant (notifications go to the receiver); a distinct event each time
+        event = b'{"event": "deploy", "n": %d}' % self.iterations
+        stamp = str(int(time.time()))
+        signature = hmac.new(
+            WEBHOOK_SECRET.encode(), stamp.encode() + b"." + event, hashlib.sha256
+        ).hexdigest()
+        signed = {"X-Hector-Signature": f"sha256={signature}", "X-Hector-Timestamp": stamp}
         self._record(
             "webhook", client.post(f"{url}/webhooks/assistant", content=event, headers=signed)
         )
