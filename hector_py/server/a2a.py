@@ -156,13 +156,13 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         except GuardrailBlocked as exc:
             raise RpcError(GUARDRAIL_BLOCKED, str(exc)) from None
     tenant = request_tenant(call.request)
-    try:
-        reservation = await call.state.budgets.reserve(tenant)
-    except BudgetExceeded as exc:
-        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     context_id = _field(call.params, "message.contextId", str) or new_id()
     message_id = _field(call.params, "message.messageId", str) or new_id()
     _field(call.params, "configuration", dict)
+    try:  # last: a request refused after this would hold the reservation
+        reservation = await call.state.budgets.reserve(tenant)
+    except BudgetExceeded as exc:
+        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     task = Task(
         id=new_id(),
         context_id=context_id,
