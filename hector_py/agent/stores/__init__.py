@@ -18,7 +18,7 @@ from hector_py.agent.stores.owner import process_owner
 from hector_py.agent.stores.postgres import PostgresStore
 from hector_py.agent.stores.sqlite import SqliteStore
 from hector_py.agent.stores.traced import TracedStore
-from hector_py.config.model import StorageConfig
+from hector_py.config.model import ObservabilityConfig, StorageConfig
 from hector_py.observability.telemetry import Telemetry
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "TracedStore",
     "new_id",
     "open_store",
+    "prepare_store",
 ]
 
 
@@ -61,3 +62,11 @@ async def open_store(
     else:
         store = await SqliteStore.open(config.path)
     return TracedStore(store, telemetry, config.type) if telemetry.tracer is not None else store
+
+
+async def prepare_store(config: StorageConfig) -> None:
+    """Create or migrate the store (and, for sqlite, switch the file to WAL) once, before
+    ``--workers`` start: N workers doing it at once would race (``database is locked``)."""
+    if config.type != "memory":
+        store = await open_store(config, Telemetry(ObservabilityConfig()))
+        await store.close()
