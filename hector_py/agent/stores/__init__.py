@@ -21,6 +21,8 @@ from hector_py.agent.stores.traced import TracedStore
 from hector_py.config.model import ObservabilityConfig, StorageConfig
 from hector_py.observability.telemetry import Telemetry
 
+DB_SYSTEMS = {"sqlite": "sqlite", "postgres": "postgresql"}  # db.system.name values
+
 __all__ = [
     "INTERRUPTED",
     "ChatTurn",
@@ -61,7 +63,9 @@ async def open_store(
         )
     else:
         store = await SqliteStore.open(config.path)
-    return TracedStore(store, telemetry, config.type) if telemetry.tracer is not None else store
+    if telemetry.tracer is None:
+        return store
+    return TracedStore(store, telemetry, DB_SYSTEMS[config.type])
 
 
 async def prepare_store(config: StorageConfig) -> None:
