@@ -57,7 +57,7 @@ def search(store: DocumentStore, query: str, top_k: int = 5) -> list[str]:
 
 def test_parsers_give_headings_and_locators() -> None:
     html = parse("policy.html", POLICY_HTML.encode())
-    assert html.title == "Holidays"
+    assert html.title == "Holiday policy"  # the h1, not <title>
     texts = " ".join(block.text for block in html.blocks)
     assert "var leave" not in texts and "menu" not in texts  # scripts and navigation dropped
     assert "¶" not in texts

@@ -32,6 +32,9 @@ def _measure(unit: str) -> Callable[[str], int]:
 
 def _cut(text: str, size: int, measure: Callable[[str], int]) -> Iterator[str]:
     """``text`` in pieces of at most ``size`` (a single longer word stays whole)."""
+    if measure(text) <= size:
+        yield text
+        return
     words = text.split(" ")
     piece: list[str] = []
     length = 0

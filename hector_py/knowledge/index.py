@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,84 @@ CREATE TRIGGER IF NOT EXISTS chunks_removed AFTER DELETE ON chunks BEGIN
     VALUES ('delete', old.id, old.title, old.heading, old.text);
 END;
 """
+BATCH = 64  # changes per commit
+COMMON_SHARE = 0.1  # a term in more chunks than this share is too common to rank by
+CHEAP_CHUNKS = 1000  # a search matching no more chunks than this is cheap as it is
+MAX_TERMS = 4  # the rarest words of a query carry its meaning (and cost the least)
+MAX_REMEMBERED_TERMS = 10_000
 # BM25 column weights: a match in the page title or section heading says more.
-WEIGHTS = (4.0, 2.0, 1.0)
+RANKING = "bm25(4.0, 2.0, 1.0)"
 _TERM = re.compile(r"\w+", re.UNICODE)
+# English function words (the usual short list): no question is answered by them.
+STOP_WORDS = frozenset(
+    {
+        "a",
+        "about",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "got",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "too",
+        "use",
+        "using",
+        "very",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +147,16 @@ class Indexed:
     sha256: str
 
 
-def match_expression(query: str) -> str | None:
-    """``query``'s words as an FTS5 expression (any word matches; BM25 ranks); ``None``
-    when it has no word. Quoting each word keeps FTS5's query syntax out of user text."""
-    terms = dict.fromkeys(term.lower() for term in _TERM.findall(query))
-    return " OR ".join(f'"{term}"' for term in terms) or None
+def query_terms(query: str) -> list[str]:
+    """The distinct words of ``query``, lower-cased, stop words left out when other words
+    remain."""
+    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(query)))
+    return [term for term in terms if term not in STOP_WORDS] or terms
+
+
+def _phrase(term: str) -> str:
+    """One word as an FTS5 string: quoting keeps FTS5's query syntax out of user text."""
+    return '"' + term.replace('"', '""') + '"'
 
 
 class SqliteIndex:
@@ -92,6 +173,8 @@ class SqliteIndex:
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._write_lock = threading.Lock()
+        self._changes = 0
+        self._frequencies: dict[str, int] = {}  # term -> chunks holding it; "" -> all
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -113,16 +196,46 @@ class SqliteIndex:
         rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
         return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
 
+    @contextmanager
+    def _change(self) -> Iterator[sqlite3.Connection]:
+        """One atomic change (a savepoint) within a batch of ``BATCH`` changes, committed
+        together (``commit`` ends a batch early): one commit per file would cost more than
+        indexing a small one."""
+        with self._write_lock:
+            db = self._writer
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute("SAVEPOINT change")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO change")
+                db.execute("RELEASE change")
+                raise
+            db.execute("RELEASE change")
+            self._changes += 1
+            if self._changes >= BATCH:
+                self._commit()
+
+    def _commit(self) -> None:
+        if self._writer.in_transaction:
+            self._writer.execute("COMMIT")
+        self._changes = 0
+        self._frequencies = {}
+
+    def commit(self) -> None:
+        """Make the changes so far visible to searches."""
+        with self._write_lock:
+            self._commit()
+
     def touch(self, path: str, mtime_ns: int) -> None:
         """Note a new mtime for a file whose content did not change."""
-        with self._write_lock:
-            self._writer.execute(
-                "UPDATE documents SET mtime_ns = ? WHERE path = ?", (mtime_ns, path)
-            )
+        with self._change() as db:
+            db.execute("UPDATE documents SET mtime_ns = ? WHERE path = ?", (mtime_ns, path))
 
     def put(self, path: str, indexed: Indexed, title: str, chunks: Sequence[Chunk]) -> None:
-        """Replace what the index holds for ``path`` (one transaction)."""
-        with self._write_lock, self._transaction() as db:
+        """Replace what the index holds for ``path``."""
+        with self._change() as db:
             db.execute("DELETE FROM documents WHERE path = ?", (path,))
             cursor = db.execute(
                 "INSERT INTO documents (path, mtime_ns, size, sha256, title)"
@@ -138,11 +251,8 @@ class SqliteIndex:
 
     def remove(self, paths: Iterable[str]) -> None:
         """Forget these files."""
-        with self._write_lock, self._transaction() as db:
+        with self._change() as db:
             db.executemany("DELETE FROM documents WHERE path = ?", [(p,) for p in paths])
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._writer)
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks) in the index."""
@@ -151,18 +261,50 @@ class SqliteIndex:
         [(chunks,)] = db.execute("SELECT count(*) FROM chunks")
         return documents, chunks
 
+    def _frequency(self, db: sqlite3.Connection, term: str) -> int:
+        """How many chunks hold ``term``, or all chunks for ``""`` (remembered until the
+        next commit)."""
+        found = self._frequencies.get(term)
+        if found is None:
+            if term:
+                sql = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+                [(found,)] = db.execute(sql, (_phrase(term),))
+            else:
+                [(found,)] = db.execute("SELECT count(*) FROM chunks")
+            if len(self._frequencies) >= MAX_REMEMBERED_TERMS:
+                self._frequencies.clear()
+            self._frequencies[term] = found
+        return found
+
+    def _selective(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
+        """The terms worth ranking by. BM25 scores every chunk that holds any term, so a
+        search costs as many chunks as its terms match: in a big index, terms in more than
+        ``COMMON_SHARE`` of the chunks (which rank next to nothing) are left out and only
+        the ``MAX_TERMS`` rarest kept (the rarest one in any case). Small indexes keep all."""
+        frequencies = {term: self._frequency(db, term) for term in terms}
+        rarest = sorted((t for t in terms if frequencies[t]), key=frequencies.__getitem__)
+        if sum(frequencies[term] for term in rarest) <= CHEAP_CHUNKS:
+            return rarest
+        limit = max(COMMON_SHARE * self._frequency(db, ""), CHEAP_CHUNKS)
+        selective = [term for term in rarest if frequencies[term] <= limit]
+        return selective[:MAX_TERMS] or rarest[:1]
+
     def search(self, query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` chunks that best match ``query``, best first."""
-        expression = match_expression(query)
-        if expression is None:
+        db = self._reader()
+        terms = self._selective(db, query_terms(query))
+        if not terms:
             return []
-        rows = self._reader().execute(
-            "SELECT d.path, c.locator, c.title, c.heading, c.text,"
-            " bm25(chunks_fts, ?, ?, ?) AS rank"
-            " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
-            " JOIN documents d ON d.id = c.document"
-            " WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            (*WEIGHTS, expression, top_k),
+        expression = " OR ".join(map(_phrase, terms))
+        # FTS5 ranks and limits inside the virtual table (``rank MATCH``), then the few
+        # rows left are joined to their text.
+        rows = db.execute(
+            "SELECT d.path, c.locator, c.title, c.heading, c.text, best.rank FROM"
+            " (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?"
+            "  AND rank MATCH ? ORDER BY rank LIMIT ?) AS best"
+            " JOIN chunks c ON c.id = best.rowid JOIN documents d ON d.id = c.document"
+            " ORDER BY best.rank",
+            (expression, RANKING, top_k),
         )
         return [
             Hit(path, locator, title, heading, text, round(-rank, 4))
@@ -170,21 +312,8 @@ class SqliteIndex:
         ]
 
     def close(self) -> None:
-        """Close every connection."""
+        """Commit, and close every connection."""
+        self.commit()
         for connection in self._readers:
             connection.close()
         self._writer.close()
-
-
-class _Transaction:
-    """``BEGIN`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.connection.execute("BEGIN IMMEDIATE")
-        return self.connection
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.connection.execute("ROLLBACK" if kind is not None else "COMMIT")

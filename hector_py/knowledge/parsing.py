@@ -94,16 +94,17 @@ _BLOCKS = frozenset(
     }
 )
 _ANCHORED = frozenset({"section", "article", "div", "dt", *_HEADINGS})
-_MARKS = re.compile(r"[¶\s]+")  # Sphinx's permalink signs go with the whitespace
 
 
 def _clean(text: str) -> str:
-    return _MARKS.sub(" ", text).strip()
+    """Whitespace collapsed, without Sphinx's permalink signs."""
+    return " ".join(text.replace("¶", " ").split())
 
 
 def _html(data: bytes, fallback_title: str) -> Document:
     tree = LexborHTMLParser(data)
-    title_node = tree.css_first("title")
+    # The first h1 names the page; <title> often adds the site's name to every page.
+    title_node = tree.css_first("h1") or tree.css_first("title")
     title = _clean(title_node.text()) if title_node is not None else ""
     root = tree.css_first("[role=main]") or tree.css_first("main") or tree.body
     if root is None:

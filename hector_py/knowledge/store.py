@@ -14,9 +14,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
 
 import watchfiles
@@ -29,6 +32,7 @@ from hector_py.observability.knowledge import KnowledgeTelemetry
 
 log = logging.getLogger("hector.knowledge")
 WATCH_DEBOUNCE_MS = 300
+MAX_PENDING_WRITES = 8  # parsed files waiting for the writer (bounds memory)
 
 
 @dataclass
@@ -86,7 +90,10 @@ class DocumentStore:
     def refresh(self) -> Report:
         """Bring the index in line with the directory (blocking: run it in a thread)."""
         with self._lock:
-            report = self._refresh()
+            try:
+                report = self._refresh()
+            finally:
+                self.index.commit()
         self.ready = True
         if self.telemetry is not None:
             self.telemetry.indexed(self.name, report.documents, report.chunks)
@@ -101,21 +108,35 @@ class DocumentStore:
             report.documents, report.chunks = self.index.counts()
             return report
         seen = set()
-        for relative, path in self.files():
-            if self._closing:
-                return report
-            seen.add(relative)
-            self._refresh_file(relative, path, known.get(relative), report)
+        # Files are read and parsed here while one writer thread puts the previous ones in
+        # the index: SQLite releases the GIL while it tokenizes, so two cores can work.
+        with ThreadPoolExecutor(1, thread_name_prefix=f"index-{self.name}") as writer:
+            pending: deque[Future[None]] = deque()
+            for relative, path in self.files():
+                if self._closing:
+                    break
+                seen.add(relative)
+                put = self._refresh_file(relative, path, known.get(relative), report)
+                if put is not None:
+                    pending.append(writer.submit(put))
+                while pending and (len(pending) > MAX_PENDING_WRITES or pending[0].done()):
+                    pending.popleft().result()
+            for future in pending:
+                future.result()
+        if self._closing:
+            return report
         gone = [path for path in known if path not in seen]
         self.index.remove(gone)
         report.removed += len(gone)
+        self.index.commit()
         report.documents, report.chunks = self.index.counts()
         report.seconds = time.perf_counter() - started
         return report
 
     def _refresh_file(
         self, relative: str, path: Path, known: Indexed | None, report: Report
-    ) -> None:
+    ) -> Callable[[], None] | None:
+        """Look at one file; what to write to the index, if anything."""
         try:
             stat = path.stat()
         except OSError as exc:
@@ -137,9 +158,8 @@ class DocumentStore:
             return self._forget(relative, known, report)
         digest = hashlib.sha256(data).hexdigest()
         if known is not None and known.sha256 == digest:
-            self.index.touch(relative, mtime)
             report.unchanged += 1
-            return None
+            return partial(self.index.touch, relative, mtime)
         try:
             document = parse(relative, data)
             chunks = chunk(document.blocks, self.config.chunking)
@@ -149,18 +169,22 @@ class DocumentStore:
         except Exception as exc:  # a parser bug must not stop the rest of the store
             self._skip(relative, mtime, size, "parse", type(exc).__name__, report)
             return self._forget(relative, known, report)
-        self.index.put(relative, Indexed(mtime, size, digest), document.title, chunks)
         if known is None:
             report.added += 1
         else:
             report.updated += 1
-        return None
+        return partial(
+            self.index.put, relative, Indexed(mtime, size, digest), document.title, chunks
+        )
 
-    def _forget(self, relative: str, known: Indexed | None, report: Report) -> None:
+    def _forget(
+        self, relative: str, known: Indexed | None, report: Report
+    ) -> Callable[[], None] | None:
         """A file that can no longer be indexed leaves the index."""
-        if known is not None:
-            self.index.remove([relative])
-            report.removed += 1
+        if known is None:
+            return None
+        report.removed += 1
+        return partial(self.index.remove, [relative])
 
     def _skip(
         self, relative: str, mtime: int, size: int, reason: str, message: str, report: Report

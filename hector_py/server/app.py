@@ -185,9 +185,12 @@ async def build_app(
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
     if config.server.auth.api_keys or config.server.auth.jwt:
-        app[AUTH] = Authenticator(
+        authenticator = Authenticator(
             config.server.auth, config.observability.metrics.endpoint, webhooks
         )
+        app[AUTH] = authenticator
+        app.on_startup.append(authenticator.start)
+        app.on_cleanup.append(authenticator.close)
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)

@@ -82,9 +82,13 @@ class SqliteStore(SqliteLeases):
         owns the tasks it saves."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await _migrate(db)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await _migrate(db)
+        except BaseException:
+            await db.close()  # its thread is no daemon: left open, the process never exits
+            raise
         return cls(db, owner or process_owner())
 
     async def get_task(self, tenant: str, task_id: str) -> Task | None:
