@@ -124,11 +124,22 @@ class Config(Strict):
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]
             if isinstance(agent.trigger, WebhookTrigger):
                 values.append(agent.trigger.secret)
+        if self.storage.dsn is not None:
+            values.append(self.storage.dsn)
         return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-references that point nowhere, as (config path, message) pairs."""
         problems: list[tuple[tuple[str, ...], str]] = []
+        if self.server.workers > 1 and self.storage.type == "memory":
+            problems.append(
+                (
+                    ("server", "workers"),
+                    f"{self.server.workers} workers on the memory store would each keep their own"
+                    " tasks, sessions and budgets; use storage type sqlite (one host) or"
+                    " postgres (several hosts)",
+                )
+            )
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"
