@@ -75,7 +75,12 @@ class Knowledge:
                 report.skipped,
             )
         if store.config.source.watch and store.root.is_dir():
-            await store.watch(self._stop)
+            try:
+                await store.watch(self._stop)
+            except Exception as exc:  # e.g. the folder was removed: serve what is indexed
+                log.warning(
+                    "document store %s: stopped watching %s: %s", store.name, store.root, exc
+                )
 
     def health(self) -> dict[str, Any]:
         """``indexing`` until every store's first pass is done, then ``ok``."""
