@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hector_py.config.knowledge import DocumentStoreConfig
+from hector_py.knowledge.hybrid import Embeds
 from hector_py.knowledge.index import Hit
 from hector_py.knowledge.store import DocumentStore
 from hector_py.llm.base import ToolSpec
@@ -50,10 +51,20 @@ class Knowledge:
 
     @classmethod
     def build(
-        cls, configs: Mapping[str, DocumentStoreConfig], telemetry: KnowledgeTelemetry | None
+        cls,
+        configs: Mapping[str, DocumentStoreConfig],
+        telemetry: KnowledgeTelemetry | None,
+        embedders: Mapping[str, Embeds] | None = None,
     ) -> Knowledge:
-        """The stores of ``document_stores:`` (their index files are opened, not filled)."""
-        return cls({name: DocumentStore(name, c, telemetry) for name, c in configs.items()})
+        """The stores of ``document_stores:`` (their index files are opened, not filled),
+        with the ``embedders`` of those that have one, by store name."""
+        embedders = embedders or {}
+        return cls(
+            {
+                name: DocumentStore(name, config, telemetry, embedders.get(name))
+                for name, config in configs.items()
+            }
+        )
 
     def start(self) -> None:
         """Index every store in the background, then watch those with ``watch: true``."""
@@ -74,6 +85,7 @@ class Knowledge:
                 report.seconds,
                 report.skipped,
             )
+        await store.embed_pending()
         if store.config.source.watch and store.root.is_dir():
             try:
                 await store.watch(self._stop)
