@@ -43,6 +43,7 @@ MAX_LINE_BYTES = 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024
 """Most bytes of an error body read for its message."""
 READ_CHUNK = 64 * 1024
+"""Bytes asked of aiohttp at a time when reading a body."""
 
 OnRetry = Callable[[int, str, float], None]
 """Called before each retry with (retry number from 1, reason, delay in seconds).
@@ -120,13 +121,14 @@ class HTTPClient:
                     received += len(data)
                     if received > self._max_bytes:
                         raise self._too_large("stream")
-                    start, scan = 0, len(pending)  # bytes before ``scan`` hold no newline
-                    pending += data
-                    while (end := pending.find(b"\n", scan)) != -1:
-                        if (payload := parse(bytes(pending[start:end]))) is not None:
+                    *lines, rest = data.split(b"\n")  # only new bytes: linear however chunked
+                    if lines and pending:
+                        lines[0] = bytes(pending) + lines[0]
+                        pending.clear()
+                    for line in lines:
+                        if (payload := parse(line)) is not None:
                             yield payload
-                        start = scan = end + 1
-                    del pending[:start]
+                    pending += rest
                     if len(pending) > MAX_LINE_BYTES:
                         raise self.error(f"a stream line is over {MAX_LINE_BYTES} bytes")
                 if pending and (payload := parse(bytes(pending))) is not None:

@@ -116,24 +116,22 @@ class RemoteLLM(ABC):
         """One streamed payload decoded and checked."""
         return self.checked(self.http.parse_json(payload))
 
-    def tool_call(
-        self, id: str, name: str, arguments: str | dict[str, Any] | None, **extra: Any
-    ) -> ToolCall:
+    def tool_call(self, id: str, name: str, arguments: str | dict[str, Any] | None) -> ToolCall:
         """A tool call with its arguments from a JSON text (or an already decoded object);
         arguments that are not a JSON object leave it empty with ``error`` saying why."""
         if isinstance(arguments, dict):
-            return ToolCall(id, name, arguments, **extra)
+            return ToolCall(id, name, arguments)
         if not arguments or not arguments.strip():
-            return ToolCall(id, name, {}, **extra)
+            return ToolCall(id, name, {})
         try:
             parsed = orjson.loads(arguments)
         except orjson.JSONDecodeError as exc:
             error = f"the arguments are not valid JSON ({exc}): {arguments[:200]}"
         else:
             if isinstance(parsed, dict):
-                return ToolCall(id, name, parsed, **extra)
+                return ToolCall(id, name, parsed)
             error = f"the arguments are not a JSON object: {arguments[:200]}"
-        return ToolCall(id, name, {}, error=error, **extra)
+        return ToolCall(id, name, {}, error=error)
 
     def _headers(self) -> dict[str, str]:
         if self._key is None:

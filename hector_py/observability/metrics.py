@@ -380,6 +380,11 @@ class Metrics:
             "request_duration_seconds", "HTTP request duration", ("method", "route"), HTTP_BUCKETS
         )
         self.active_requests = gauge("active_requests", "HTTP requests in progress", ())
+        self.connections_refused = counter(
+            "connections_refused_total",
+            "Connections refused at a cap (server_limit|client_limit)",
+            ("reason",),
+        )
         self.agent_requests = counter(
             "agent_requests_total", "Protocol requests addressed to an agent", ("agent", "status")
         )

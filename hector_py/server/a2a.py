@@ -204,7 +204,7 @@ async def stream_message(call: Call) -> Result:
 async def subscribe(call: Call) -> Result:
     """``SubscribeToTask`` / ``tasks/resubscribe``: SSE of a running task from now on."""
     task = await _find_task(call)
-    execution = call.state.tasks.get(task.id)
+    execution = call.state.tasks.follow(task)
     if execution is None:
         raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is finished; use GetTask")
     return await _stream(call, execution, started=False)

@@ -13,7 +13,9 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.stores import Task, open_store
+from hector_py.agent.stores import StoreHealth, Task, open_store
+from hector_py.agent.stores.fleet import join_fleet
+from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
 from hector_py.config.loader import ConfigError, Problem
@@ -148,7 +150,8 @@ async def build_app(
                 build_embedders(config, session, telemetry),
             )
         agents = build_agents(config, session, telemetry, knowledge)
-        store = await open_store(config.storage, telemetry)
+        store_health = StoreHealth()
+        store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
         if knowledge is not None:
             await knowledge.close()
@@ -177,17 +180,22 @@ async def build_app(
         tasks=TaskManager(store, admission, task_changed),
         telemetry=telemetry,
         budgets=budgets,
+        store_health=store_health,
         knowledge=knowledge,
     )
+    fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
         middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
     if config.server.auth.api_keys or config.server.auth.jwt:
-        app[AUTH] = Authenticator(
+        authenticator = Authenticator(
             config.server.auth, config.observability.metrics.endpoint, webhooks
         )
+        app[AUTH] = authenticator
+        app.on_startup.append(authenticator.start)
+        app.on_cleanup.append(authenticator.close)
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
@@ -196,17 +204,24 @@ async def build_app(
         app.router.add_get(metrics.endpoint, telemetry.scrape)
 
     scheduler = triggers.Scheduler(state, clock or Clock())
+    leader = schedule_leader(config.storage, scheduler.start, scheduler.close)
 
     async def start_background(_: web.Application) -> None:
         await budgets.refresh()
+        if fleet is not None:
+            await fleet.start()
         if knowledge is not None:
             knowledge.start()
         if schedules:
-            scheduler.start()
+            (leader or scheduler).start()
 
     async def drain_tasks(_: web.Application) -> None:
+        if leader is not None:
+            await leader.close()
         await scheduler.close()
         await state.tasks.shutdown(config.server.shutdown_timeout)
+        if fleet is not None:
+            await fleet.close()
         await notifier.close(NOTIFY_DRAIN_TIMEOUT_S)
         await budgets.close()
 

@@ -132,7 +132,9 @@ class Store(Protocol):
         ...
 
     async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
-        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total.
+        ``tokens`` may be negative (budgets give back what a reservation held unused), and
+        concurrent calls must each see the others' (budgets rely on it)."""
         ...
 
     async def close(self) -> None:

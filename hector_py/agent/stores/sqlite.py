@@ -77,11 +77,15 @@ class SqliteStore:
         left running."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await _migrate(db)
-        store = cls(db)
-        await store._fail_unfinished()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await _migrate(db)
+            store = cls(db)
+            await store._fail_unfinished()
+        except BaseException:
+            await db.close()  # its thread is no daemon: left open, the process never exits
+            raise
         return store
 
     async def _fail_unfinished(self) -> None:
