@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from hector_py.observability.knowledge import KnowledgeTelemetry
 log = logging.getLogger("hector.knowledge")
 RRF_K = 60  # the constant of reciprocal-rank fusion (Cormack et al.)
 RETRY_AFTER_S = 30.0
+FusionKey = Callable[[int, Hit], Hashable]
 
 
 class Embedded(Protocol):
@@ -43,15 +44,22 @@ class Embeds(Protocol):
         ...
 
 
-def fuse(rankings: Iterable[list[Hit]]) -> list[Hit]:
-    """Reciprocal-rank fusion: each chunk scores the sum of 1 / (60 + its rank)."""
-    scores: dict[int, float] = {}
-    hits: dict[int, Hit] = {}
-    for ranking in rankings:
+def same_chunk(_: int, hit: Hit) -> Hashable:
+    """Rankings of one index: a chunk found by both is one result."""
+    return hit.chunk
+
+
+def fuse(rankings: Iterable[list[Hit]], key: FusionKey = same_chunk) -> list[Hit]:
+    """Reciprocal-rank fusion: each result scores the sum of 1 / (60 + its rank) over the
+    rankings; ``key(ranking number, hit)`` says which hits are the same result."""
+    scores: dict[Hashable, float] = {}
+    hits: dict[Hashable, Hit] = {}
+    for number, ranking in enumerate(rankings):
         for rank, hit in enumerate(ranking, 1):
-            scores[hit.chunk] = scores.get(hit.chunk, 0.0) + 1 / (RRF_K + rank)
-            hits.setdefault(hit.chunk, hit)
-    fused = [replace(hits[chunk], score=round(score, 6)) for chunk, score in scores.items()]
+            identity = key(number, hit)
+            scores[identity] = scores.get(identity, 0.0) + 1 / (RRF_K + rank)
+            hits.setdefault(identity, hit)
+    fused = [replace(hits[k], score=round(score, 6)) for k, score in scores.items()]
     return sorted(fused, key=lambda hit: hit.score, reverse=True)
 
 

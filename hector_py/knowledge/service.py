@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hector_py.config.knowledge import DocumentStoreConfig
-from hector_py.knowledge.hybrid import Embeds
+from hector_py.knowledge.hybrid import Embeds, fuse
 from hector_py.knowledge.index import Hit
 from hector_py.knowledge.store import DocumentStore
 from hector_py.llm.base import ToolSpec
@@ -102,8 +102,11 @@ class Knowledge:
     async def search(self, names: Iterable[str], query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` best chunks of the stores called ``names``."""
         found = await asyncio.gather(*(self.stores[n].search(query, top_k) for n in names))
-        hits = [hit for hits in found for hit in hits]
-        return sorted(hits, key=lambda hit: hit.score, reverse=True)[:top_k]
+        if len(found) == 1:
+            return found[0]
+        # Scores of different indexes do not compare (BM25 depends on each corpus): the
+        # rankings are fused by rank instead, each store's chunks distinct.
+        return fuse(found, key=lambda number, hit: (number, hit.chunk))[:top_k]
 
     def tool(self, names: list[str]) -> SearchKnowledgeTool:
         """The ``search_knowledge`` tool over the stores called ``names``."""
