@@ -33,7 +33,7 @@ from hector_py.config.guardrails import (
     PiiKind,
     ToolAuthorization,
 )
-from hector_py.config.knowledge import DocumentStoreConfig
+from hector_py.config.knowledge import DocumentStoreConfig, embedder_problems
 from hector_py.config.llm import LLMConfig, LLMTimeout, Pricing
 from hector_py.config.observability import (
     LoggingConfig,
@@ -167,6 +167,9 @@ class Config(Strict):
                         (("agents", name, "trigger", "path"), f"{path} is taken by agent '{owner}'")
                     )
                 paths[path] = name
+        providers = {name: llm.provider for name, llm in self.llms.items()}
+        for name, store in self.document_stores.items():
+            problems += embedder_problems(name, store, providers)
         if self.default_agent is not None and self.default_agent not in self.agents:
             problems.append((("default_agent",), f"unknown agent '{self.default_agent}'"))
         return problems
