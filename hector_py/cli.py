@@ -142,8 +142,6 @@ def serve(
     """Run the agent server."""
     import asyncio
 
-    from hector_py.agent.stores import StoreUnavailable
-    from hector_py.agent.stores.pg_schema import SchemaTooNew
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
@@ -193,8 +191,6 @@ def serve(
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    except (StoreUnavailable, SchemaTooNew) as exc:
-        fail(f"storage: {exc}")
     except OSError as exc:
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
 
