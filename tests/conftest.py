@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytest_plugins = ["tests.postgres_server"]  # the session's real PostgreSQL (``postgres``)
+
 START_TIMEOUT_S = 20.0
 _LISTENING = re.compile(r"listening on (http://[^\s\"]+)")
 # Provider keys in the developer's env would change zero-config behaviour.

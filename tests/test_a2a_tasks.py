@@ -4,9 +4,11 @@ by ``taskId``, streams that never kill a task, late subscribers, tenant-scoped t
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from a2a.client import Client
 from a2a.client.client import ClientCallContext
@@ -188,13 +190,11 @@ def _wait_for_state(server: Server, task_id: str, state: str) -> dict[str, Any]:
         task: dict[str, Any] = call(server.url + "/", "GetTask", {"id": task_id}, KEY_A)["result"]
         if task["status"]["state"] == state:
             return task
-        asyncio.run(asyncio.sleep(0.05))
+        time.sleep(0.05)
     raise AssertionError(f"task {task_id} never reached {state}: {task}")
 
 
 def test_quiet_streams_get_keep_alive_comments(serve: Any, tmp_path: Path) -> None:
-    import httpx
-
     server: Server = serve("-c", config(tmp_path, 0.5, "a2a:\n  keepalive_seconds: 0.1\n"))
     body = {
         "jsonrpc": "2.0",

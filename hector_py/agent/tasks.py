@@ -6,9 +6,11 @@ A blocking send awaits the execution, a stream subscribes to it, a cancel stops 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.runner import (
@@ -21,7 +23,7 @@ from hector_py.agent.runner import (
     ToolCallStarted,
     UsageMeter,
 )
-from hector_py.agent.stores import ChatTurn, Store, Task, TaskState, new_id
+from hector_py.agent.stores import ChatTurn, Store, StoreUnavailable, Task, TaskState, new_id
 from hector_py.llm.base import LLMError, Message
 from hector_py.observability.logs import bind
 
@@ -118,8 +120,22 @@ class Execution:
         return await asyncio.shield(self.runner)
 
 
+class RemoteTasks(Protocol):
+    """Tasks run by other processes sharing the store (stores/fleet.py)."""
+
+    async def cancel(self, task_id: str) -> Task | None:
+        """Have the process running ``task_id`` cancel it."""
+        ...
+
+    def follow(self, task: Task) -> Execution:
+        """Relay another process's run of ``task``."""
+        ...
+
+
 class TaskManager:
     """Starts, tracks, cancels and drains task executions."""
+
+    remote: RemoteTasks | None = None  # set while other processes share the store
 
     def __init__(
         self,
@@ -138,6 +154,15 @@ class TaskManager:
     def get(self, task_id: str) -> Execution | None:
         """The execution of a task still running, if any."""
         return self._running.get(task_id)
+
+    def follow(self, task: Task) -> Execution | None:
+        """The execution of ``task`` here, or one relaying another process's run of it (a
+        task waiting for input runs nowhere)."""
+        execution = self._running.get(task.id)
+        running = task.state in (TaskState.SUBMITTED, TaskState.WORKING)
+        if execution is None and self.remote is not None and running:
+            return self.remote.follow(task)
+        return execution
 
     async def start(self, agent: Agent, task: Task, user_text: str, *, stream: bool) -> Execution:
         """Take a run slot, save ``task`` and start running it; subscribe before the next
@@ -166,6 +191,8 @@ class TaskManager:
 
         While the server drains, a stopped task is marked failed, not canceled."""
         execution = self._running.get(task_id)
+        if execution is None and self.remote is not None:
+            return await self.remote.cancel(task_id)
         if execution is None or execution.runner is None:
             return None
         if self.draining:
@@ -235,6 +262,11 @@ class TaskManager:
                 log.warning("task failed: %s", exc)
                 task.error = str(exc)
                 await self._end(execution, meter, TaskState.FAILED)
+            except StoreUnavailable as exc:  # the database went away mid-run
+                log.warning("task failed: %s", exc)
+                task.error = str(exc)
+                with contextlib.suppress(StoreUnavailable):
+                    await self._end(execution, meter, TaskState.FAILED)
             except Exception:
                 log.exception("task crashed")
                 task.error = "internal error while running the agent"

@@ -33,6 +33,7 @@ from hector_py.config.guardrails import (
     PiiKind,
     ToolAuthorization,
 )
+from hector_py.config.knowledge import DocumentStoreConfig
 from hector_py.config.llm import LLMConfig, LLMTimeout, Pricing
 from hector_py.config.observability import (
     LoggingConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "ApiKey",
     "AuthConfig",
     "Config",
+    "DocumentStoreConfig",
     "GuardrailAction",
     "GuardrailConfig",
     "HttpMethod",
@@ -107,6 +109,9 @@ class Config(Strict):
     budgets: dict[str, TenantBudget] = Field(
         default_factory=dict, description="Token budgets by tenant; other tenants are unlimited."
     )
+    document_stores: dict[str, DocumentStoreConfig] = Field(
+        default_factory=dict, description="Folders of documents agents search (knowledge:)."
+    )
 
     def secret_values(self) -> list[str]:
         """Every secret in the config, to keep out of logs, spans and payloads."""
@@ -139,6 +144,7 @@ class Config(Strict):
                             f"unknown guardrail '{guardrail}' (known: {known})",
                         )
                     )
+            problems += _knowledge_problems(name, agent, self.document_stores)
         paths: dict[str, str] = {}
         for name, agent in self.agents.items():
             if isinstance(agent.trigger, WebhookTrigger) and agent.trigger.path:
@@ -158,3 +164,21 @@ class Config(Strict):
     def default_agent_name(self) -> str:
         """The agent served at ``/`` and ``/.well-known/agent-card.json``."""
         return self.default_agent or next(iter(self.agents))
+
+
+def _knowledge_problems(
+    name: str, agent: AgentConfig, stores: dict[str, DocumentStoreConfig]
+) -> list[tuple[tuple[str, ...], str]]:
+    """An agent's ``knowledge:`` names that are not ``document_stores``."""
+    known = ", ".join(sorted(stores)) or "none"
+    problems: list[tuple[tuple[str, ...], str]] = [
+        (
+            ("agents", name, "knowledge", str(index)),
+            f"unknown document store '{store}' (known: {known})",
+        )
+        for index, store in enumerate(agent.knowledge)
+        if store not in stores
+    ]
+    if agent.inject is not None and not agent.knowledge:
+        problems.append((("agents", name, "inject"), "needs knowledge: [STORE, ...]"))
+    return problems

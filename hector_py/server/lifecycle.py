@@ -7,16 +7,26 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
 from hector_py import __version__
-from hector_py.config.model import Config
+from hector_py.config.loader import ConfigError
+from hector_py.config.model import Config, ServerConfig
 from hector_py.server.app import build_app, metrics_app
+from hector_py.server.connections import (
+    ConnectionGuard,
+    GuardedRunner,
+    default_max_connections,
+    watch_accept_errors,
+)
 from hector_py.server.listeners import Listeners, banner, bind_listeners
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.server")
+T = TypeVar("T")
 
 
 def announce(config: Config, listeners: Listeners) -> None:
@@ -26,18 +36,26 @@ def announce(config: Config, listeners: Listeners) -> None:
 
 
 async def _start(
-    app: web.Application, sock: socket.socket, shutdown_timeout: float
+    app: web.Application, sock: socket.socket, config: ServerConfig, guard: ConnectionGuard
 ) -> web.AppRunner:
     # handler_cancellation: a client that hangs up cancels its request and so its run.
-    runner = web.AppRunner(
+    # keepalive_timeout: aiohttp closes a connection that has no complete request head
+    # this long after it opened or after its previous response.
+    runner = GuardedRunner(
         app,
+        guard,
         access_log=None,
         handle_signals=False,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=config.shutdown_timeout,
         handler_cancellation=True,
+        keepalive_timeout=config.idle_timeout,
     )
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()  # the app's cleanup: close the store and sessions it opened
+        raise
     return runner
 
 
@@ -81,22 +99,46 @@ async def serve(
     listeners = listeners or bind_listeners(config)
     try:
         await _run(config, listeners, announce_start=own, schedules=schedules)
+    except StartupFailed as exc:
+        log.error("start-up failed: %s", exc)
+        raise SystemExit(1) from None
     finally:
         if own:
             listeners.close()
 
 
+class StartupFailed(Exception):
+    """The app could not be built or started (a config problem stays a ``ConfigError``)."""
+
+
+async def _starting(work: Awaitable[T]) -> T:
+    """``work``'s result; a failure other than a ``ConfigError`` is a ``StartupFailed``."""
+    try:
+        return await work
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise StartupFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
 async def _run(
     config: Config, listeners: Listeners, *, announce_start: bool, schedules: bool
 ) -> None:
-    app = await build_app(config, schedules=schedules)
+    app = await _starting(build_app(config, schedules=schedules))
     server = config.server
-    runners = [await _start(app, listeners.api, server.shutdown_timeout)]
+    telemetry = app[STATE].telemetry
+    watch_accept_errors(asyncio.get_running_loop(), telemetry)
+    guard = ConnectionGuard(
+        server.max_connections or default_max_connections(),
+        server.max_connections_per_client,
+        telemetry,
+    )
+    runners = [await _starting(_start(app, listeners.api, server, guard))]
     try:
-        telemetry = app[STATE].telemetry
         if listeners.metrics is not None and telemetry.metrics is not None:
             metrics = metrics_app(telemetry, config.observability.metrics.endpoint)
-            runners.append(await _start(metrics, listeners.metrics, 1.0))
+            short = server.model_copy(update={"shutdown_timeout": 1.0})
+            runners.append(await _start(metrics, listeners.metrics, short, guard))
         if announce_start:
             announce(config, listeners)
         tune_gc()

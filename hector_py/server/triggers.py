@@ -69,13 +69,14 @@ async def start_run(state: ServerState, agent: Agent, text: str, tenant: str) ->
     if len(text) > limit:
         raise TriggerRefused(400, f"input is over the limit of {limit} characters")
     try:
-        await state.budgets.check(tenant)
+        reservation = await state.budgets.reserve(tenant)
     except BudgetExceeded as exc:
         raise TriggerRefused(429, str(exc)) from None
     if agent.guardrails is not None:
         try:
             text = agent.guardrails.check_input(text)
         except GuardrailBlocked as exc:
+            await state.budgets.settle(reservation, 0)
             raise TriggerRefused(400, str(exc)) from None
     task = Task(
         id=new_id(),
@@ -84,9 +85,11 @@ async def start_run(state: ServerState, agent: Agent, text: str, tenant: str) ->
         history=[ChatTurn(new_id(), "user", text)],
         tenant=tenant,
     )
+    state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
         return await state.tasks.start(agent, task, text, stream=False)
     except Overloaded as exc:
+        await state.budgets.release(task.id)
         raise TriggerRefused(503, str(exc)) from None
 
 

@@ -32,6 +32,9 @@ STOP_GRACE_S = 10.0
 def _work(config: Config, listeners: Listeners, schedules: bool) -> None:
     """A worker's life: serve on the inherited sockets until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor sends SIGTERM
+    # Forked with the supervisor's SIGTERM handler (which only sets a flag there): until
+    # serving installs its own, SIGTERM must end a worker, not be ignored.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from hector_py.server.lifecycle import serve
 
     asyncio.run(serve(config, listeners, schedules=schedules))

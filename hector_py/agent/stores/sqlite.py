@@ -77,11 +77,15 @@ class SqliteStore:
         left running."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await _migrate(db)
-        store = cls(db)
-        await store._fail_unfinished()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await _migrate(db)
+            store = cls(db)
+            await store._fail_unfinished()
+        except BaseException:
+            await db.close()  # its thread is no daemon: left open, the process never exits
+            raise
         return store
 
     async def _fail_unfinished(self) -> None:
@@ -133,9 +137,9 @@ class SqliteStore:
         if query.state is not None:
             where.append("state = ?")
             args.append(query.state.value)
-        if query.updated_since is not None:
-            where.append("updated_at >= ?")
-            args.append(query.updated_since)
+        if query.updated_after is not None:
+            where.append("updated_at > ?")
+            args.append(query.updated_after)
         clause = " AND ".join(where)
         async with self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE {clause}", args) as cur:
             row = await cur.fetchone()

@@ -15,6 +15,11 @@ class TracedStore:
         self._telemetry = telemetry
         self._system = system
 
+    @property
+    def inner(self) -> Store:
+        """The store it wraps."""
+        return self._inner
+
     async def get_task(self, tenant: str, task_id: str) -> Task | None:
         """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
         with self._telemetry.store_op("select", "tasks", self._system):

@@ -59,10 +59,6 @@ async def _start(call: Call, *, stream: bool) -> Execution:
             text = call.agent.guardrails.check_input(text)
         except GuardrailBlocked as exc:
             raise RpcError(GUARDRAIL_BLOCKED, str(exc)) from None
-    try:
-        await call.state.budgets.check(call.tenant)
-    except BudgetExceeded as exc:
-        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     field(call.params, "configuration", dict)
     turn = ChatTurn(message.message_id, "user", text)
     if message.task_id is None:
@@ -78,9 +74,17 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         task.history.append(turn)
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
     try:
+        reservation = await call.state.budgets.reserve(call.tenant)
+    except BudgetExceeded as exc:
+        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
+    call.state.budgets.bind(reservation, task.id)  # settled when the task ends
+    try:
         return await call.state.tasks.start(call.agent, task, text, stream=stream)
-    except TaskBusy:
-        raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is already running") from None
+    except BaseException as exc:
+        await asyncio.shield(call.state.budgets.release(task.id))
+        if isinstance(exc, TaskBusy):
+            raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is already running") from None
+        raise
 
 
 async def _continued(call: Call, task_id: str, context_id: str | None) -> Task:
@@ -129,7 +133,7 @@ async def stream_message(call: Call) -> Result:
 async def subscribe(call: Call) -> Result:
     """``SubscribeToTask`` / ``tasks/resubscribe``: the task as it is, then its events."""
     task = await find_task(call, identifier(call.params, "id"))
-    execution = call.state.tasks.get(task.id)
+    execution = call.state.tasks.follow(task)
     if execution is None:
         state = call.dialect.state(task.state)
         raise RpcError(UNSUPPORTED_OPERATION, f"task '{task.id}' is {state}; use GetTask")
@@ -172,7 +176,7 @@ async def list_tasks(call: Call) -> Result:
         agent=call.agent.name,
         context_id=identifier(call.params, "contextId"),
         state=status,
-        updated_since=_after(field(call.params, "statusTimestampAfter", str)),
+        updated_after=_after(field(call.params, "statusTimestampAfter", str)),
         limit=page_size,
         offset=offset,
     )
@@ -206,13 +210,14 @@ def _offset(token: str | None) -> int:
 
 
 def _after(value: str | None) -> float | None:
-    """The earliest status time shown (in whole milliseconds, as the wire has them) as later
-    than the RFC 3339 ``value``."""
+    """``TaskQuery.updated_after`` for tasks whose status time, as the wire shows it (whole
+    milliseconds), is later than the RFC 3339 ``value``."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        return (math.floor(moment * 1000) + 1) / 1000
+        # shown later means at or after the next whole millisecond: just after the float below
+        return math.nextafter((math.floor(moment * 1000) + 1) / 1000, -math.inf)
     except ValueError:
         raise RpcError(
             INVALID_PARAMS, "params.statusTimestampAfter: must be an RFC 3339 timestamp"

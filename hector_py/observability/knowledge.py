@@ -1,0 +1,87 @@
+"""Telemetry of document stores: ``vectorstore.search`` spans and the knowledge metrics.
+
+A scope on the ``Telemetry`` facade, kept in its own module so the knowledge package
+never touches prometheus_client or OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind
+
+from hector_py.observability.telemetry import CANCELED, ERROR, SUCCESS, Telemetry, _failure
+
+
+@dataclass
+class SearchScope:
+    """One search; report what it found with ``found``."""
+
+    span: Span | None
+    results: int = 0
+
+    def found(self, results: int, best_score: float | None) -> None:
+        """The number of results and the best one's score."""
+        self.results = results
+        if self.span is not None:
+            attributes: dict[str, Any] = {"hector.knowledge.results": results}
+            if best_score is not None:
+                attributes["hector.knowledge.best_score"] = best_score
+            self.span.set_attributes(attributes)
+
+
+class KnowledgeTelemetry:
+    """The knowledge scopes of one app's ``Telemetry``."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self.metrics = telemetry.metrics
+
+    @contextmanager
+    def search(self, store: str, system: str, top_k: int) -> Iterator[SearchScope]:
+        """One search of ``store``: ``vectorstore.search`` span (INTERNAL, under the tool or
+        agent span), duration, results per search, ``errors_total`` on failure."""
+        attributes = {
+            "db.system.name": system,
+            "db.operation.name": "search",
+            "db.collection.name": store,
+            "hector.knowledge.store": store,
+            "hector.knowledge.top_k": top_k,
+        }
+        started = time.perf_counter()
+        error_type: str | None = None
+        with self.telemetry._span("vectorstore.search", SpanKind.INTERNAL, attributes) as span:
+            scope = SearchScope(span)
+            try:
+                yield scope
+            except BaseException as exc:
+                error_type = _failure(exc)
+                raise
+            finally:
+                metrics = self.metrics
+                if metrics is not None:
+                    status = SUCCESS if error_type is None else ERROR
+                    if error_type == CANCELED:
+                        status = CANCELED
+                    metrics.vectorstore_searches.labels(store, status).inc()
+                    metrics.vectorstore_search_duration.labels(store).observe(
+                        time.perf_counter() - started, self.telemetry._exemplar(span)
+                    )
+                    if error_type is None:
+                        metrics.vectorstore_search_results.labels(store).observe(scope.results)
+                self.telemetry._count_error("knowledge", error_type)
+
+    def indexed(self, store: str, documents: int, chunks: int) -> None:
+        """``store``'s index now holds ``documents`` files in ``chunks`` chunks."""
+        if self.metrics is not None:
+            self.metrics.knowledge_documents.labels(store).set(documents)
+            self.metrics.knowledge_chunks.labels(store).set(chunks)
+
+    def skipped(self, store: str, reason: str) -> None:
+        """``store`` skipped a file for ``reason`` (counted once per file version)."""
+        if self.metrics is not None:
+            self.metrics.knowledge_index_errors.labels(store, reason).inc()
