@@ -191,3 +191,30 @@ def test_metrics_can_require_a_key(serve: Any, tmp_path: Path) -> None:
     server: Server = serve("-c", str(config))
     assert httpx.get(server.url + "/metrics").status_code == 401
     assert httpx.get(server.url + "/metrics", headers={"X-API-Key": "k-123456"}).status_code == 200
+
+
+async def _burst_messages(url: str, count: int) -> list[str]:
+    """The error messages of ``count`` concurrent sends (``""`` for a success)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": v03_message("hi")}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one() -> str:
+            async with session.post(url, json=body) as response:
+                answer = await response.json()
+                return "" if response.status == 200 else str(answer["error"]["message"])
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_overload_names_the_limit_that_was_hit(serve: Any, tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "server:\n  max_concurrent_runs: 2\n"
+        "llms:\n  default:\n    provider: demo\n    stream_delay: 0.2\n"
+        "agents:\n  capped:\n    max_concurrent_runs: 1\n  free: {}\n",
+    )
+    server: Server = serve("-c", str(config))
+    free = [m for m in asyncio.run(_burst_messages(server.url + "/agents/free", 6)) if m]
+    assert free and all("server.max_concurrent_runs" in m for m in free), free
+    capped = [m for m in asyncio.run(_burst_messages(server.url + "/agents/capped", 4)) if m]
+    assert capped and all("agents.capped.max_concurrent_runs" in m for m in capped), capped

@@ -19,6 +19,7 @@ from hector_py.agent.stores import (
     new_id,
 )
 from hector_py.agent.stores import memory as memory_store
+from hector_py.agent.stores.sqlite import SCHEMA_VERSION
 from hector_py.llm.base import Message
 
 
@@ -120,7 +121,7 @@ def test_sqlite_migrates_a_file_from_before_tenants(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_sqlite_keeps_every_reply_under_concurrency(tmp_path: Path) -> None:

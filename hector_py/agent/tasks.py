@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.runner import (
@@ -30,6 +30,7 @@ from hector_py.observability.logs import bind
 log = logging.getLogger("hector.tasks")
 
 SHUTDOWN_FAILURE = "the server shut down before the task finished"
+CANCEL_WAIT_S = 5.0  # for the runs cancelled at the end of a drain to wind down
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class TaskManager:
         execution = Execution(task)
         self._running[task.id] = execution
         execution.runner = asyncio.create_task(self._run(agent, execution, user_text, stream, slot))
+        slot.owner = execution.runner
         return execution
 
     async def cancel(self, task_id: str) -> Task | None:
@@ -201,23 +203,34 @@ class TaskManager:
         return await execution.wait()
 
     async def shutdown(self, timeout: float) -> None:
-        """Let running tasks finish for ``timeout`` seconds, then fail the rest."""
+        """Let running tasks and ``/v1`` runs (every held run slot) finish for ``timeout``
+        seconds, then fail the tasks and cancel the rest."""
         self.draining = True
         runners = [e.runner for e in self._running.values() if e.runner is not None]
-        if not runners:
+        slots = self.admission.held()
+        if not runners and not slots:
             return
-        _, pending = await asyncio.wait(runners, timeout=timeout)
+        waits: list[asyncio.Future[Any]] = [*runners, *(slot.released for slot in slots)]
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        if not pending:
+            return
+        stopped: set[asyncio.Future[Any]] = set()
         for execution in list(self._running.values()):
-            if execution.runner in pending:
+            if execution.runner is not None and execution.runner in pending:
                 execution.task.error = SHUTDOWN_FAILURE
-                execution.runner.cancel()
-        if pending:
-            log.warning(
-                "%d task(s) did not finish within %.1f s of shutdown; marked failed",
-                len(pending),
-                timeout,
-            )
-            await asyncio.wait(pending, timeout=5)
+                stopped.add(execution.runner)
+        for slot in slots:
+            if slot.released in pending and slot.owner is not None:
+                stopped.add(slot.owner)  # a /v1 request: its client sees the connection end
+        for task in stopped:
+            task.cancel()
+        log.warning(
+            "%d run(s) did not finish within %.1f s of shutdown; tasks marked failed, "
+            "/v1 requests cancelled",
+            len(stopped),
+            timeout,
+        )
+        await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
 
     async def _set_state(self, execution: Execution, state: TaskState) -> None:
         execution.task.state = state

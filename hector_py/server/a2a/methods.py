@@ -73,6 +73,11 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         task = await _continued(call, message.task_id, message.context_id)
         task.history.append(turn)
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
+    try:  # last: a request refused after this would hold the reservation
+        reservation = await call.state.budgets.reserve(call.tenant)
+    except BudgetExceeded as exc:
+        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
+    call.state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
         reservation = await call.state.budgets.reserve(call.tenant)
     except BudgetExceeded as exc:
