@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
 
 from tests.conftest import Server, clean_env, rpc, v03_message
 
@@ -24,7 +25,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_body_and_message_limits(serve: Any, tmp_path: Path) -> None:
     config = write(tmp_path, "server:\n  max_body_bytes: 2048\n  max_message_chars: 50\n")
     server: Server = serve("-c", str(config))
-    huge = httpx.post(server.url + "/", content=b"x" * 5000)
+    json_type = {"Content-Type": "application/json"}
+    huge = httpx.post(server.url + "/", content=b"x" * 5000, headers=json_type)
     assert huge.status_code == 413 and huge.json()["error"]["code"] == 413
     long = rpc(server.url + "/", "message/send", v03_message("y" * 51))
     assert long["error"]["code"] == -32602
@@ -84,8 +86,20 @@ def test_queue_waits_for_a_slot_instead_of_refusing(serve: Any, tmp_path: Path) 
     assert [status for status, _ in results] == [200, 200]
 
 
-def test_client_hang_up_cancels_the_run(serve: Any, tmp_path: Path) -> None:
-    config = write(tmp_path, "llms:\n  default:\n    provider: demo\n    stream_delay: 0.5\n")
+@pytest.mark.parametrize(
+    ("cancel_on_disconnect", "outcome"),
+    [(False, "TASK_STATE_COMPLETED"), (True, "TASK_STATE_CANCELED")],
+)
+def test_client_hang_up_cancels_the_run_only_if_configured(
+    serve: Any, tmp_path: Path, cancel_on_disconnect: bool, outcome: str
+) -> None:
+    """A client leaving a blocking send leaves its task running (the A2A spec), unless
+    ``a2a.cancel_on_disconnect``."""
+    config = write(
+        tmp_path,
+        "llms:\n  default:\n    provider: demo\n    stream_delay: 0.2\n"
+        f"a2a:\n  cancel_on_disconnect: {str(cancel_on_disconnect).lower()}\n",
+    )
     server: Server = serve("-c", str(config), "--log-level", "debug", "--log-format", "json")
 
     async def hang_up() -> None:
@@ -102,10 +116,10 @@ def test_client_hang_up_cancels_the_run(serve: Any, tmp_path: Path) -> None:
                 )
 
     asyncio.run(hang_up())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while True:
         listed = rpc(server.url + "/", "ListTasks", {}, version="1.0")["result"]["tasks"]
-        if listed and listed[0]["status"]["state"] == "TASK_STATE_CANCELED":
+        if listed and listed[0]["status"]["state"] == outcome:
             break
         assert time.monotonic() < deadline, listed
         time.sleep(0.05)
