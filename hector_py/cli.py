@@ -282,7 +282,6 @@ def index(
     """Build or refresh document store indexes offline and print their counts."""
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
-    from hector_py.knowledge.store import DocumentStore
     from hector_py.observability.logs import configure_logging
     from hector_py.server.app import check_sources
 
@@ -299,16 +298,20 @@ def index(
         check_sources(cfg)
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    for name in names:
-        indexer = DocumentStore(name, cfg.document_stores[name])
-        try:
-            report = indexer.refresh()
-        finally:
-            indexer.close()
+    import asyncio
+
+    from hector_py.server.knowledge import index_offline
+
+    for done in asyncio.run(index_offline(cfg, names)):
+        report = done.report
+        vectors = (
+            f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""
+        )
         out.print(
-            f"{name}: {report.documents} documents, {report.chunks} chunks"
+            f"{done.name}: {report.documents} documents, {report.chunks} chunks"
             f" ({report.added} added, {report.updated} updated, {report.removed} removed,"
-            f" {report.unchanged} unchanged, {report.skipped} skipped) in {report.seconds:.2f} s",
+            f" {report.unchanged} unchanged, {report.skipped} skipped{vectors})"
+            f" in {report.seconds:.2f} s",
             markup=False,
             soft_wrap=True,
         )

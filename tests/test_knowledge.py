@@ -200,3 +200,26 @@ def test_health_says_indexing_until_the_first_pass(tmp_path: Path) -> None:
     before, after, context = asyncio.run(scenario())
     assert (before, after) == ("indexing", "ok")
     assert "source: policy.html#pto" in context and "27 days" in context
+
+
+def test_search_over_several_stores_interleaves_their_rankings(tmp_path: Path) -> None:
+    configs = {}
+    for name, text in (("hr", "Paid leave: 27 days.\n"), ("facilities", "Paid parking: B2.\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.txt").write_text(text)  # the same path (and chunk id) in both
+        configs[name] = DocumentStoreConfig.model_validate(
+            {
+                "source": {"path": str(tmp_path / name), "watch": False},
+                "index": {"path": str(tmp_path / f"{name}.db")},
+            }
+        )
+
+    async def scenario() -> list[str]:
+        knowledge = Knowledge.build(configs, None)
+        for store in knowledge.stores.values():
+            await asyncio.to_thread(store.refresh)
+        hits = await knowledge.search(["hr", "facilities"], "paid", 5)
+        await knowledge.close()
+        return [hit.text for hit in hits]
+
+    assert sorted(asyncio.run(scenario())) == ["Paid leave: 27 days.", "Paid parking: B2."]

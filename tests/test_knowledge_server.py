@@ -142,13 +142,21 @@ def test_inject_adds_the_best_chunks_before_the_first_call(
         "provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
         f"    base_url: {fake_openai.base_url}"
     )
-    server: Server = serve(
-        "-c", str(config_file(tmp_path, "{knowledge: [handbook], inject: 1}", llm))
-    )
-    wait_ready(server)
-    assert ask(server, "How many days of paid leave do I get?") == (
-        "Staff get 27 days (policy.html#pto)."
-    )
+    config = config_file(tmp_path, "{knowledge: [handbook], inject: 1}", llm)
+    with OTLPHttpReceiver() as receiver:
+        with config.open("a") as file:
+            file.write(f"  tracing: {{enabled: true, endpoint: '{receiver.endpoint}'}}\n")
+        server: Server = serve("-c", str(config))
+        wait_ready(server)
+        assert ask(server, "How many days of paid leave do I get?") == (
+            "Staff get 27 days (policy.html#pto)."
+        )
+        spans = receiver.wait_for(
+            lambda got: any(s.name == "vectorstore.search" for s in got), what="the search"
+        )
+    search, agent = one(spans, "vectorstore.search"), one(spans, "invoke_agent assistant")
+    assert search.parent_span_id == agent.span_id  # before the first model call
+    assert search.attributes["hector.knowledge.top_k"] == 1
     [request] = fake_openai.requests()
     body = request["body"]
     assert "tools" not in body or not any(
@@ -212,3 +220,13 @@ def test_docs_folder_zero_config(serve: Any, tmp_path: Path) -> None:
     assert refused.stderr.strip().endswith(
         "not a directory: " + str(tmp_path / "absent") + " (config)"
     )
+
+
+def test_docs_folder_with_a_config_adds_a_store_to_the_default_agent(tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    config = config_file(tmp_path, "knowledge: [handbook]")
+    result = hector(
+        "index", "-c", str(config), "--docs-folder", str(tmp_path / "docs"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["handbook", "docs"]

@@ -65,14 +65,48 @@ class IndexConfig(Strict):
     )
 
 
+class EmbedderConfig(Strict):
+    """Vectors for hybrid search, from an ``llms:`` entry's endpoint (its base URL, key,
+    timeouts and retries): ``openai`` (any OpenAI-compatible ``/embeddings``) or ``ollama``."""
+
+    llm: str = Field(description="The llms: entry whose endpoint computes the embeddings.")
+    model: str = Field(description="The embedding model, e.g. text-embedding-3-small.")
+    batch_size: int = Field(64, ge=1, le=2048, description="Chunks per embeddings request.")
+    cost_per_million_tokens: float | None = Field(
+        None, ge=0, description="USD; feeds embedding_cost_usd_total."
+    )
+
+
 class DocumentStoreConfig(Strict):
     """A searchable document store."""
 
     source: DirectorySource
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    embedder: EmbedderConfig | None = Field(
+        None, description="With an embedder, search is hybrid: vectors and BM25, fused."
+    )
     top_k: int = Field(5, ge=1, le=50, description="Results per search unless the call asks.")
 
     def index_path(self, name: str) -> str:
         """The index file of the store called ``name``."""
         return self.index.path or f".hector/knowledge/{name}.db"
+
+
+EMBEDDING_PROVIDERS = ("openai", "ollama")
+
+
+def embedder_problems(
+    name: str, store: DocumentStoreConfig, providers: dict[str, str]
+) -> list[tuple[tuple[str, ...], str]]:
+    """Why ``store``'s embedder cannot work with the ``llms:`` (name -> provider)."""
+    embedder = store.embedder
+    if embedder is None:
+        return []
+    where = ("document_stores", name, "embedder", "llm")
+    if embedder.llm not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        return [(where, f"unknown llm '{embedder.llm}' (known: {known})")]
+    if providers[embedder.llm] not in EMBEDDING_PROVIDERS:
+        return [(where, f"llm '{embedder.llm}' must be an openai or ollama provider")]
+    return []

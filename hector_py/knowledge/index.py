@@ -1,4 +1,5 @@
-"""The SQLite index of a document store: FTS5 full-text search ranked by BM25.
+"""The SQLite index of a document store: FTS5 full-text search ranked by BM25, and
+optional embeddings (float32 blobs, searched by cosine similarity with numpy in memory).
 
 No model and no network: it works offline. One writer (the indexer) and any number of
 readers (searches, one connection per thread) share the file in WAL mode.
@@ -13,6 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy
 
 from hector_py.knowledge.chunking import Chunk
 
@@ -36,6 +40,11 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, heading, text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    embedding BLOB NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS chunks_added AFTER INSERT ON chunks BEGIN
     INSERT INTO chunks_fts(rowid, title, heading, text)
@@ -136,6 +145,7 @@ class Hit:
     heading: str
     text: str
     score: float
+    chunk: int = 0  # the chunk's id in its index
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,7 @@ class SqliteIndex:
         self._write_lock = threading.Lock()
         self._changes = 0
         self._frequencies: dict[str, int] = {}  # term -> chunks holding it; "" -> all
+        self._matrices: dict[str, tuple[Any, Any]] = {}  # model -> (ids, unit vectors)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -222,6 +233,7 @@ class SqliteIndex:
             self._writer.execute("COMMIT")
         self._changes = 0
         self._frequencies = {}
+        self._matrices = {}
 
     def commit(self) -> None:
         """Make the changes so far visible to searches."""
@@ -299,7 +311,7 @@ class SqliteIndex:
         # FTS5 ranks and limits inside the virtual table (``rank MATCH``), then the few
         # rows left are joined to their text.
         rows = db.execute(
-            "SELECT d.path, c.locator, c.title, c.heading, c.text, best.rank FROM"
+            "SELECT d.path, c.locator, c.title, c.heading, c.text, best.rank, c.id FROM"
             " (SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?"
             "  AND rank MATCH ? ORDER BY rank LIMIT ?) AS best"
             " JOIN chunks c ON c.id = best.rowid JOIN documents d ON d.id = c.document"
@@ -307,9 +319,77 @@ class SqliteIndex:
             (expression, RANKING, top_k),
         )
         return [
-            Hit(path, locator, title, heading, text, round(-rank, 4))
-            for path, locator, title, heading, text, rank in rows
+            Hit(path, locator, title, heading, text, round(-rank, 4), chunk)
+            for path, locator, title, heading, text, rank, chunk in rows
         ]
+
+    # --- vectors --------------------------------------------------------------------------
+
+    def missing_vectors(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (chunk id, text to embed) without a vector from ``model``."""
+        rows = self._reader().execute(
+            "SELECT c.id, c.title || ' > ' || c.heading || char(10) || c.text FROM chunks c"
+            " LEFT JOIN vectors v ON v.chunk = c.id AND v.model = ?"
+            " WHERE v.chunk IS NULL ORDER BY c.id LIMIT ?",
+            (model, limit),
+        )
+        return [(chunk, text) for chunk, text in rows]
+
+    def put_vectors(self, model: str, vectors: Iterable[tuple[int, list[float]]]) -> None:
+        """Store the vectors of some chunks (those deleted meanwhile are left out)."""
+        with self._change() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO vectors (chunk, model, embedding)"
+                " SELECT id, ?, ? FROM chunks WHERE id = ?",
+                [(model, numpy.asarray(v, numpy.float32).tobytes(), c) for c, v in vectors],
+            )
+
+    def _matrix(self, model: str) -> tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]:
+        """(chunk ids, unit vectors) of ``model``, kept until the next commit."""
+        cached = self._matrices.get(model)
+        if cached is None:
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT chunk, embedding FROM vectors WHERE model = ? ORDER BY chunk", (model,)
+                )
+                .fetchall()
+            )
+            ids = numpy.array([chunk for chunk, _ in rows], numpy.int64)
+            vectors = [numpy.frombuffer(blob, numpy.float32) for _, blob in rows]
+            if vectors and len({len(v) for v in vectors}) == 1:
+                raw = numpy.vstack(vectors)
+                norms = numpy.linalg.norm(raw, axis=1, keepdims=True)
+                matrix: Any = (raw / numpy.where(norms == 0, 1, norms)).astype(numpy.float32)
+            else:
+                ids, matrix = ids[:0], numpy.zeros((0, 0), numpy.float32)
+            cached = self._matrices[model] = (ids, matrix)
+        return cached
+
+    def has_vectors(self, model: str) -> bool:
+        """Whether any chunk has a vector from ``model``."""
+        return len(self._matrix(model)[0]) > 0
+
+    def nearest(self, model: str, vector: list[float], top_k: int) -> list[Hit]:
+        """The ``top_k`` chunks whose vectors are closest (cosine) to ``vector``."""
+        ids, matrix = self._matrix(model)
+        query = numpy.asarray(vector, numpy.float32)
+        if not len(ids) or matrix.shape[1] != len(query) or not numpy.any(query):
+            return []
+        scores = matrix @ (query / numpy.linalg.norm(query))
+        best = numpy.argsort(-scores)[:top_k]
+        chosen = {int(ids[i]): float(scores[i]) for i in best}
+        marks = ",".join("?" * len(chosen))
+        rows = self._reader().execute(
+            "SELECT d.path, c.locator, c.title, c.heading, c.text, c.id FROM chunks c"
+            f" JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
+            list(chosen),
+        )
+        hits = [
+            Hit(path, locator, title, heading, text, round(chosen[chunk], 4), chunk)
+            for path, locator, title, heading, text, chunk in rows
+        ]
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)
 
     def close(self) -> None:
         """Commit, and close every connection."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hector_py.config.knowledge import DocumentStoreConfig
+from hector_py.knowledge.hybrid import Embeds, fuse
 from hector_py.knowledge.index import Hit
 from hector_py.knowledge.store import DocumentStore
 from hector_py.llm.base import ToolSpec
@@ -50,10 +51,20 @@ class Knowledge:
 
     @classmethod
     def build(
-        cls, configs: Mapping[str, DocumentStoreConfig], telemetry: KnowledgeTelemetry | None
+        cls,
+        configs: Mapping[str, DocumentStoreConfig],
+        telemetry: KnowledgeTelemetry | None,
+        embedders: Mapping[str, Embeds] | None = None,
     ) -> Knowledge:
-        """The stores of ``document_stores:`` (their index files are opened, not filled)."""
-        return cls({name: DocumentStore(name, c, telemetry) for name, c in configs.items()})
+        """The stores of ``document_stores:`` (their index files are opened, not filled),
+        with the ``embedders`` of those that have one, by store name."""
+        embedders = embedders or {}
+        return cls(
+            {
+                name: DocumentStore(name, config, telemetry, embedders.get(name))
+                for name, config in configs.items()
+            }
+        )
 
     def start(self) -> None:
         """Index every store in the background, then watch those with ``watch: true``."""
@@ -74,8 +85,14 @@ class Knowledge:
                 report.seconds,
                 report.skipped,
             )
+        await store.embed_pending()
         if store.config.source.watch and store.root.is_dir():
-            await store.watch(self._stop)
+            try:
+                await store.watch(self._stop)
+            except Exception as exc:  # e.g. the folder was removed: serve what is indexed
+                log.warning(
+                    "document store %s: stopped watching %s: %s", store.name, store.root, exc
+                )
 
     def health(self) -> dict[str, Any]:
         """``indexing`` until every store's first pass is done, then ``ok``."""
@@ -85,8 +102,11 @@ class Knowledge:
     async def search(self, names: Iterable[str], query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` best chunks of the stores called ``names``."""
         found = await asyncio.gather(*(self.stores[n].search(query, top_k) for n in names))
-        hits = [hit for hits in found for hit in hits]
-        return sorted(hits, key=lambda hit: hit.score, reverse=True)[:top_k]
+        if len(found) == 1:
+            return found[0]
+        # Scores of different indexes do not compare (BM25 depends on each corpus): the
+        # rankings are fused by rank instead, each store's chunks distinct.
+        return fuse(found, key=lambda number, hit: (number, hit.chunk))[:top_k]
 
     def tool(self, names: list[str]) -> SearchKnowledgeTool:
         """The ``search_knowledge`` tool over the stores called ``names``."""

@@ -25,13 +25,17 @@ from pathlib import Path
 import watchfiles
 
 from hector_py.config.knowledge import DirectorySource, DocumentStoreConfig
+from hector_py.config.model import ObservabilityConfig
 from hector_py.knowledge.chunking import chunk
+from hector_py.knowledge.hybrid import Embedding, Embeds, fuse
 from hector_py.knowledge.index import Hit, Indexed, SqliteIndex
 from hector_py.knowledge.parsing import UnusableFile, parse
 from hector_py.observability.knowledge import KnowledgeTelemetry
+from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.knowledge")
 WATCH_DEBOUNCE_MS = 300
+CANDIDATES = 4  # with an embedder, each ranking offers top_k * CANDIDATES to the fusion
 MAX_PENDING_WRITES = 8  # parsed files waiting for the writer (bounds memory)
 
 
@@ -65,13 +69,21 @@ class DocumentStore:
     """One ``document_stores:`` entry."""
 
     def __init__(
-        self, name: str, config: DocumentStoreConfig, telemetry: KnowledgeTelemetry | None = None
+        self,
+        name: str,
+        config: DocumentStoreConfig,
+        telemetry: KnowledgeTelemetry | None = None,
+        embedder: Embeds | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.root = Path(config.source.path)
         self.index = SqliteIndex(config.index_path(name))
-        self.telemetry = telemetry
+        self.telemetry = telemetry or KnowledgeTelemetry(Telemetry(ObservabilityConfig()))
+        self.embedding = None
+        if embedder is not None:
+            price = config.embedder.cost_per_million_tokens if config.embedder else None
+            self.embedding = Embedding(name, embedder, self.telemetry, price)
         self.ready = False  # the first refresh is done
         self._lock = threading.Lock()
         self._closing = False
@@ -95,8 +107,7 @@ class DocumentStore:
             finally:
                 self.index.commit()
         self.ready = True
-        if self.telemetry is not None:
-            self.telemetry.indexed(self.name, report.documents, report.chunks)
+        self.telemetry.indexed(self.name, report.documents, report.chunks)
         return report
 
     def _refresh(self) -> Report:
@@ -195,17 +206,49 @@ class DocumentStore:
             return
         self._reported.add(version)
         log.warning("document store %s: skipped %s: %s", self.name, relative, message)
-        if self.telemetry is not None:
-            self.telemetry.skipped(self.name, reason)
+        self.telemetry.skipped(self.name, reason)
+
+    async def embed_pending(self) -> int:
+        """Give vectors to the chunks that have none yet (with an embedder); how many got
+        one. Stops at the first failure: the next refresh tries again."""
+        embedding = self.embedding
+        if embedding is None or self.config.embedder is None:
+            return 0
+        done = 0
+        while not self._closing and embedding.available:
+            pending = await asyncio.to_thread(
+                self.index.missing_vectors, embedding.model, self.config.embedder.batch_size
+            )
+            vectors = await embedding.embed([text for _, text in pending]) if pending else None
+            if vectors is None:
+                break
+            rows = [(chunk, vector) for (chunk, _), vector in zip(pending, vectors, strict=True)]
+            await asyncio.to_thread(self.index.put_vectors, embedding.model, rows)
+            await asyncio.to_thread(self.index.commit)  # searchable batch by batch
+            done += len(pending)
+        return done
 
     async def search(self, query: str, top_k: int) -> list[Hit]:
-        """The ``top_k`` best chunks for ``query`` (a ``vectorstore.search`` span)."""
-        if self.telemetry is None:
-            return await asyncio.to_thread(self.index.search, query, top_k)
+        """The ``top_k`` best chunks for ``query`` (a ``vectorstore.search`` span): BM25,
+        fused with the nearest vectors when the store has an embedder that answers."""
         with self.telemetry.search(self.name, self.index.system, top_k) as scope:
-            hits = await asyncio.to_thread(self.index.search, query, top_k)
+            hits = await self._search(query, top_k)
             scope.found(len(hits), hits[0].score if hits else None)
             return hits
+
+    async def _search(self, query: str, top_k: int) -> list[Hit]:
+        embedding = self.embedding
+        if embedding is None:
+            return await asyncio.to_thread(self.index.search, query, top_k)
+        depth = top_k * CANDIDATES
+        lexical = await asyncio.to_thread(self.index.search, query, depth)
+        if not await asyncio.to_thread(self.index.has_vectors, embedding.model):
+            return lexical[:top_k]
+        vectors = await embedding.embed([query])
+        if vectors is None:
+            return lexical[:top_k]
+        near = await asyncio.to_thread(self.index.nearest, embedding.model, vectors[0], depth)
+        return fuse([lexical, near])[:top_k]
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Refresh whenever an included file is added, changed or removed, until ``stop``."""
@@ -227,6 +270,7 @@ class DocumentStore:
             recursive=True,
         ):
             report = await asyncio.to_thread(self.refresh)
+            await self.embed_pending()
             log.info(
                 "document store %s: %d added, %d updated, %d removed",
                 self.name,

@@ -34,6 +34,18 @@ class SearchScope:
             self.span.set_attributes(attributes)
 
 
+@dataclass
+class EmbeddingScope:
+    """One embeddings request; report the tokens the upstream counted."""
+
+    span: Span | None
+    tokens: int = 0
+
+    def usage(self, tokens: int) -> None:
+        """The request's input tokens."""
+        self.tokens = tokens
+
+
 class KnowledgeTelemetry:
     """The knowledge scopes of one app's ``Telemetry``."""
 
@@ -74,6 +86,36 @@ class KnowledgeTelemetry:
                     if error_type is None:
                         metrics.vectorstore_search_results.labels(store).observe(scope.results)
                 self.telemetry._count_error("knowledge", error_type)
+
+    @contextmanager
+    def embedding(
+        self, store: str, provider: str, model: str, price_per_million: float | None
+    ) -> Iterator[EmbeddingScope]:
+        """One embeddings request: ``embeddings {model}`` client span with token usage,
+        tokens and cost counted, ``errors_total{component="embeddings"}`` on failure."""
+        attributes = {
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            "hector.knowledge.store": store,
+        }
+        error_type: str | None = None
+        with self.telemetry._span(f"embeddings {model}", SpanKind.CLIENT, attributes) as span:
+            scope = EmbeddingScope(span)
+            try:
+                yield scope
+            except BaseException as exc:
+                error_type = _failure(exc)
+                raise
+            finally:
+                if span is not None:
+                    span.set_attribute("gen_ai.usage.input_tokens", scope.tokens)
+                if self.metrics is not None and scope.tokens:
+                    self.metrics.embedding_tokens.labels(store, model).inc(scope.tokens)
+                    if price_per_million is not None:
+                        cost = scope.tokens * price_per_million / 1_000_000
+                        self.metrics.embedding_cost.labels(store, model).inc(cost)
+                self.telemetry._count_error("embeddings", error_type)
 
     def indexed(self, store: str, documents: int, chunks: int) -> None:
         """``store``'s index now holds ``documents`` files in ``chunks`` chunks."""

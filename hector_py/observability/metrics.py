@@ -478,6 +478,14 @@ class Metrics:
             "Files a store skipped (unreadable, binary, encoding, too_large, parse)",
             ("store", "reason"),
         )
+        self.embedding_tokens = counter(
+            "embedding_tokens_total", "Tokens sent to a store's embedder", ("store", "model")
+        )
+        self.embedding_cost = counter(
+            "embedding_cost_usd_total",
+            "Estimated embedding cost in US dollars (from embedder.cost_per_million_tokens)",
+            ("store", "model"),
+        )
         # A gauge rather than an Info metric: Info does not work in multiprocess mode.
         gauge("build_info", "hector-py build", ("version", "python"), mode="max").labels(
             __version__, platform.python_version()

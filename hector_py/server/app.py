@@ -30,6 +30,8 @@ from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
+from hector_py.server.hosts import host_guard
+from hector_py.server.knowledge import build_embedders
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 from hector_py.server.triggers import Clock
@@ -143,7 +145,11 @@ async def build_app(
     try:
         check_sources(config)
         if config.document_stores:
-            knowledge = Knowledge.build(config.document_stores, KnowledgeTelemetry(telemetry))
+            knowledge = Knowledge.build(
+                config.document_stores,
+                KnowledgeTelemetry(telemetry),
+                build_embedders(config, session, telemetry),
+            )
         agents = build_agents(config, session, telemetry, knowledge)
         store_health = StoreHealth()
         store = await open_store(config.storage, telemetry, store_health)
@@ -180,7 +186,8 @@ async def build_app(
     )
     fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
-        middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
+        middlewares=[request_context, host_guard(config), authenticate],
+        client_max_size=config.server.max_body_bytes,
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
