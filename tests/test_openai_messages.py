@@ -27,6 +27,7 @@ agents:
 guardrails:
   strict:
     input:
+      max_length: {{max_chars: 200}}
       blocked_patterns: {{patterns: ['drop\\s+table']}}
       prompt_injection: {{}}
   mask:
@@ -87,6 +88,14 @@ def test_every_caller_message_is_checked(
     assert error["message"].startswith("blocked by guardrail 'strict'")
     assert error["message"].endswith(f"(a {role} message)")
     assert upstream.requests()[seen:] == []  # nothing reached the model
+
+
+def test_max_length_bounds_what_the_caller_writes_not_earlier_replies(server: Server) -> None:
+    long_reply = {"role": "assistant", "content": "a long earlier answer " * 20}
+    assert chat(server, user("hi"), long_reply, user("go on")).status_code == 200
+    response = chat(server, user("x" * 300), long_reply, user("go on"))
+    assert response.status_code == 400
+    assert "over the limit of 200 (a user message)" in response.json()["error"]["message"]
 
 
 def test_every_caller_message_is_redacted(server: Server, upstream: FakeLLM) -> None:

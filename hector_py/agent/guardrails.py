@@ -47,6 +47,8 @@ class Check:
     action: str
     find: Callable[[str], str | None]
     redact: Callable[[str], str] | None = None
+    roles: frozenset[str] | None = None
+    """The roles of the messages it checks; ``None``: every role."""
 
 
 def _pattern_check(name: str, config: PatternCheck, what: str) -> Check:
@@ -78,6 +80,8 @@ class Guardrail:
                         if len(text) > limit
                         else None
                     ),
+                    # what the caller writes: an earlier (or forged) reply may be longer
+                    roles=frozenset({"user"}),
                 )
             )
         if checks.blocked_patterns is not None:
@@ -130,17 +134,17 @@ class Guardrails:
         """``text`` after the input checks (redacted where asked).
 
         Raises ``GuardrailBlocked`` naming the guardrail and the reasons."""
-        return self.check_inputs([text])[0]
+        return self.check_inputs([text], ["user"])[0]
 
-    def check_inputs(self, texts: Sequence[str]) -> list[str]:
-        """The messages of one request after the input checks (redacted where asked),
-        each guardrail checking them all under one span.
+    def check_inputs(self, texts: Sequence[str], roles: Sequence[str]) -> list[str]:
+        """The messages of one request (``roles`` theirs) after the input checks
+        (redacted where asked), each guardrail checking them all under one span.
 
         Raises ``GuardrailBlocked`` naming the guardrail, the reasons and the first
         message blocked (``index``)."""
         checked = list(texts)
         for guardrail in self.guardrails:
-            blocked = self._run(guardrail, "input", guardrail.input, checked)
+            blocked = self._run(guardrail, "input", guardrail.input, checked, roles)
             if blocked:
                 index, reasons = blocked
                 raise GuardrailBlocked(
@@ -169,7 +173,12 @@ class Guardrails:
         return None
 
     def _run(
-        self, guardrail: Guardrail, stage: str, checks: list[Check], texts: list[str]
+        self,
+        guardrail: Guardrail,
+        stage: str,
+        checks: list[Check],
+        texts: list[str],
+        roles: Sequence[str] | None = None,
     ) -> tuple[int, list[str]] | None:
         """Run one guardrail's checks on ``texts``, redacting them in place; the first
         blocked text's index and its reasons, or ``None``."""
@@ -179,6 +188,8 @@ class Guardrails:
             for index, text in enumerate(texts):
                 blocked: list[str] = []
                 for check in checks:
+                    if check.roles is not None and roles and roles[index] not in check.roles:
+                        continue
                     reason = check.find(text)
                     if reason is None:
                         continue

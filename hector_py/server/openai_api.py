@@ -132,7 +132,7 @@ def _guarded(
     ``ApiError`` when one is blocked."""
     messages = [*history, Message("user", user_text)]
     try:
-        texts = guardrails.check_inputs([message.content for message in messages])
+        texts = guardrails.check_inputs([m.content for m in messages], [m.role for m in messages])
     except GuardrailBlocked as exc:
         role = messages[exc.index].role
         raise ApiError(
