@@ -8,6 +8,7 @@ handled, and the server must keep serving with bounded memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hector_py.llm.base import LLMError
 from tests.conftest import FakeLLM, Server, rpc, start_fake_llm, start_server, v03_message
+from tests.fakes.llm_servers import PROVIDERS, Reply
+from tests.test_providers import HELLO, collect
+from tests.test_providers import upstream as provider_upstream
 
 CAP = 1024 * 1024
 CONFIG = """\
@@ -204,3 +209,25 @@ def test_a_cookie_set_on_one_tenants_call_is_not_sent_on_anothers(
     assert chat(server, headers={"X-Tenant": "b"}).status_code == 200
     _, second = upstream.requests()[seen:]
     assert "Cookie" not in second["headers"], second["headers"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_provider_reads_a_bounded_answer(provider: str) -> None:
+    """The bounds live in the shared transport: a gzip bomb (blocking) and an endless line
+    (streamed) fail every provider's call, naming the limit."""
+
+    async def scenario() -> None:
+        script = [Reply(fault="gzip_bomb"), Reply(fault="long_line")]
+        async with provider_upstream(
+            provider, script, max_response_bytes=4 * CAP, max_retries=0
+        ) as (
+            llm,
+            _,
+        ):
+            with pytest.raises(LLMError, match=r"reply is over max_response_bytes"):
+                await llm.complete(HELLO)
+            chunks, error = await collect(llm, HELLO)
+            assert chunks == [] and error is not None
+            assert "a stream line is over 1048576 bytes" in str(error)
+
+    asyncio.run(scenario())
