@@ -271,12 +271,12 @@ def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> 
         env = clean_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_RESOURCE_ATTRIBUTES="team=agents,service.name=from-env",
-            OTEL_TRACES_SAMPLER="always_off",
+            OTEL_TRACES_SAMPLER="parentbased_always_off",
         )
         server: Server = serve("-c", str(config), env=env)
         parent = {"traceparent": parent_header("01")}
         httpx.get(server.url + "/agents", headers=parent)  # a sampled parent is kept
-        httpx.get(server.url + "/agents")  # always_off: dropped
+        httpx.get(server.url + "/agents")  # parentbased_always_off: a root is dropped
         spans = receiver.wait_for(bool, what="the sampled request")
         assert server.stop() == 0
     [span] = receiver.spans

@@ -28,6 +28,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
+from hector_py.observability.exporters import disabled_reason
 from hector_py.observability.genai import chat_attributes, finish_span, record_llm_metrics
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.redact import Redactor
@@ -89,7 +90,10 @@ class Telemetry:
         self.tracer: Tracer | None = None
         self.capture: Capture | None = None
         tracing = config.tracing
-        if tracing.enabled:
+        off = disabled_reason(tracing, environ) if tracing.enabled else None
+        if off is not None:
+            log.info("tracing off: %s", off)
+        elif tracing.enabled:
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
