@@ -343,5 +343,8 @@ def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> No
     for name in ("chat claude-x", "invoke_agent assistant"):
         span = one(spans, name)
         assert span.status == "ERROR"
-        assert span.attributes["error.type"] == "LLMError"
+        assert span.attributes["error.type"] == "400"  # the upstream status, not a class
         assert any(event == "exception" for event, _ in span.events)
+    server = one(spans, "POST /")  # the failed task is answered with HTTP 200
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.status == "ERROR" and server.attributes["error.type"] == "400"

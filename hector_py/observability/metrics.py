@@ -182,7 +182,11 @@ class Metrics:
         self.llm_tokens = counter(
             "llm_tokens_total", "Tokens used, by type (prompt|completion)", (*llm, "type")
         )
-        self.llm_retries = counter("llm_retries_total", "LLM call retries", ("provider", "model"))
+        self.llm_retries = counter(
+            "llm_retries_total",
+            "LLM call retries by reason (HTTP status, timeout, connection_error)",
+            ("provider", "model", "reason"),
+        )
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )

@@ -19,8 +19,15 @@ CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 
 def failure_type(exc: BaseException) -> str:
-    """The ``error_type`` of an exception that ended a scope (``canceled`` when stopped)."""
-    return CANCELED if isinstance(exc, STOPPED) else type(exc).__name__
+    """The low-cardinality ``error.type`` of an exception that ended a scope: ``canceled``
+    when stopped, the error's own ``error_type`` (an LLM call's HTTP status, ``timeout``,
+    ``connection_error``), ``timeout``, else the exception's class name."""
+    if isinstance(exc, STOPPED):
+        return CANCELED
+    error_type = getattr(exc, "error_type", None)
+    if isinstance(error_type, str):
+        return error_type
+    return "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
 
 
 def outcome(error_type: str | None) -> str:

@@ -129,7 +129,7 @@ class Telemetry:
             yield span
         except BaseException as exc:
             if not isinstance(exc, STOPPED):
-                mark_error(span, type(exc).__name__, exc, self.redact)
+                mark_error(span, failure_type(exc), exc, self.redact)
             raise
         finally:
             otel_context.detach(token)
@@ -201,14 +201,17 @@ class Telemetry:
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_agent_runs.labels(agent).inc()
+        request = trace.get_current_span()  # the protocol request's server span, if any
         with self._span(f"invoke_agent {agent}", SpanKind.INTERNAL, attributes) as span:
-            scope = RunScope(span)
+            scope, raised = RunScope(span), False
             try:
                 yield scope
             except BaseException as exc:
-                scope.error_type = failure_type(exc)
+                scope.error_type, raised = failure_type(exc), True
                 raise
             finally:
+                if span is not None and scope.error_type not in (None, CANCELED):
+                    _mark_failed_run(span, request, str(scope.error_type), raised)
                 if metrics is not None:
                     metrics.active_agent_runs.labels(agent).dec()
                     metrics.agent_request_duration.labels(agent).observe(
@@ -244,7 +247,7 @@ class Telemetry:
     def llm_retry(self, provider: str, model: str, attempt: int, reason: str, delay: float) -> None:
         """Count one retried LLM call and note it on the current span."""
         if self.metrics is not None:
-            self.metrics.llm_retries.labels(provider, model).inc()
+            self.metrics.llm_retries.labels(provider, model, reason).inc()
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(
@@ -413,6 +416,15 @@ class Telemetry:
             await asyncio.sleep(0.02)
         if not done.is_set():
             log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
+
+
+def _mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) -> None:
+    """A failed run is an error on its span and on the server span of the request that
+    ran it, although a protocol answers a failed task with HTTP 200."""
+    if not raised:  # a raised error is marked by ``_span``, with its exception event
+        mark_error(span, error_type)
+    if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
+        mark_error(request, error_type)
 
 
 def _in_unsampled_trace() -> bool:
