@@ -64,6 +64,8 @@ class LLMResponse:
     message: Message
     usage: Usage
     finish_reason: str = "stop"
+    model: str | None = None  # the model that answered, as the provider names it
+    id: str | None = None  # the provider's id of the answer
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class LLMChunk:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage | None = None
+    finish_reason: str | None = None  # on the last chunk, with the answer's model and id
+    model: str | None = None
+    id: str | None = None
 
 
 class LLMError(Exception):

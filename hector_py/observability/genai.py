@@ -28,16 +28,21 @@ def chat_attributes(provider: str, model: str, stream: bool, server: str | None)
     return attributes
 
 
-def finish_span(scope: LLMScope, model: str) -> None:
-    """Set what the answer told on the chat span (one call: the SDK locks per call)."""
+def finish_span(scope: LLMScope) -> None:
+    """Set what the answer told on the chat span (one call: the SDK locks per call). A
+    failed call has no response model or id, and token counts only if some were used."""
     span = scope.span
     if span is None:
         return
-    attributes: dict[str, Any] = {
-        "gen_ai.response.model": model,
-        "gen_ai.usage.input_tokens": scope.prompt_tokens,
-        "gen_ai.usage.output_tokens": scope.completion_tokens,
-    }
+    attributes: dict[str, Any] = {}
+    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
+        attributes["gen_ai.usage.input_tokens"] = scope.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = scope.completion_tokens
+    if scope.error_type is None:
+        if scope.response_model:
+            attributes["gen_ai.response.model"] = scope.response_model
+        if scope.response_id:
+            attributes["gen_ai.response.id"] = scope.response_id
     if scope.finish_reasons:
         attributes["gen_ai.response.finish_reasons"] = scope.finish_reasons
     if scope.first_token_at is not None:

@@ -54,12 +54,20 @@ class LLMScope:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reasons: tuple[str, ...] = ()
+    response_model: str | None = None
+    response_id: str | None = None
     error_type: str | None = None
 
     def first_token(self) -> None:
         """Call when the first chunk of a stream arrives (later calls are ignored)."""
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+
+    def answer(self, model: str | None, id: str | None, finish_reason: str | None) -> None:
+        """What the provider's answer names: its model, id and finish reason."""
+        self.response_model, self.response_id = model, id
+        if finish_reason:
+            self.finish_reasons = (finish_reason,)
 
     def usage(self, prompt: int, completion: int) -> None:
         """The call's token usage (streams report it at the end, or when cut)."""

@@ -237,7 +237,7 @@ class Telemetry:
                 self._record_llm(agent, provider, model, scope)
 
     def _record_llm(self, agent: str, provider: str, model: str, scope: LLMScope) -> None:
-        finish_span(scope, model)
+        finish_span(scope)
         if self.metrics is not None:
             price = self.pricing.get((provider, model))
             exemplar = self._exemplar(scope.span)
