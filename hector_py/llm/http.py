@@ -187,6 +187,7 @@ class HTTPClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
                 error = self.error(_describe(exc), retryable=True)
+                error.cause = reason
             else:
                 if response.status < 300:
                     return response
@@ -202,6 +203,7 @@ class HTTPClient:
                         f"{error} (gave up after {attempts} attempts)",
                         retryable=True,
                         status=error.status,
+                        cause=error.cause,
                     )
                 raise error
             delay = retry_after if retry_after is not None else self._jittered(attempt)

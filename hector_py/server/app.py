@@ -23,11 +23,11 @@ from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.exporters import resolve_target
 from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
-from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.hosts import host_guard

@@ -248,7 +248,7 @@ async def _reply(
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": final.text},
-                    "finish_reason": "stop",
+                    "finish_reason": final.finish_reason,
                 }
             ],
             "usage": _usage(final.usage),
@@ -279,9 +279,10 @@ class _Chunks:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         self._pending.append(orjson.dumps({**self._head, "choices": [choice]}))
 
-    def end(self, usage: Usage | None) -> None:
-        """Queue the last chunk, the usage chunk if ``usage``, and ``[DONE]``."""
-        self.add({}, "stop")
+    def end(self, usage: Usage | None, finish: str = "stop") -> None:
+        """Queue the last chunk (ending for ``finish``), the usage chunk if ``usage``, and
+        ``[DONE]``."""
+        self.add({}, finish)
         if usage is not None:
             self._pending.append(
                 orjson.dumps({**self._head, "choices": [], "usage": _usage(usage)})
@@ -321,7 +322,7 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
-                    chunks.end(event.usage if include_usage else None)
+                    chunks.end(event.usage if include_usage else None, event.finish_reason)
                 else:
                     continue
                 await chunks.flush()
