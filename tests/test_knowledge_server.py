@@ -170,6 +170,32 @@ def test_inject_adds_the_best_chunks_before_the_first_call(
     assert metrics.value("hector_vectorstore_searches_total", store="handbook") == 1
 
 
+def test_openai_model_calls_the_tool_and_gets_the_chunks(serve: Any, tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    fake = start_fake_llm(
+        "openai",
+        "--tool-call",
+        'search_knowledge:{"query": "paid leave"}',
+        "--reply",
+        "27 days, says policy.html#pto.",
+    )
+    try:
+        llm = (
+            "provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
+            f"    base_url: {fake.base_url}"
+        )
+        server: Server = serve("-c", str(config_file(tmp_path, "knowledge: [handbook]", llm)))
+        wait_ready(server)
+        assert ask(server, "How much leave do I get?") == "27 days, says policy.html#pto."
+        first, second = (request["body"] for request in fake.requests())
+    finally:
+        fake.stop()
+    [tool] = [t for t in first["tools"] if t["function"]["name"] == "search_knowledge"]
+    assert tool["function"]["parameters"]["required"] == ["query"]
+    [result] = [m for m in second["messages"] if m["role"] == "tool"]
+    assert "source: policy.html#pto" in result["content"] and "27 days" in result["content"]
+
+
 def test_index_command_and_config_errors(tmp_path: Path) -> None:
     write_docs(tmp_path / "docs")
     config = config_file(tmp_path, "knowledge: [handbook]")
