@@ -302,7 +302,11 @@ def index(
 
     from hector_py.server.knowledge import index_offline
 
-    for done in asyncio.run(index_offline(cfg, names)):
+    try:
+        indexed = asyncio.run(index_offline(cfg, names))
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    for done in indexed:
         report = done.report
         vectors = (
             f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""

@@ -256,3 +256,19 @@ def test_docs_folder_with_a_config_adds_a_store_to_the_default_agent(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["handbook", "docs"]
+
+
+def test_an_index_file_that_is_not_a_database_is_one_error_line(tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    index = tmp_path / ".hector" / "knowledge" / "docs.db"
+    index.parent.mkdir(parents=True)
+    index.write_text("not a database " * 100)
+    expected = (
+        "error: document_stores.docs.index.path: cannot open .hector/knowledge/docs.db:"
+        " file is not a database (config)"
+    )
+    for command in (("index",), ("serve", "--port", "0", "--host", "127.0.0.1")):
+        result = hector(*command, "--docs-folder", "docs", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == expected
+        assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from pathlib import Path
 import watchfiles
 
 from hector_py.config.knowledge import DirectorySource, DocumentStoreConfig
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import ObservabilityConfig
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.hybrid import Embedding, Embeds, fuse
@@ -78,7 +80,13 @@ class DocumentStore:
         self.name = name
         self.config = config
         self.root = Path(config.source.path)
-        self.index = SqliteIndex(config.index_path(name))
+        path = config.index_path(name)
+        try:
+            self.index = SqliteIndex(path)
+        except (sqlite3.Error, OSError) as exc:
+            where = f"document_stores.{name}.index.path"
+            problem = Problem(where, f"cannot open {path}: {exc}", "config")
+            raise ConfigError([problem]) from None
         self.telemetry = telemetry or KnowledgeTelemetry(Telemetry(ObservabilityConfig()))
         self.embedding = None
         if embedder is not None:
