@@ -283,7 +283,7 @@ def index(
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
     from hector_py.observability.logs import configure_logging
-    from hector_py.server.app import check_sources
+    from hector_py.server.knowledge import check_sources
 
     cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
     configure_logging(cfg.logging.level, cfg.logging.format, None)
