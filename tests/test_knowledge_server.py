@@ -239,7 +239,7 @@ def test_docs_folder_zero_config(serve: Any, tmp_path: Path) -> None:
     wait_ready(server)
     result = hector("call", "--url", server.url, 'use search_knowledge {"query": "rollback"}')
     assert result.returncode == 0, result.stderr
-    assert "source: guides/deploy.md (lines 5-7)" in result.stdout
+    assert "source: guides/deploy.md (line 7)" in result.stdout
     assert (tmp_path / ".hector" / "knowledge" / "docs.db").is_file()
     refused = hector("serve", "--docs-folder", str(tmp_path / "absent"), "--port", "0")
     assert refused.returncode == 1
