@@ -223,3 +223,28 @@ def test_search_over_several_stores_interleaves_their_rankings(tmp_path: Path) -
         return [hit.text for hit in hits]
 
     assert sorted(asyncio.run(scenario())) == ["Paid leave: 27 days.", "Paid parking: B2."]
+
+
+def test_a_failing_search_leaves_inject_without_context(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_corpus(tmp_path / "docs")
+    config = DocumentStoreConfig.model_validate(
+        {
+            "source": {"path": str(tmp_path / "docs"), "watch": False},
+            "index": {"path": str(tmp_path / "index.db")},
+        }
+    )
+
+    async def scenario() -> str | None:
+        knowledge = Knowledge.build({"docs": config}, None)
+        store = knowledge.stores["docs"]
+        await asyncio.to_thread(store.refresh)
+        store.index.close()  # every search now fails
+        return await knowledge.context(["docs"], 2, "paid leave")
+
+    with caplog.at_level(logging.WARNING, logger="hector.knowledge"):
+        assert asyncio.run(scenario()) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "knowledge search for the prompt failed: ProgrammingError"
+    ]

@@ -129,8 +129,13 @@ class Knowledge:
         return SearchKnowledgeTool(spec, SEARCH_TIMEOUT_S, self, tuple(names), top_k)
 
     async def context(self, names: list[str], top_k: int, query: str) -> str | None:
-        """The best ``top_k`` chunks for ``query`` as a system message, or ``None``."""
-        hits = await self.search(names, query, top_k)
+        """The best ``top_k`` chunks for ``query`` as a system message, or ``None`` (also
+        when the search fails: the run goes on without them)."""
+        try:
+            hits = await self.search(names, query, top_k)
+        except Exception as exc:  # counted by the search's telemetry
+            log.warning("knowledge search for the prompt failed: %s", type(exc).__name__)
+            return None
         if not hits:
             return None
         return (
