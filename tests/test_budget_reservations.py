@@ -96,3 +96,16 @@ def test_a_refused_run_gives_its_reservation_back(server: Server) -> None:
         assert response.json()["error"]["code"] == -32011
         assert chat(server, "acme") == 429
     assert remaining(server, "acme") == before
+
+
+def test_an_invalid_request_holds_nothing(server: Server) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "message/send",
+        "params": {**v03_message("hi"), "configuration": "not an object"},
+    }
+    for _ in range(3):
+        response = httpx.post(server.url + "/", headers={"X-Tenant": "beta"}, json=body, timeout=30)
+        assert response.json()["error"]["code"] == -32602
+    assert remaining(server, "beta") == 1000 - RUN  # as the earlier run left it

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from hector_py.config.model import Config
+from hector_py.server.listeners import open_to_network
 from tests.conftest import Server
 from tests.reliability_helpers import metric, scrape, wait_until
 
@@ -186,3 +189,28 @@ def test_out_of_file_descriptors_logs_once_and_recovers(serve: Any, tmp_path: Pa
     assert not any("out of system resource" in line for line in lines)
     labels = {"component": "server", "error_type": "accept_out_of_resources"}
     assert metric(scrape(server), "hector_errors_total", **labels) >= 1
+
+
+@pytest.mark.parametrize(
+    ("server", "warns"),
+    [
+        ({"host": "0.0.0.0"}, True),
+        ({"host": "::"}, True),
+        ({"host": "192.168.1.10"}, True),
+        ({"host": "0.0.0.0", "auth": {"api_keys": ["a-key-123"]}}, False),
+        ({"host": "127.0.0.1"}, False),
+        ({"host": "::1"}, False),
+        ({"host": "localhost"}, False),
+    ],
+)
+def test_open_to_the_network_warning(server: dict[str, Any], warns: bool) -> None:
+    """The start-up warning's rule (tests bind only 127.0.0.1, so it is checked here)."""
+    warning = open_to_network(Config.model_validate({"server": server}))
+    assert (warning is not None) == warns
+    if warning:
+        assert "server.auth is off" in warning and server["host"] in warning
+
+
+def test_loopback_start_has_no_network_warning(serve: Any, tmp_path: Path) -> None:
+    server: Server = serve("-c", str(write(tmp_path, "")))
+    assert not any("server.auth is off" in line for line in server.log_lines())

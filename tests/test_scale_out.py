@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ from a2a.client.client import ClientCallContext
 from a2a.helpers import new_text_message
 from a2a.types.a2a_pb2 import GetTaskRequest, Role, SendMessageRequest, TaskState
 
-from tests.conftest import Server, start_server, v03_message
+from tests.conftest import Server, clean_env, start_server, v03_message
+from tests.metrics_helpers import REPO
 from tests.postgres_server import Postgres, new_schema
 from tests.reliability_helpers import HTTP, rpc_body, sse_data, v1_message, wait_until
 
@@ -273,6 +275,54 @@ def test_a_budget_shared_by_two_replicas_charges_exactly_what_upstream_used(
         assert 400 <= upstream < 400 + largest
         for server in replicas:  # neither replica starts another run
             assert send(0 if server is replicas[0] else 1)["error"]["code"] == -32011
+    finally:
+        for server in replicas:
+            server.stop()
+
+
+def scheduled_runs(server: Server) -> list[datetime]:
+    """The cron times of the scheduled runs ``server`` finished, in log order."""
+    text = server.log_path.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()[: text.count("\n")]]
+    return [
+        datetime.fromisoformat(r["due"])
+        for r in records
+        if r.get("logger") == "hector.triggers" and r["msg"].startswith("scheduled run of reporter")
+    ]
+
+
+def test_schedules_fire_once_across_replicas_and_survive_the_leader(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "hector.yaml",
+        postgres,
+        new_schema(),
+        "agents:\n  reporter:\n    trigger: {type: schedule, cron: '* * * * *'}\n",
+    )
+    env = clean_env(PYTHONPATH=str(REPO), FAST_CLOCK_START=str(time.time()))
+    replicas = [
+        start_server(
+            tmp_path,
+            *("-c", str(config), "--log-format", "json"),
+            env=env,
+            module="tests.fakes.fast_clock",  # a cron minute every second, one clock for both
+        )
+        for _ in range(2)
+    ]
+    try:
+        wait_until(lambda: sum(len(scheduled_runs(r)) for r in replicas) >= 3, 20, "three runs")
+        leaders = [r for r in replicas if scheduled_runs(r)]
+        assert len(leaders) == 1, "both replicas ran the schedule"
+        leader = leaders[0]
+        follower = replicas[1] if leader is replicas[0] else replicas[0]
+        leader.proc.send_signal(signal.SIGKILL)
+        leader.proc.wait(10)
+        leader.stopped = True
+        wait_until(lambda: len(scheduled_runs(follower)) >= 2, 20, "the follower to take over")
+        fired = scheduled_runs(leader) + scheduled_runs(follower)
+        assert len(fired) == len(set(fired)), f"a cron time fired twice: {sorted(fired)}"
+        assert max(scheduled_runs(leader)) < min(scheduled_runs(follower))
     finally:
         for server in replicas:
             server.stop()

@@ -19,6 +19,7 @@ from hector_py.agent.stores import (
     new_id,
 )
 from hector_py.agent.stores import memory as memory_store
+from hector_py.agent.stores.sqlite import SCHEMA_VERSION
 from hector_py.llm.base import Message
 
 
@@ -60,12 +61,12 @@ def test_list_tasks_newest_status_first_and_filters(opener: object, tmp_path: Pa
         for task in tasks:
             await store.save_task(task)
             await asyncio.sleep(0.01)  # distinct status timestamps
-        cutoff = tasks[1].updated_at
+        cutoff = tasks[2].updated_at
         tasks[0].state = TaskState.COMPLETED
         await store.save_task(tasks[0])  # its status is now the newest
         page, total = await store.list_tasks(TaskQuery("", "a"))
         assert [t.id for t in page] == ["t0", "t2", "t1"] and total == 3
-        after, _ = await store.list_tasks(TaskQuery("", "a", updated_after=cutoff))
+        after, _ = await store.list_tasks(TaskQuery("", "a", updated_since=cutoff))
         assert [t.id for t in after] == ["t0", "t2"]
         done, _ = await store.list_tasks(TaskQuery("", "a", state=TaskState.COMPLETED))
         assert [t.id for t in done] == ["t0"]
@@ -120,7 +121,7 @@ def test_sqlite_migrates_a_file_from_before_tenants(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_sqlite_keeps_every_reply_under_concurrency(tmp_path: Path) -> None:

@@ -127,12 +127,20 @@ class Budgets:
 
     def task_changed(self, task: Task) -> None:
         """Settle a finished task's reservation with its tokens (in the background): a
-        failed or canceled run pays for the model calls it made."""
-        if not task.state.terminal or (reservation := self._runs.pop(task.id, None)) is None:
+        failed or canceled run pays for the model calls it made. A budgeted task started
+        without a reservation is charged all the same."""
+        tokens = task.prompt_tokens + task.completion_tokens
+        if not task.state.terminal:
             return
-        settle = asyncio.create_task(
-            self.settle(reservation, task.prompt_tokens + task.completion_tokens)
-        )
+        reservation = self._runs.pop(task.id, None)
+        if reservation is None:
+            if task.tenant not in self._limits or not tokens:
+                return
+            keys = periods(datetime.now(UTC))
+            reservation = Reservation(
+                task.tenant, 0, {p: keys[p] for p in self._limits[task.tenant]}
+            )
+        settle = asyncio.create_task(self.settle(reservation, tokens))
         self._pending.add(settle)
         settle.add_done_callback(self._pending.discard)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hector_py.config.a2a import A2AConfig
 from hector_py.config.agents import AgentConfig
 from hector_py.config.automation import (
     NOTIFICATION_EVENTS,
@@ -101,6 +102,7 @@ class Config(Strict):
     )
     tools: dict[str, ToolConfig] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
@@ -122,11 +124,22 @@ class Config(Strict):
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]
             if isinstance(agent.trigger, WebhookTrigger):
                 values.append(agent.trigger.secret)
+        if self.storage.dsn is not None:
+            values.append(self.storage.dsn)
         return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-references that point nowhere, as (config path, message) pairs."""
         problems: list[tuple[tuple[str, ...], str]] = []
+        if self.server.workers > 1 and self.storage.type == "memory":
+            problems.append(
+                (
+                    ("server", "workers"),
+                    f"{self.server.workers} workers on the memory store would each keep their own"
+                    " tasks, sessions and budgets; use storage type sqlite (one host) or"
+                    " postgres (several hosts)",
+                )
+            )
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr
 
 from hector_py.config.base import Strict
@@ -74,6 +76,13 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=0, le=65535)
     public_url: str | None = Field(
         None, description="External base URL used in agent cards (default: from the request)."
+    )
+    allowed_hosts: list[
+        Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$", max_length=253)]
+    ] = Field(
+        default_factory=list,
+        description="Host header values accepted without public_url (421 otherwise; '*' is"
+        " any). Always accepted: the bind address, localhost, 127.0.0.1 and ::1.",
     )
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds in-flight requests may take to finish on SIGTERM."

@@ -29,6 +29,7 @@ from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
+from hector_py.server.hosts import host_guard
 from hector_py.server.knowledge import build_embedders, check_sources
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
@@ -171,7 +172,8 @@ async def build_app(
     )
     fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
-        middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
+        middlewares=[request_context, host_guard(config), authenticate],
+        client_max_size=config.server.max_body_bytes,
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key

@@ -22,17 +22,21 @@ from hector_py.server.connections import (
     default_max_connections,
     watch_accept_errors,
 )
-from hector_py.server.listeners import Listeners, banner, bind_listeners
+from hector_py.server.listeners import Listeners, banner, bind_listeners, open_to_network
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.server")
 T = TypeVar("T")
+ANSWER_DRAIN_S = 5.0
 
 
 def announce(config: Config, listeners: Listeners) -> None:
     """The one start-up line: where the agents, health and metrics are."""
     base, urls = banner(config, listeners)
     log.info("hector-py %s listening on %s", __version__, base, extra=urls)
+    warning = open_to_network(config)
+    if warning:
+        log.warning(warning)
 
 
 async def _start(
@@ -41,12 +45,14 @@ async def _start(
     # handler_cancellation: a client that hangs up cancels its request and so its run.
     # keepalive_timeout: aiohttp closes a connection that has no complete request head
     # this long after it opened or after its previous response.
+    # shutdown_timeout: the app's shutdown drains the runs (A2A tasks and /v1 requests,
+    # tasks.shutdown); what is left after it are requests finishing their answers.
     runner = GuardedRunner(
         app,
         guard,
         access_log=None,
         handle_signals=False,
-        shutdown_timeout=config.shutdown_timeout,
+        shutdown_timeout=min(config.shutdown_timeout, ANSWER_DRAIN_S),
         handler_cancellation=True,
         keepalive_timeout=config.idle_timeout,
     )

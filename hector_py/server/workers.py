@@ -44,11 +44,13 @@ def run_workers(config: Config) -> int:
     """Supervise ``server.workers`` processes; returns the exit code."""
     metrics_dir = tempfile.mkdtemp(prefix="hector-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    from hector_py.agent.stores import prepare_store
     from hector_py.server.app import check_buildable
     from hector_py.server.lifecycle import announce
 
     try:
         asyncio.run(check_buildable(config))  # fail here, not in N crashing workers
+        asyncio.run(prepare_store(config.storage))  # migrate once, not N times at once
         listeners = bind_listeners(config)
     except BaseException:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -161,7 +161,7 @@ class PostgresStore:
         filters = (
             ("context_id =", query.context_id),
             ("state =", query.state and query.state.value),
-            ("updated_at >", query.updated_after),
+            ("updated_at >=", query.updated_since),
         )
         for condition, value in filters:
             if value is not None:

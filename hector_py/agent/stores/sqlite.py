@@ -1,5 +1,6 @@
 """The sqlite store: one file in WAL mode and one transaction per write, so a crash never
-leaves a half-written task; tasks found unfinished at start-up are marked failed, never stuck.
+leaves a half-written task. Each task has its owner process; tasks of an owner found dead
+are marked failed by another (stores/fleet.py), so ``--workers`` share the file safely.
 
 Every cursor is closed as soon as it is read (``async with``): an open cursor keeps its
 statement active, and a commit on the shared connection then fails or waits for it.
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import aiosqlite
 
-from hector_py.agent.stores.base import INTERRUPTED, Task, TaskQuery, TaskState
+from hector_py.agent.stores.base import Task, TaskQuery
+from hector_py.agent.stores.owner import process_owner
+from hector_py.agent.stores.sqlite_leases import LEASE_TABLES, SqliteLeases
 from hector_py.llm.base import Message
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -26,7 +29,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at REAL NOT NULL,
     data BLOB NOT NULL,
     tenant TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL DEFAULT 0
+    updated_at REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,38 +69,27 @@ CREATE INDEX IF NOT EXISTS messages_by_session ON messages (tenant, context_id, 
 """
 
 
-class SqliteStore:
+class SqliteStore(SqliteLeases):
     """Tasks and histories in one sqlite file (WAL mode, one transaction per write)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, owner: str) -> None:
         self._db = db
+        self.owner = owner
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        """Open (creating or migrating if needed) the database and fail tasks a previous run
-        left running."""
+    async def open(cls, path: str, owner: str | None = None) -> SqliteStore:
+        """Open (creating or migrating if needed) the database; this process (``owner``)
+        owns the tasks it saves."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
         try:
             await db.execute("PRAGMA journal_mode=WAL")  # a PRAGMA's cursor is closed on return
             await db.execute("PRAGMA synchronous=NORMAL")
             await _migrate(db)
-            store = cls(db)
-            await store._fail_unfinished()
         except BaseException:
             await db.close()  # its thread is no daemon: left open, the process never exits
             raise
-        return store
-
-    async def _fail_unfinished(self) -> None:
-        async with self._db.execute(
-            "SELECT data FROM tasks WHERE state IN (?, ?)",
-            (TaskState.SUBMITTED.value, TaskState.WORKING.value),
-        ) as cursor:
-            stuck = [Task.from_json(row[0]) async for row in cursor]
-        for task in stuck:
-            task.state, task.error = TaskState.FAILED, INTERRUPTED
-            await self.save_task(task)
+        return cls(db, owner or process_owner())
 
     async def get_task(self, tenant: str, task_id: str) -> Task | None:
         """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
@@ -111,8 +104,8 @@ class SqliteStore:
         task.updated_at = time.time()
         async with self._db.execute(
             "INSERT OR REPLACE INTO tasks"
-            " (id, context_id, agent, state, created_at, data, tenant, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " (id, context_id, agent, state, created_at, data, tenant, updated_at, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.id,
                 task.context_id,
@@ -122,6 +115,7 @@ class SqliteStore:
                 task.to_json(),
                 task.tenant,
                 task.updated_at,
+                self.owner,
             ),
         ):
             pass
@@ -137,9 +131,9 @@ class SqliteStore:
         if query.state is not None:
             where.append("state = ?")
             args.append(query.state.value)
-        if query.updated_after is not None:
-            where.append("updated_at > ?")
-            args.append(query.updated_after)
+        if query.updated_since is not None:
+            where.append("updated_at >= ?")
+            args.append(query.updated_since)
         clause = " AND ".join(where)
         async with self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE {clause}", args) as cur:
             row = await cur.fetchone()
@@ -192,7 +186,8 @@ class SqliteStore:
         return int(row[0]) if row else tokens
 
     async def close(self) -> None:
-        """Checkpoint and close the database."""
+        """Give up this process's lease, checkpoint and close the database."""
+        await self.release_lease()
         await self._db.close()
 
 
@@ -207,6 +202,9 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     async with db.execute("SELECT name FROM pragma_table_info('tasks')") as cursor:
         columns = {name async for (name,) in cursor}
     script = _MIGRATE_1_TO_2 if columns and "tenant" not in columns else ""
+    if columns and "owner" not in columns:  # versions 1 and 2: no task owners
+        script += "\nALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
     await db.executescript(
-        f"BEGIN;\n{_SCHEMA}\n{script}\n{_INDEXES}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+        f"BEGIN;\n{_SCHEMA}\n{script}\n{_INDEXES}\n{LEASE_TABLES}\n"
+        f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
     )

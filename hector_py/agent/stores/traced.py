@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hector_py.agent.stores.base import Store, Task, TaskQuery
 from hector_py.llm.base import Message
-from hector_py.observability.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from hector_py.observability.telemetry import Telemetry
 
 
 class TracedStore:

@@ -1,18 +1,22 @@
-"""A server that cannot start exits non-zero (never hangs), alone or under ``--workers``."""
+"""Bounded start-up and shutdown: a server that cannot start exits non-zero (never
+hangs), alone or under ``--workers``; a drain ends every kind of run in time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import Server, hector
-from tests.reliability_helpers import wait_until
+from tests.conftest import Server, hector, v03_message
+from tests.reliability_helpers import metric, scrape, wait_until
 
 
 def not_a_database(tmp_path: Path) -> Path:
@@ -76,3 +80,40 @@ def test_sigterm_ends_a_worker_still_starting(serve: Any, tmp_path: Path, dead_j
     wait_until(lambda: not alive(victim), 30, "the worker to end")
     replaced = "exited with -15; starting another"
     wait_until(lambda: replaced in "\n".join(server.log_lines()), 10, "a replacement")
+
+
+def test_shutdown_drains_v1_runs_with_a2a_tasks(serve: Any, tmp_path: Path) -> None:
+    """A ``/v1`` run is drained like an A2A task: both get ``shutdown_timeout``, then
+    stop (before, ``/v1`` requests got another ``shutdown_timeout`` after the tasks)."""
+    config = tmp_path / "slow.yaml"
+    config.write_text(
+        "server:\n  shutdown_timeout: 1\n"
+        "llms:\n  default:\n    provider: demo\n    stream_delay: 0.5\n"
+        "observability:\n  metrics: {enabled: true}\n"
+    )
+    server: Server = serve("-c", str(config))
+    long_text = " ".join(["word"] * 200)  # the demo echoes it word by word: 100 s
+
+    def chat() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                server.url + "/v1/chat/completions",
+                json={"model": "assistant", "messages": [{"role": "user", "content": long_text}]},
+                timeout=60,
+            )
+
+    def send() -> None:
+        params = v03_message(long_text)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": params}
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(server.url + "/", json=body, timeout=60)
+
+    clients = [threading.Thread(target=work, daemon=True) for work in (chat, send)]
+    for client in clients:
+        client.start()
+    wait_until(lambda: metric(scrape(server), "hector_active_agent_runs") == 2, 20, "two runs")
+    assert server.stop(timeout=30) == 0
+    lines = server.log_lines()
+    assert any("2 run(s) did not finish within 1.0 s of shutdown" in line for line in lines)
+    for client in clients:
+        client.join(10)
