@@ -248,3 +248,30 @@ def test_a_failing_search_leaves_inject_without_context(
     assert [r.getMessage() for r in caplog.records] == [
         "knowledge search for the prompt failed: ProgrammingError"
     ]
+
+
+def test_polling_watch_picks_up_changes(tmp_path: Path) -> None:
+    """The fallback when the OS cannot watch the folder (out of inotify watches...)."""
+    write_corpus(tmp_path / "docs")
+    store = store_for(tmp_path)
+    store.refresh()
+
+    async def found(query: str) -> list[str]:
+        return [cite(hit) for hit in await store.search(query, 5)]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(store.watch(stop, polling=True))
+        added = tmp_path / "docs" / "added.txt"
+        for _ in range(100):  # at most 10 s
+            # written again until seen: a write before the watcher's first look is no change
+            added.write_text("The espresso machine is in the lobby.\n")
+            if await found("espresso"):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(watching, 10)
+        assert await found("espresso") == ["added.txt (line 1)"]
+
+    asyncio.run(scenario())
+    store.close()

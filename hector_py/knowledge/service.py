@@ -86,13 +86,20 @@ class Knowledge:
                 report.skipped,
             )
         await store.embed_pending()
-        if store.config.source.watch and store.root.is_dir():
-            try:
-                await store.watch(self._stop)
-            except Exception as exc:  # e.g. the folder was removed: serve what is indexed
-                log.warning(
-                    "document store %s: stopped watching %s: %s", store.name, store.root, exc
-                )
+        if not (store.config.source.watch and store.root.is_dir()):
+            return
+        try:
+            await store.watch(self._stop)
+        except Exception as exc:  # e.g. out of inotify watches: poll instead
+            log.warning(
+                "document store %s: cannot watch %s (%s); polling it", store.name, store.root, exc
+            )
+        else:
+            return
+        try:
+            await store.watch(self._stop, polling=True)
+        except Exception as exc:  # e.g. the folder was removed: serve what is indexed
+            log.warning("document store %s: stopped watching %s: %s", store.name, store.root, exc)
 
     def health(self) -> dict[str, Any]:
         """``indexing`` until every store's first pass is done, then ``ok``."""

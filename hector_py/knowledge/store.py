@@ -258,8 +258,10 @@ class DocumentStore:
         near = await asyncio.to_thread(self.index.nearest, embedding.model, vectors[0], depth)
         return fuse([lexical, near])[:top_k]
 
-    async def watch(self, stop: asyncio.Event) -> None:
-        """Refresh whenever an included file is added, changed or removed, until ``stop``."""
+    async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
+        """Refresh whenever an included file is added, changed or removed, until ``stop``;
+        ``polling`` checks the files every ``WATCH_DEBOUNCE_MS`` instead of asking the OS
+        (when inotify is out of watches, or does not see a mounted folder's changes)."""
         source, root = self.config.source, self.root.resolve()
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change else
 
@@ -276,6 +278,8 @@ class DocumentStore:
             stop_event=stop,
             debounce=WATCH_DEBOUNCE_MS,
             recursive=True,
+            force_polling=polling,
+            poll_delay_ms=WATCH_DEBOUNCE_MS,
         ):
             report = await asyncio.to_thread(self.refresh)
             await self.embed_pending()
