@@ -64,7 +64,11 @@ class Indexed:
 
 
 async def index_offline(config: Config, names: list[str]) -> list[Indexed]:
-    """Build or refresh the stores called ``names`` (vectors too, with an embedder)."""
+    """Build or refresh the stores called ``names`` (vectors too, with an embedder).
+
+    Raises ``ConfigError`` for a source that is not a directory or an index that cannot
+    be opened."""
+    check_sources(config)
     telemetry = Telemetry(ObservabilityConfig())
     results = []
     async with aiohttp.ClientSession() as session:
