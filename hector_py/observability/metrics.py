@@ -255,11 +255,13 @@ class Metrics:
             ("store",),
             RESULT_BUCKETS,
         )
+        # Every worker indexes the same file: the count set last is the current one (a
+        # stopped worker's larger count must not stick, as it would with max).
         self.knowledge_documents = gauge(
-            "knowledge_documents", "Documents in a store's index", ("store",), mode="max"
+            "knowledge_documents", "Documents in a store's index", ("store",), mode="mostrecent"
         )
         self.knowledge_chunks = gauge(
-            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="max"
+            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="mostrecent"
         )
         self.knowledge_index_errors = counter(
             "knowledge_index_errors_total",
