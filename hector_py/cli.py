@@ -142,8 +142,6 @@ def serve(
     """Run the agent server."""
     import asyncio
 
-    from hector_py.agent.stores import StoreUnavailable
-    from hector_py.agent.stores.pg_schema import SchemaTooNew
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
@@ -193,8 +191,6 @@ def serve(
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    except (StoreUnavailable, SchemaTooNew) as exc:
-        fail(f"storage: {exc}")
     except OSError as exc:
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
 
@@ -280,13 +276,17 @@ def index(
     ] = None,
 ) -> None:
     """Build or refresh document store indexes offline and print their counts."""
+    import asyncio
+
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
     from hector_py.observability.logs import configure_logging
-    from hector_py.server.app import check_sources
+    from hector_py.observability.redact import Redactor
+    from hector_py.server.knowledge import index_offline
 
     cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
-    configure_logging(cfg.logging.level, cfg.logging.format, None)
+    redactor = Redactor(cfg.logging.redact, cfg.secret_values())
+    configure_logging(cfg.logging.level, cfg.logging.format, None, redactor)
     names = list(cfg.document_stores)
     if store is not None:
         if store not in cfg.document_stores:
@@ -295,14 +295,10 @@ def index(
     elif not names:
         fail("no document_stores in the config (or pass --docs-folder DIR)")
     try:
-        check_sources(cfg)
+        indexed = asyncio.run(index_offline(cfg, names))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    import asyncio
-
-    from hector_py.server.knowledge import index_offline
-
-    for done in asyncio.run(index_offline(cfg, names)):
+    for done in indexed:
         report = done.report
         vectors = (
             f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""

@@ -122,7 +122,7 @@ def _exchange(server: Server, raw: bytes) -> bytes:
 def test_slow_body_gets_408(serve: Any, tmp_path: Path) -> None:
     config = write(tmp_path, "server:\n  body_timeout: 1\n")
     server: Server = serve("-c", str(config))
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
     reply = _exchange(server, head + b"Content-Length: 100\r\n\r\n{")
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     text = scrape(server)

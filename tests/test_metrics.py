@@ -290,7 +290,8 @@ def test_upstream_errors_are_counted(hub: Server, upstream: FakeLLM) -> None:
         before,
         [
             *llm_calls("x", 3, ok=False),
-            ("hector_errors_total", {"component": "llm", "error_type": "LLMError"}, 3),
+            ("hector_errors_total", {"component": "llm", "error_type": "500"}, 2),
+            ("hector_errors_total", {"component": "llm", "error_type": "400"}, 1),
             ("hector_agent_invocations_total", {"agent": "x", "status": "error"}, 3),
             ("hector_errors_total", {"component": "agent"}, 3),
             ("hector_requests_total", {**chat_route, "code": "502", "status": "error"}, 2),
@@ -330,7 +331,11 @@ def test_retry_is_counted_once_and_the_call_succeeds(hub: Server, upstream: Fake
         metrics_url(hub),
         before,
         [
-            ("hector_llm_retries_total", {"provider": "openai", "model": "gpt-4o-retry"}, 1),
+            (
+                "hector_llm_retries_total",
+                {"provider": "openai", "model": "gpt-4o-retry", "reason": "429"},
+                1,
+            ),
             *llm_calls("r", 1, model="gpt-4o-retry"),
             ("hector_errors_total", {}, 0),
         ],

@@ -69,10 +69,12 @@ class UsageMeter:
 
 @dataclass(frozen=True)
 class FinalReply:
-    """The run's answer (all text produced) and the tokens it cost."""
+    """The run's answer (all text produced), the tokens it cost, and why the last model
+    call stopped (``stop``, ``length``...)."""
 
     text: str
     usage: Usage
+    finish_reason: str = "stop"
 
 
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
@@ -160,7 +162,8 @@ class Agent:
                                     if not hold:
                                         yield TextDelta(chunk.text)
                                 calls += chunk.tool_calls
-                            scope.finish_reasons = ("tool_calls" if calls else "stop",)
+                            if not scope.finish_reasons:  # an LLM that names none
+                                scope.finish_reasons = ("tool_calls" if calls else "stop",)
                         else:
                             response = await self._complete(request, scope)
                             calls = response.message.tool_calls
@@ -188,7 +191,8 @@ class Agent:
                         reply = self.guardrails.check_output(reply)
                         if reply:
                             yield TextDelta(reply)
-                    yield FinalReply(reply, Usage(meter.prompt_tokens, meter.completion_tokens))
+                    usage = Usage(meter.prompt_tokens, meter.completion_tokens)
+                    yield FinalReply(reply, usage, (*scope.finish_reasons, "stop")[0])
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:
@@ -219,6 +223,7 @@ class Agent:
     async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
         response = await self.llm.complete(request)
         self._usage(scope, response.usage)
+        scope.answer(response.model, response.id, response.finish_reason)
         return response
 
     async def _stream(self, request: LLMRequest, scope: LLMScope) -> AsyncGenerator[LLMChunk, None]:
@@ -228,6 +233,8 @@ class Agent:
                 scope.first_token()
                 if chunk.usage is not None:
                     self._usage(scope, chunk.usage)
+                if chunk.finish_reason is not None:
+                    scope.answer(chunk.model, chunk.id, chunk.finish_reason)
                 yield chunk
         except LLMError as exc:
             if exc.usage is not None:

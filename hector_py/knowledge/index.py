@@ -203,9 +203,10 @@ class SqliteIndex:
         return connection
 
     def documents(self) -> dict[str, Indexed]:
-        """Every indexed file by path."""
-        rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
-        return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
+        """Every indexed file by path (as the writer sees it)."""
+        with self._write_lock:
+            rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
+            return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
 
     @contextmanager
     def _change(self) -> Iterator[sqlite3.Connection]:

@@ -86,13 +86,20 @@ class Knowledge:
                 report.skipped,
             )
         await store.embed_pending()
-        if store.config.source.watch and store.root.is_dir():
-            try:
-                await store.watch(self._stop)
-            except Exception as exc:  # e.g. the folder was removed: serve what is indexed
-                log.warning(
-                    "document store %s: stopped watching %s: %s", store.name, store.root, exc
-                )
+        if not (store.config.source.watch and store.root.is_dir()):
+            return
+        try:
+            await store.watch(self._stop)
+        except Exception as exc:  # e.g. out of inotify watches: poll instead
+            log.warning(
+                "document store %s: cannot watch %s (%s); polling it", store.name, store.root, exc
+            )
+        else:
+            return
+        try:
+            await store.watch(self._stop, polling=True)
+        except Exception as exc:  # e.g. the folder was removed: serve what is indexed
+            log.warning("document store %s: stopped watching %s: %s", store.name, store.root, exc)
 
     def health(self) -> dict[str, Any]:
         """``indexing`` until every store's first pass is done, then ``ok``."""
@@ -129,8 +136,13 @@ class Knowledge:
         return SearchKnowledgeTool(spec, SEARCH_TIMEOUT_S, self, tuple(names), top_k)
 
     async def context(self, names: list[str], top_k: int, query: str) -> str | None:
-        """The best ``top_k`` chunks for ``query`` as a system message, or ``None``."""
-        hits = await self.search(names, query, top_k)
+        """The best ``top_k`` chunks for ``query`` as a system message, or ``None`` (also
+        when the search fails: the run goes on without them)."""
+        try:
+            hits = await self.search(names, query, top_k)
+        except Exception as exc:  # counted by the search's telemetry
+            log.warning("knowledge search for the prompt failed: %s", type(exc).__name__)
+            return None
         if not hits:
             return None
         return (

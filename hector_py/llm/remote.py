@@ -103,7 +103,14 @@ class RemoteLLM(ABC):
         except LLMError as exc:
             exc.usage = exc.usage or state.usage()
             raise
-        yield LLMChunk(tool_calls=state.tool_calls(self), usage=state.usage() or Usage())
+        calls = state.tool_calls(self)
+        yield LLMChunk(
+            tool_calls=calls,
+            usage=state.usage() or Usage(),
+            finish_reason=finish_reason(calls, truncated=state.truncated),
+            model=state.model,
+            id=state.id,
+        )
 
     def checked(self, data: Any) -> Any:
         """``data`` unless it is an upstream error object (``{"error": ...}``)."""
@@ -179,6 +186,9 @@ class StreamState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     done: bool = False
+    truncated: bool = False  # stopped at the token limit
+    model: str | None = None  # as the answer names it
+    id: str | None = None
     calls: list[ToolCall] = field(default_factory=list)
     partial: dict[int, PartialCall] = field(default_factory=dict)
 
@@ -205,10 +215,25 @@ class StreamState:
         return (*self.calls, *streamed)
 
 
-def response(text: str, calls: Sequence[ToolCall], usage: Usage, *, truncated: bool) -> LLMResponse:
-    """An assistant answer; ``truncated`` when the upstream stopped at the token limit."""
-    reason = "tool_calls" if calls else "length" if truncated else "stop"
-    return LLMResponse(Message("assistant", text, tool_calls=tuple(calls)), usage, reason)
+def response(
+    text: str,
+    calls: Sequence[ToolCall],
+    usage: Usage,
+    *,
+    truncated: bool,
+    model: str | None = None,
+    id: str | None = None,
+) -> LLMResponse:
+    """An assistant answer; ``truncated`` when the upstream stopped at the token limit;
+    ``model`` and ``id`` as the answer names them."""
+    reason = finish_reason(calls, truncated=truncated)
+    message = Message("assistant", text, tool_calls=tuple(calls))
+    return LLMResponse(message, usage, reason, model, id)
+
+
+def finish_reason(calls: Sequence[ToolCall], *, truncated: bool) -> str:
+    """The OpenAI-vocabulary finish reason: ``tool_calls``, ``length`` or ``stop``."""
+    return "tool_calls" if calls else "length" if truncated else "stop"
 
 
 def new_call_id() -> str:

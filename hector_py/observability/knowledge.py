@@ -14,7 +14,8 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from hector_py.observability.telemetry import CANCELED, ERROR, SUCCESS, Telemetry, _failure
+from hector_py.observability.scopes import failure_type, outcome
+from hector_py.observability.telemetry import Telemetry
 
 
 @dataclass
@@ -71,14 +72,12 @@ class KnowledgeTelemetry:
             try:
                 yield scope
             except BaseException as exc:
-                error_type = _failure(exc)
+                error_type = failure_type(exc)
                 raise
             finally:
                 metrics = self.metrics
                 if metrics is not None:
-                    status = SUCCESS if error_type is None else ERROR
-                    if error_type == CANCELED:
-                        status = CANCELED
+                    status = outcome(error_type)
                     metrics.vectorstore_searches.labels(store, status).inc()
                     metrics.vectorstore_search_duration.labels(store).observe(
                         time.perf_counter() - started, self.telemetry._exemplar(span)
@@ -105,7 +104,7 @@ class KnowledgeTelemetry:
             try:
                 yield scope
             except BaseException as exc:
-                error_type = _failure(exc)
+                error_type = failure_type(exc)
                 raise
             finally:
                 if span is not None:

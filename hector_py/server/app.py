@@ -18,20 +18,19 @@ from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
-from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.exporters import resolve_target
 from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
-from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.hosts import host_guard
-from hector_py.server.knowledge import build_embedders
+from hector_py.server.knowledge import build_embedders, check_sources
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 from hector_py.server.triggers import Clock
@@ -85,19 +84,6 @@ def build_agents(
             context,
         )
     return agents
-
-
-def check_sources(config: Config) -> None:
-    """Raise ``ConfigError`` for a document store whose folder is not a directory."""
-    problems = [
-        Problem(
-            f"document_stores.{name}.source.path", f"not a directory: {store.source.path}", "config"
-        )
-        for name, store in config.document_stores.items()
-        if not os.path.isdir(store.source.path)
-    ]
-    if problems:
-        raise ConfigError(problems)
 
 
 async def check_buildable(config: Config) -> None:

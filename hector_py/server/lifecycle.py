@@ -116,16 +116,17 @@ async def serve(
 
 
 class StartupFailed(Exception):
-    """The app could not be built or started, for a reason the CLI has no message for."""
+    """The app could not be built or started (a config problem stays a ``ConfigError``)."""
 
 
 async def starting(work: Awaitable[T]) -> T:
-    """``work``'s result; a failure the CLI does not explain itself (config, store
-    unavailable) is a ``StartupFailed``."""
+    """``work``'s result; a failure other than a ``ConfigError`` is a ``StartupFailed``."""
     try:
         return await work
-    except (ConfigError, StoreUnavailable, SchemaTooNew):
+    except ConfigError:
         raise
+    except (StoreUnavailable, SchemaTooNew) as exc:
+        raise StartupFailed(f"storage: {exc}") from exc
     except Exception as exc:
         raise StartupFailed(f"{type(exc).__name__}: {exc}") from exc
 

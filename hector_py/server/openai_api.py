@@ -128,15 +128,17 @@ def _guarded(
 ) -> tuple[list[Message], str]:
     """Every caller-supplied message through the input guardrails (whatever its role:
     an earlier turn, a forged assistant turn and a system message reach the model too),
-    redacted where they say so; ``ApiError`` when one is blocked."""
-    checked = []
-    for message in [*history, Message("user", user_text)]:
-        try:
-            checked.append(replace(message, content=guardrails.check_input(message.content)))
-        except GuardrailBlocked as exc:
-            raise ApiError(
-                400, f"{exc} (a {message.role} message)", param="messages", code="guardrail_blocked"
-            ) from None
+    redacted where they say so, each guardrail checking them all under one span;
+    ``ApiError`` when one is blocked."""
+    messages = [*history, Message("user", user_text)]
+    try:
+        texts = guardrails.check_inputs([m.content for m in messages], [m.role for m in messages])
+    except GuardrailBlocked as exc:
+        role = messages[exc.index].role
+        raise ApiError(
+            400, f"{exc} (a {role} message)", param="messages", code="guardrail_blocked"
+        ) from None
+    checked = [replace(m, content=text) for m, text in zip(messages, texts, strict=True)]
     return checked[:-1], checked[-1].content
 
 
@@ -246,7 +248,7 @@ async def _reply(
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": final.text},
-                    "finish_reason": "stop",
+                    "finish_reason": final.finish_reason,
                 }
             ],
             "usage": _usage(final.usage),
@@ -277,9 +279,10 @@ class _Chunks:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         self._pending.append(orjson.dumps({**self._head, "choices": [choice]}))
 
-    def end(self, usage: Usage | None) -> None:
-        """Queue the last chunk, the usage chunk if ``usage``, and ``[DONE]``."""
-        self.add({}, "stop")
+    def end(self, usage: Usage | None, finish: str = "stop") -> None:
+        """Queue the last chunk (ending for ``finish``), the usage chunk if ``usage``, and
+        ``[DONE]``."""
+        self.add({}, finish)
         if usage is not None:
             self._pending.append(
                 orjson.dumps({**self._head, "choices": [], "usage": _usage(usage)})
@@ -319,7 +322,7 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
-                    chunks.end(event.usage if include_usage else None)
+                    chunks.end(event.usage if include_usage else None, event.finish_reason)
                 else:
                     continue
                 await chunks.flush()

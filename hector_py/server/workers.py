@@ -49,8 +49,8 @@ def run_workers(config: Config) -> int:
     from hector_py.server.lifecycle import StartupFailed, announce, starting
 
     try:
-        asyncio.run(check_buildable(config))  # fail here, not in N crashing workers
-        asyncio.run(starting(prepare_store(config.storage)))  # migrate once, not N times
+        asyncio.run(starting(check_buildable(config)))  # fail here, not in N crashing workers
+        asyncio.run(starting(prepare_store(config.storage)))  # migrate once, not N at once
         listeners = bind_listeners(config)
     except StartupFailed as exc:
         shutil.rmtree(metrics_dir, ignore_errors=True)

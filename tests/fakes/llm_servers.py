@@ -34,11 +34,13 @@ line and serving until SIGINT/SIGTERM::
     python -m tests.fakes.llm_servers --provider openai --port 0 \\
         [--tool-call NAME:JSONARGS]... [--reply TEXT]... [--usage P,C] [--delay S] \\
         [--chunk-size N] [--chunk-delay S] [--fail-first N [--status 429] [--retry-after S]
-        [--error-message TEXT] [--fault reset|cut|invalid_json]]
+        [--error-message TEXT] [--fault FAULT]]
 
 The script is: the ``--fail-first`` failures, then one tool-call reply per ``--tool-call``,
 then one text reply per ``--reply``, then the echo default. ``--usage``, ``--delay``,
-``--chunk-size`` and ``--chunk-delay`` apply to every reply.
+``--chunk-size`` and ``--chunk-delay`` apply to every reply. ``FAULT`` is one of
+``Fault`` (``reset``, ``cut``, ``invalid_json``, or a hostile one from
+``tests/fakes/hostile.py``).
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ class Reply:
     connection without answering, ``cut`` drops it halfway through the body, and
     ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON; the hostile
     faults (floods and tampers) are described in ``tests/fakes/hostile.py``.
-    ``set_cookie`` adds a ``Set-Cookie`` header to the answer.
+    ``set_cookie`` adds a ``Set-Cookie`` header to the answer. ``model`` is the model the
+    answer names (default: the one asked for); ``truncated`` ends the answer at the token
+    limit (OpenAI ``length``, Anthropic ``max_tokens``).
     """
 
     text: str | None = None
@@ -100,6 +104,8 @@ class Reply:
     chunk_delay: float = 0.0
     fault: Fault | None = None
     set_cookie: str | None = None
+    model: str | None = None
+    truncated: bool = False
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -147,6 +153,7 @@ class Answer:
     calls: list[tuple[str, str, JSON]]  # (id, name, arguments)
     usage: tuple[int, int]
     chunk_size: int
+    truncated: bool = False
 
     def pieces(self, text: str) -> list[str]:
         """``text`` in ``chunk_size`` pieces."""
@@ -262,7 +269,7 @@ class AnthropicDialect(Dialect):
         return {
             **self._message(answer),
             "content": self._blocks(answer),
-            "stop_reason": "tool_use" if answer.calls else "end_turn",
+            "stop_reason": _anthropic_stop(answer),
             "usage": {"input_tokens": answer.usage[0], "output_tokens": answer.usage[1]},
         }
 
@@ -287,7 +294,7 @@ class AnthropicDialect(Dialect):
                 for piece in answer.pieces(whole)
             ]
             events.append({"type": "content_block_stop", "index": index})
-        stop = "tool_use" if answer.calls else "end_turn"
+        stop = _anthropic_stop(answer)
         events.append(
             {
                 "type": "message_delta",
@@ -553,8 +560,8 @@ class FakeLLMServer:
         for name, args in reply.tool_calls:
             self._calls += 1
             calls.append((f"call_fake_{self._calls}", name, args))
-        model = dialect.model(request, body)
-        return Answer(model, text, calls, reply.usage, reply.chunk_size)
+        model = reply.model or dialect.model(request, body)
+        return Answer(model, text, calls, reply.usage, reply.chunk_size, reply.truncated)
 
     async def _stream(
         self,
@@ -620,7 +627,11 @@ def _text(content: Any) -> str:
 
 
 def _finish(answer: Answer) -> str:
-    return "tool_calls" if answer.calls else "stop"
+    return "tool_calls" if answer.calls else "length" if answer.truncated else "stop"
+
+
+def _anthropic_stop(answer: Answer) -> str:
+    return "tool_use" if answer.calls else "max_tokens" if answer.truncated else "end_turn"
 
 
 def _openai_usage(answer: Answer) -> JSON:
