@@ -1,0 +1,74 @@
+"""``build_registry``: the tools of a config, every kind through one ``Tool`` protocol.
+
+A new kind of tool plugs in with one line in ``_KINDS``: ``type -> builder(name, config, session)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+
+from hector_py.agent.tools.builtins import BUILTINS, builtin
+from hector_py.agent.tools.http import HTTP_REQUEST, http_request_tool, http_tool
+from hector_py.agent.tools.registry import Tool, ToolDefinitionError, ToolRegistry
+from hector_py.config.loader import ConfigError, Problem
+from hector_py.config.model import Config
+from hector_py.config.tools import ToolConfig
+
+
+def build_registry(config: Config, session: aiohttp.ClientSession) -> ToolRegistry:
+    """The tools of ``config``: built-ins plus enabled ``tools:`` entries.
+
+    Raises ``ConfigError`` for a bad tool definition or an agent that lists a tool that
+    is unknown, disabled, or ``http_request`` while it is off.
+    """
+    problems: list[Problem] = []
+    broken: set[str] = set()
+    tools: dict[str, Tool] = {
+        name: builtin(name, ToolConfig()) for name in BUILTINS if name not in config.tools
+    }
+    for name, tool_config in config.tools.items():
+        if not tool_config.enabled:
+            continue
+        try:
+            tools[name] = _build_tool(name, tool_config, session)
+        except ToolDefinitionError as exc:
+            problems.append(Problem(f"tools.{name}.{exc.field}", str(exc), "config"))
+            broken.add(name)
+    for agent_name, agent in config.agents.items():
+        for index, tool_name in enumerate(agent.tools):
+            if tool_name not in tools and tool_name not in broken:
+                path = f"agents.{agent_name}.tools[{index}]"
+                problems.append(Problem(path, _why_missing(tool_name, config, tools), "config"))
+    if problems:
+        raise ConfigError(problems)
+    return ToolRegistry(tools)
+
+
+def _why_missing(name: str, config: Config, tools: Mapping[str, Tool]) -> str:
+    if name in config.tools:
+        return f"tool '{name}' is disabled (tools.{name}.enabled)"
+    if name == HTTP_REQUEST:
+        return "http_request is off; enable it under tools.http_request with allowed_hosts"
+    return f"unknown tool '{name}' (known: {', '.join(sorted(tools)) or 'none'})"
+
+
+def _build_tool(name: str, config: ToolConfig, session: aiohttp.ClientSession) -> Tool:
+    if config.type == "http":
+        return http_tool(name, config, session)
+    if name == HTTP_REQUEST:
+        return http_request_tool(config, session)
+    if name not in BUILTINS:
+        known = ", ".join(sorted([*BUILTINS, HTTP_REQUEST]))
+        raise ToolDefinitionError(
+            "type", f"'{name}' is not a built-in ({known}); use type: http to declare one"
+        )
+    for field, owner in (
+        ("allowed_hosts", HTTP_REQUEST),
+        ("methods", HTTP_REQUEST),
+        ("max_response_bytes", "HTTP tools"),
+    ):
+        if field in config.model_fields_set:
+            raise ToolDefinitionError(field, f"only for {owner}")
+    return builtin(name, config)
