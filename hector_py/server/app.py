@@ -14,7 +14,7 @@ from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import Task, open_store
 from hector_py.agent.tasks import TaskManager
-from hector_py.agent.tools import build_registry
+from hector_py.agent.tools import ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
@@ -33,13 +33,17 @@ NOTIFY_DRAIN_TIMEOUT_S = 5.0
 
 
 def build_agents(
-    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry
+    config: Config,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+    registry: ToolRegistry | None = None,
 ) -> dict[str, Agent]:
-    """One ``Agent`` per ``agents:`` entry, with its model client and tools.
+    """One ``Agent`` per ``agents:`` entry, with its model client and tools (from
+    ``registry``, started, or else a registry whose toolsets are not started).
 
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
-    registry = build_registry(config, session)
+    registry = registry or build_registry(config, session)
     llms: dict[str, LLM] = {}
     for name, llm in config.llms.items():
         provider, model = llm.provider, llm.model
@@ -101,10 +105,13 @@ async def build_app(
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
     session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
+    registry = build_registry(config, session)
     try:
-        agents = build_agents(config, session, telemetry)
+        await registry.start()  # discovers MCP tools; ConfigError if one cannot start
+        agents = build_agents(config, session, telemetry, registry)
         store = await open_store(config.storage, telemetry)
     except BaseException:
+        await registry.close()
         await session.close()
         await telemetry.shutdown(1.0)
         raise
@@ -130,6 +137,7 @@ async def build_app(
         tasks=TaskManager(store, admission, task_changed),
         telemetry=telemetry,
         budgets=budgets,
+        tools=registry,
     )
     app = web.Application(
         middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
@@ -161,6 +169,7 @@ async def build_app(
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
+        await registry.close()  # stops MCP stdio children
         await session.close()
         await state.store.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)

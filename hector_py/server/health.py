@@ -18,6 +18,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         "store": {"status": "ok", "type": state.config.storage.type},
         "server": {"status": "draining" if state.draining else "ok"},
         **state.telemetry.health(),
+        **(state.tools.health() if state.tools else {}),
     }
 
 

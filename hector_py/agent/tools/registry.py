@@ -69,6 +69,10 @@ class Toolset(Protocol):
         """Disconnect and stop what ``start`` started (child processes included)."""
         ...
 
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: ``status`` (``ok`` or ``degraded``) and details."""
+        ...
+
 
 @dataclass(frozen=True)
 class ToolOutcome:
@@ -106,6 +110,14 @@ class ToolRegistry:
                 problems.append(Problem(f"tools.{key}.{result.field}", str(result), "config"))
             elif isinstance(result, BaseException):
                 raise result
+        owners = {name: "a built-in or tools entry" for name in self.tools}
+        for key, toolset in self.toolsets.items():
+            for tool in toolset.tools().values():
+                name = tool.spec.name
+                if name in owners:
+                    message = f"tool name '{name}' is also {owners[name]}; set a prefix"
+                    problems.append(Problem(f"tools.{key}.prefix", message, "config"))
+                owners[name] = f"a tool of toolset '{key}'"
         for path, key, name in self.wanted:
             offered = self.toolsets[key].tools()
             if name not in offered and not any(
@@ -126,6 +138,10 @@ class ToolRegistry:
                 await toolset.close()
             except Exception:
                 log.warning("closing toolset %s failed", key, exc_info=True)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each toolset's state, as ``/health`` components named ``tools.KEY``."""
+        return {f"tools.{key}": toolset.health() for key, toolset in self.toolsets.items()}
 
     def for_agent(self, names: list[str]) -> list[Tool]:
         """The tools ``names`` stand for (``build_registry`` has checked that they exist)."""
