@@ -21,8 +21,8 @@ import sys
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult
 from mcp.server.mcpserver.utilities.types import Image
+from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 # a 1x1 transparent PNG
