@@ -37,6 +37,24 @@ CLOSE_TIMEOUT_S = 5.0
 McpState = Literal["starting", "up", "down", "closed"]
 
 
+class _OneLineSdkLog(logging.Handler):
+    """The SDK's warnings and errors as one line each on our logger, no traceback
+    (a server that sends invalid JSON-RPC would otherwise fill the log with them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        reason = (
+            f": {_reason(record.exc_info[1])}" if record.exc_info and record.exc_info[1] else ""
+        )
+        log.log(record.levelno, "MCP SDK (%s): %s%s", record.name, record.getMessage(), reason)
+
+
+_sdk_log = logging.getLogger("mcp")
+_sdk_log.addHandler(_OneLineSdkLog())
+_sdk_log.propagate = False
+
+
 class McpTool:
     """One tool of an MCP server, called through its toolset's session."""
 
