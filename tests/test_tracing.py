@@ -271,12 +271,12 @@ def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> 
         env = clean_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_RESOURCE_ATTRIBUTES="team=agents,service.name=from-env",
-            OTEL_TRACES_SAMPLER="always_off",
+            OTEL_TRACES_SAMPLER="parentbased_always_off",
         )
         server: Server = serve("-c", str(config), env=env)
         parent = {"traceparent": parent_header("01")}
         httpx.get(server.url + "/agents", headers=parent)  # a sampled parent is kept
-        httpx.get(server.url + "/agents")  # always_off: dropped
+        httpx.get(server.url + "/agents")  # parentbased_always_off: a root is dropped
         spans = receiver.wait_for(bool, what="the sampled request")
         assert server.stop() == 0
     [span] = receiver.spans
@@ -343,5 +343,44 @@ def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> No
     for name in ("chat claude-x", "invoke_agent assistant"):
         span = one(spans, name)
         assert span.status == "ERROR"
-        assert span.attributes["error.type"] == "LLMError"
+        assert span.attributes["error.type"] == "400"  # the upstream status, not a class
         assert any(event == "exception" for event, _ in span.events)
+    chat = one(spans, "chat claude-x")  # nothing answered: no response model, id or tokens
+    assert not {"gen_ai.response.model", "gen_ai.response.id"} & set(chat.attributes)
+    assert "gen_ai.usage.input_tokens" not in chat.attributes
+    server = one(spans, "POST /")  # the failed task is answered with HTTP 200
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.status == "ERROR" and server.attributes["error.type"] == "400"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streamed"])
+def test_chat_span_carries_the_answers_model_id_and_finish_reason(
+    serve: Any, tmp_path: Path, provider: str, stream: bool
+) -> None:
+    fake = start_fake_llm(provider)
+    try:
+        fake.script({"text": "cut short", "model": "answered-2024-08-06", "truncated": True})
+        with OTLPHttpReceiver() as receiver:
+            config = tracing_config(
+                tmp_path,
+                f"    endpoint: {receiver.traces_url}\n",
+                llm=f"provider: {provider}\n    model: asked\n    api_key: k\n"
+                f"    base_url: {fake.base_url}",
+            )
+            server: Server = serve("-c", str(config))
+            method = "message/stream" if stream else "message/send"
+            body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": v03_message("hi")}
+            httpx.post(server.url + "/", json=body, timeout=20).raise_for_status()
+            spans = receiver.wait_for(
+                lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+            )
+    finally:
+        fake.stop()
+    chat = one(spans, "chat asked")
+    assert chat.attributes["gen_ai.request.model"] == "asked"
+    assert chat.attributes["gen_ai.response.model"] == "answered-2024-08-06"
+    assert chat.attributes["gen_ai.response.id"] == (
+        "chatcmpl-fake" if provider == "openai" else "msg_fake"
+    )
+    assert list(chat.attributes["gen_ai.response.finish_reasons"]) == ["length"]
