@@ -249,3 +249,21 @@ def test_bad_mcp_servers_are_one_line_config_errors(
     assert result.returncode != 0
     assert error in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_zero_config_tools_and_mcp_url(
+    serve: Any, http_mcp: tuple[int, list[subprocess.Popen[bytes]]]
+) -> None:
+    port, _ = http_mcp
+    url = f"http://127.0.0.1:{port}/mcp"
+    server: Server = serve("--tools", "all", "--mcp-url", url)
+    assert ask(server, 'use calculator {"expression": "2 + 3"}') == "The tool returned: 5"
+    assert ask(server, ORDER.replace("shop_order", "order")).startswith(
+        "The tool returned: order for ann: 3 items"
+    )
+    by_env: Server = serve(env=clean_env(HECTOR_MCP_URL=url, HECTOR_TOOLS="current_time"))
+    assert ask(by_env, 'use forecast {"city": "Rome"}') == (
+        'The tool returned: {"city": "Rome", "celsius": 21.5}'
+    )
+    assert ask(by_env, "use current_time").startswith("The tool returned: 20")
+    assert "demo model" in ask(by_env, 'use calculator {"expression": "1"}')  # not offered

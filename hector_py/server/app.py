@@ -130,9 +130,10 @@ async def build_app(
         middlewares=telemetry.client_middlewares(),
     )
     knowledge = None
-    registry = build_registry(config, session)
+    registry = ToolRegistry({})
     try:
         check_sources(config)
+        registry = build_registry(config, session)
         await registry.start()  # discovers MCP tools; ConfigError if one cannot start
         if config.document_stores:
             knowledge = Knowledge.build(
