@@ -97,7 +97,7 @@ def test_stdio_server_tools_round_trip_and_survive_a_killed_child(
     serve: Any, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, stdio_tool("shop", extra="    timeout: 5\n"), "[shop]")
-    server: Server = serve("-c", str(config))
+    server: Server = serve("-c", str(config), "--metrics")
     assert health(server)["tools.shop"]["state"] == "up"
 
     first = ask(server, ORDER)
@@ -122,6 +122,13 @@ def test_stdio_server_tools_round_trip_and_survive_a_killed_child(
     assert part["state"] == "up" and part["outages"] == 1, part
     warnings = [line for line in server.log_lines() if "MCP server shop is down" in line]
     assert len(warnings) == 1, warnings
+    scrape = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'hector_mcp_session_up{server="shop"} 1.0' in scrape
+    calls = 'hector_mcp_requests_total{method="tools/call",server="shop",status="%s"}'
+    assert calls % "success" in scrape and calls % "error" in scrape  # the killed child's
+    assert 'hector_mcp_requests_total{method="initialize",server="shop",status="success"} 2.0' in (
+        scrape
+    )
 
     assert server.stop() == 0
     wait_for(lambda: gone(restarted), "the child reaped at shutdown")

@@ -133,7 +133,7 @@ async def build_app(
     registry = ToolRegistry({})
     try:
         check_sources(config)
-        registry = build_registry(config, session)
+        registry = build_registry(config, session, telemetry)
         await registry.start()  # discovers MCP tools; ConfigError if one cannot start
         if config.document_stores:
             knowledge = Knowledge.build(

@@ -17,9 +17,12 @@ from hector_py.agent.tools.registry import Tool, ToolDefinitionError, ToolRegist
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config
 from hector_py.config.tools import ToolConfig
+from hector_py.observability.telemetry import Telemetry
 
 
-def build_registry(config: Config, session: aiohttp.ClientSession) -> ToolRegistry:
+def build_registry(
+    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry | None = None
+) -> ToolRegistry:
     """The tools of ``config``: built-ins plus enabled ``tools:`` entries.
 
     Raises ``ConfigError`` for a bad tool definition or an agent that lists a tool that
@@ -37,7 +40,7 @@ def build_registry(config: Config, session: aiohttp.ClientSession) -> ToolRegist
             continue
         try:
             if tool_config.type == "mcp":
-                toolsets[name] = McpToolset(name, tool_config)
+                toolsets[name] = McpToolset(name, tool_config, telemetry)
             else:
                 tools[name] = _build_tool(name, tool_config, session)
         except ToolDefinitionError as exc:

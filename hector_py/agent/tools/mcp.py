@@ -14,8 +14,9 @@ import binascii
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import mcp.types as mcp_types
 from mcp import Client
@@ -27,6 +28,7 @@ from mcp.shared.exceptions import MCPError
 from hector_py.agent.tools.registry import ToolDefinitionError, ToolError
 from hector_py.config.tools import ToolConfig
 from hector_py.llm.base import ToolSpec
+from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.tools.mcp")
 
@@ -35,6 +37,7 @@ BACKOFF_MAX_S = 30.0
 MAX_LIST_PAGES = 100
 CLOSE_TIMEOUT_S = 5.0
 McpState = Literal["starting", "up", "down", "closed"]
+_T = TypeVar("_T")
 
 
 class _OneLineSdkLog(logging.Handler):
@@ -80,9 +83,10 @@ class McpTool:
 class McpToolset:
     """The tools of one MCP server (see the module docstring)."""
 
-    def __init__(self, key: str, config: ToolConfig) -> None:
+    def __init__(self, key: str, config: ToolConfig, telemetry: Telemetry | None = None) -> None:
         self.key = key
         self.config = config
+        self.telemetry = telemetry
         self.prefix = key if config.prefix is None else config.prefix
         self.state: McpState = "starting"
         self.last_error: str | None = None
@@ -119,12 +123,13 @@ class McpToolset:
             await self._open()
         except Exception as exc:
             await self._disconnect()
-            self.state, self.last_error = "down", _reason(exc)
+            self.last_error = _reason(exc)
+            self._set_state("down")
             field = "command" if self.config.command else "url"
             raise ToolDefinitionError(
                 field, f"MCP server did not start: {self.last_error}"
             ) from None
-        self.state = "up"
+        self._set_state("up")
 
     async def close(self) -> None:
         """Disconnect; a stdio child is terminated and reaped."""
@@ -137,18 +142,34 @@ class McpToolset:
         """``tools/call``; reconnects once when the session is found broken."""
         client = await self._ensure()
         try:
-            return await client.call_tool(name, arguments)
+            return await self._counted("tools/call", client.call_tool(name, arguments))
         except Exception as exc:
             if _is_protocol_error(exc):
                 raise ToolError(f"{self.key}: {_reason(exc)}") from None
             self._mark_down(exc)
         client = await self._ensure()
         try:
-            return await client.call_tool(name, arguments)
+            return await self._counted("tools/call", client.call_tool(name, arguments))
         except Exception as exc:
             if not _is_protocol_error(exc):
                 self._mark_down(exc)
             raise ToolError(f"MCP server {self.key}: {_reason(exc)}") from None
+
+    async def _counted(self, method: str, request: Awaitable[_T]) -> _T:
+        """Await ``request``, counting it in ``mcp_requests_total`` (a cancelled one not)."""
+        ok = False
+        try:
+            result = await request
+            ok = True
+            return result
+        finally:
+            if self.telemetry is not None:
+                self.telemetry.mcp_request(self.key, method, ok)
+
+    def _set_state(self, state: McpState) -> None:
+        self.state = state
+        if self.telemetry is not None and state != "closed":
+            self.telemetry.mcp_session(self.key, state == "up")
 
     async def _ensure(self) -> Client:
         async with self._lock:
@@ -171,7 +192,8 @@ class McpToolset:
             self._backoff, self._retry_at = BACKOFF_MIN_S, 0.0
             if self.state == "down":
                 log.info("MCP server %s is back", self.key, extra={"mcp_server": self.key})
-            self.state, self.last_error = "up", None
+            self.last_error = None
+            self._set_state("up")
             assert self._client is not None
             return self._client
 
@@ -186,7 +208,7 @@ class McpToolset:
                 extra={"mcp_server": self.key},
             )
         if self.state != "closed":
-            self.state = "down"
+            self._set_state("down")
         self._client = None
 
     async def _open(self) -> None:
@@ -197,7 +219,7 @@ class McpToolset:
         self._stop = asyncio.Event()
         self._runner = asyncio.create_task(self._hold(ready, self._stop))
         async with asyncio.timeout(self.config.timeout):
-            self._client = await asyncio.shield(ready)
+            self._client = await self._counted("initialize", asyncio.shield(ready))
             await self._list(self._client)
 
     async def _hold(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
@@ -246,7 +268,9 @@ class McpToolset:
         found: dict[str, McpTool] = {}
         cursor: str | None = None
         for _ in range(MAX_LIST_PAGES):
-            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+            page = await self._counted(
+                "tools/list", client.list_tools(cursor=cursor, cache_mode="refresh")
+            )
             for tool in page.tools:
                 if self._wanted(tool.name):
                     found[tool.name] = self._tool(tool)
