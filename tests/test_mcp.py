@@ -274,3 +274,58 @@ def test_zero_config_tools_and_mcp_url(
     )
     assert ask(by_env, "use current_time").startswith("The tool returned: 20")
     assert "demo model" in ask(by_env, 'use calculator {"expression": "1"}')  # not offered
+
+
+EVERYTHING = (
+    Path(
+        os.environ.get("HECTOR_MCP_EVERYTHING_DIR", Path.home() / ".cache/hector-py/mcp-everything")
+    )
+    / "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+)
+
+
+@pytest.fixture
+def everything() -> Iterator[int]:
+    """``@modelcontextprotocol/server-everything`` (npm, installed by .ci/run) over
+    streamable HTTP on 127.0.0.1; yields its port."""
+    if not EVERYTHING.exists():
+        if os.environ.get("CI"):
+            raise AssertionError(f"{EVERYTHING} missing: .ci/run installs it")
+        pytest.skip("server-everything is not installed (see .ci/run)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "node",
+            "-r",
+            str(ROOT / "tests/fakes/localhost_only.cjs"),
+            str(EVERYTHING),
+            "streamableHttp",
+        ],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        assert proc.poll() is None, "server-everything exited"
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, "server-everything")
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_server_everything_over_streamable_http(
+    serve: Any, tmp_path: Path, everything: int
+) -> None:
+    tools = f"  everything:\n    type: mcp\n    url: http://127.0.0.1:{everything}/mcp\n"
+    config = write_config(tmp_path, tools, "[everything.echo]")
+    server: Server = serve("-c", str(config))
+    assert chat(server, 'use everything_echo {"message": "hi there"}') == (
+        "The tool returned: Echo: hi there"
+    )
+    assert health(server)["tools.everything"]["tools"] > 1  # its whole list, one offered
