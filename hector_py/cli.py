@@ -138,6 +138,20 @@ def serve(
             help="Index this folder (watched) and give the agent the search_knowledge tool.",
         ),
     ] = None,
+    tools: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_TOOLS",
+            help="Give the agent tools: 'all' built-ins, or a comma list of tool names.",
+        ),
+    ] = None,
+    mcp_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_MCP_URL",
+            help="A streamable-HTTP MCP server whose tools the agent gets.",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
@@ -145,6 +159,10 @@ def serve(
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
+    if os.environ.get("HECTOR_TOOLS", "").lstrip().startswith("{"):
+        tools = None if tools == os.environ["HECTOR_TOOLS"] else tools  # the tools: section
+    elif "HECTOR_TOOLS" in os.environ:
+        del os.environ["HECTOR_TOOLS"]  # the --tools flag's, not the tools: section as JSON
     flags = ServeFlags(
         model=model,
         provider=provider,
@@ -161,6 +179,8 @@ def serve(
         log_format=log_format,
         log_file=log_file,
         docs_folder=docs_folder,
+        tools=tools,
+        mcp_url=mcp_url,
     )
     cfg, demo_fallback = resolve(config, flags)
     from hector_py.observability.logs import configure_logging

@@ -119,6 +119,7 @@ class Config(Strict):
         values += [k.key if isinstance(k, ApiKey) else k for k in self.server.auth.api_keys]
         values += list(self.observability.tracing.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
+        values += [v for tool in self.tools.values() for v in tool.env.values()]
         for agent in self.agents.values():
             for hook in agent.notifications:
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from hector_py.config.knowledge import DocumentStoreConfig
 from hector_py.knowledge.hybrid import Embeds, fuse
@@ -171,6 +171,7 @@ class SearchKnowledgeTool:
     knowledge: Knowledge
     stores: tuple[str, ...]
     top_k: int
+    kind: ClassVar[str] = "knowledge"  # the Tool protocol's kind, for telemetry
 
     async def call(self, arguments: dict[str, Any]) -> str:
         """The best chunks for ``query``, each with its source."""

@@ -201,6 +201,14 @@ class Metrics:
         self.tool_duration = histogram(
             "tool_call_duration_seconds", "Tool call duration", ("agent", "tool"), TOOL_BUCKETS
         )
+        self.mcp_requests = counter(
+            "mcp_requests_total",
+            "Requests to MCP servers (server: the tools: key) by method and outcome",
+            ("server", "method", "status"),
+        )
+        self.mcp_session_up = gauge(
+            "mcp_session_up", "1 while the MCP server's session is up, else 0", ("server",), "max"
+        )
         self.auth_failures = counter(
             "auth_failures_total", "Requests refused for a missing or invalid API key", ("reason",)
         )
