@@ -131,10 +131,19 @@ def serve(
     log_file: Annotated[
         str | None, typer.Option(envvar="HECTOR_LOG_FILE", help="[default: stderr]")
     ] = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_DOCS_FOLDER",
+            help="Index this folder (watched) and give the agent the search_knowledge tool.",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
 
+    from hector_py.agent.stores import StoreUnavailable
+    from hector_py.agent.stores.pg_schema import SchemaTooNew
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
@@ -153,6 +162,7 @@ def serve(
         log_level=log_level,
         log_format=log_format,
         log_file=log_file,
+        docs_folder=docs_folder,
     )
     cfg, demo_fallback = resolve(config, flags)
     from hector_py.observability.logs import configure_logging
@@ -183,8 +193,20 @@ def serve(
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
+    except (StoreUnavailable, SchemaTooNew) as exc:
+        fail(f"storage: {exc}")
     except OSError as exc:
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
+
+
+async def check_store(cfg: Config) -> tuple[bool, str] | None:
+    """Connect to a postgres store: (reachable with a usable schema, what was found)."""
+    storage = cfg.storage
+    if storage.type != "postgres" or storage.dsn is None:
+        return True, f"{storage.type}: nothing to connect to"
+    from hector_py.agent.stores.postgres import check_connection
+
+    return await check_connection(storage.dsn.get_secret_value(), storage.schema_name)
 
 
 @app.command()
@@ -194,6 +216,13 @@ def validate(
         bool, typer.Option("--print-config", help="Print the resolved config (secrets masked).")
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    check_connections: Annotated[
+        bool,
+        typer.Option(
+            "--check-connections",
+            help="Also connect to the store (postgres) and check its schema version.",
+        ),
+    ] = False,
 ) -> None:
     """Check a config file; exit 1 with one line per problem when it is invalid."""
     import asyncio
@@ -217,9 +246,19 @@ def validate(
             for problem in exc.problems:
                 print(problem)
         raise typer.Exit(1) from None
+    connection = asyncio.run(check_store(cfg)) if check_connections else None
+    if connection is not None and not connection[0]:
+        failure = {"path": "storage.dsn", "message": connection[1], "where": str(file)}
+        if fmt == "json":
+            print(json.dumps({"valid": False, "file": str(file), "problems": [failure]}))
+        else:
+            print(f"storage.dsn: {connection[1]} ({file})")
+        raise typer.Exit(1)
     resolved = cfg.model_dump(mode="json")
     if fmt == "json":
         report: dict[str, Any] = {"valid": True, "file": str(file)}
+        if connection is not None:
+            report["store"] = connection[1]
         if print_config:
             report["config"] = resolved
         print(json.dumps(report, indent=2))
@@ -227,6 +266,55 @@ def validate(
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
     else:
         print(f"{file}: valid")
+    if connection is not None and fmt == "text":
+        print(f"storage: {connection[1]}")
+
+
+@app.command()
+def index(
+    store: Annotated[str | None, typer.Argument(help="Only this document store.")] = None,
+    config: ConfigOption = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(envvar="HECTOR_DOCS_FOLDER", help="Index this folder as the store 'docs'."),
+    ] = None,
+) -> None:
+    """Build or refresh document store indexes offline and print their counts."""
+    from hector_py.config.flags import ServeFlags
+    from hector_py.config.loader import ConfigError
+    from hector_py.observability.logs import configure_logging
+    from hector_py.server.app import check_sources
+
+    cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
+    configure_logging(cfg.logging.level, cfg.logging.format, None)
+    names = list(cfg.document_stores)
+    if store is not None:
+        if store not in cfg.document_stores:
+            fail(f"document store '{store}' not found (stores: {', '.join(names) or 'none'})")
+        names = [store]
+    elif not names:
+        fail("no document_stores in the config (or pass --docs-folder DIR)")
+    try:
+        check_sources(cfg)
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    import asyncio
+
+    from hector_py.server.knowledge import index_offline
+
+    for done in asyncio.run(index_offline(cfg, names)):
+        report = done.report
+        vectors = (
+            f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""
+        )
+        out.print(
+            f"{done.name}: {report.documents} documents, {report.chunks} chunks"
+            f" ({report.added} added, {report.updated} updated, {report.removed} removed,"
+            f" {report.unchanged} unchanged, {report.skipped} skipped{vectors})"
+            f" in {report.seconds:.2f} s",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -24,8 +24,10 @@ import pytest
 
 from hector_py import __version__
 from tests.conftest import (
+    SHARED_STORE,
     FakeLLM,
     Server,
+    clean_env,
     hector,
     rpc,
     start_fake_llm,
@@ -466,7 +468,7 @@ def test_promtool_finds_no_problems_after_mixed_traffic(hub: Server, upstream: F
 
 def test_workers_scrape_is_valid_and_has_no_process_metrics(serve: Any) -> None:
     """--workers 2: the aggregated (multiprocess) scrape lints clean too."""
-    server: Server = serve("--workers", "2", "--metrics")
+    server: Server = serve("--workers", "2", "--metrics", env=clean_env(**SHARED_STORE))
     for _ in range(3):
         send_v03(server.url + "/")
     httpx.get(server.url + "/not-here", timeout=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hector_py.agent.guardrails import Guardrails
@@ -80,6 +80,10 @@ class FinalReply:
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
 
 
+ContextSource = Callable[[str], Awaitable[str | None]]
+"""Extra instruction for a user message (e.g. the best chunks of a document store)."""
+
+
 class AgentError(Exception):
     """A run ended without an answer for a reason of the agent's own (not the model's)."""
 
@@ -96,6 +100,7 @@ class Agent:
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
         guardrails: Guardrails | None = None,
+        context: ContextSource | None = None,
     ) -> None:
         self.name = name
         self.telemetry = telemetry
@@ -104,6 +109,7 @@ class Agent:
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
         self.guardrails = guardrails
+        self.context = context
 
     async def run(
         self,
@@ -118,7 +124,7 @@ class Agent:
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
-        within ``max_iterations`` model calls.
+        within ``max_iterations`` model calls or the reply grows over ``max_reply_chars``.
         """
         messages = [
             Message("system", self.config.instruction),
@@ -129,12 +135,15 @@ class Agent:
         started = time.perf_counter()
         meter = UsageMeter() if meter is None else meter
         produced: list[str] = []
+        reply_chars = 0
         llm = self.llm
         # Output guardrails see the whole reply first, so a stream arrives in one piece.
         hold = self.guardrails is not None and self.guardrails.checks_output
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
+            if self.context is not None and (extra := await self.context(user_text)):
+                messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs)
                 step_text: list[str] = []
@@ -148,6 +157,7 @@ class Agent:
                         if stream:
                             async for chunk in self._stream(request, scope):
                                 if chunk.text:
+                                    reply_chars = self._grown(reply_chars, chunk.text)
                                     step_text.append(chunk.text)
                                     if not hold:
                                         yield TextDelta(chunk.text)
@@ -159,6 +169,7 @@ class Agent:
                             calls = response.message.tool_calls
                             scope.finish_reasons = (response.finish_reason,)
                             if response.message.content:
+                                reply_chars = self._grown(reply_chars, response.message.content)
                                 step_text.append(response.message.content)
                                 if not hold:
                                     yield TextDelta(response.message.content)
@@ -195,9 +206,23 @@ class Agent:
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
 
+    def _grown(self, chars: int, text: str) -> int:
+        """The reply's length with ``text`` added; ``AgentError`` over ``max_reply_chars``."""
+        chars += len(text)
+        if chars > self.config.max_reply_chars:
+            raise AgentError(
+                f"the reply is over {self.config.max_reply_chars} characters "
+                "(the agent's max_reply_chars)"
+            )
+        return chars
+
+    def _usage(self, scope: LLMScope, usage: Usage) -> None:
+        usage = usage.checked(self.llm.provider)
+        scope.usage(usage.prompt_tokens, usage.completion_tokens)
+
     async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
         response = await self.llm.complete(request)
-        scope.usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        self._usage(scope, response.usage)
         scope.answer(response.model, response.id, response.finish_reason)
         return response
 
@@ -207,13 +232,13 @@ class Agent:
             async for chunk in self.llm.stream(request):
                 scope.first_token()
                 if chunk.usage is not None:
-                    scope.usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    self._usage(scope, chunk.usage)
                 if chunk.finish_reason is not None:
                     scope.answer(chunk.model, chunk.id, chunk.finish_reason)
                 yield chunk
         except LLMError as exc:
             if exc.usage is not None:
-                scope.usage(exc.usage.prompt_tokens, exc.usage.completion_tokens)
+                self._usage(scope, exc.usage)
             raise
 
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
@@ -224,6 +249,8 @@ class Agent:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
             elif self.guardrails and (denied := self.guardrails.denied_tool(call.name)):
                 outcome = ToolOutcome(False, denied, "unauthorized")
+            elif call.error is not None:
+                outcome = ToolOutcome(False, f"error: {call.error}", "invalid_arguments")
             else:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"

@@ -56,6 +56,10 @@ class ServeFlags:
     log_level: str | None = None
     log_format: str | None = None
     log_file: str | None = None
+    docs_folder: str | None = None
+
+
+DOCS_STORE = "docs"
 
 
 def infer_provider(model: str, base_url: str | None = None) -> ProviderName | None:
@@ -98,8 +102,15 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if llm:
         out["llms"] = {base.agents[agent_name].llm: llm}
+    agent: dict[str, Any] = {}
     if flags.instruction:
-        out["agents"] = {agent_name: {"instruction": flags.instruction}}
+        agent["instruction"] = flags.instruction
+    if flags.docs_folder:
+        out["document_stores"] = {DOCS_STORE: {"source": {"path": flags.docs_folder}}}
+        knowledge = base.agents[agent_name].knowledge
+        agent["knowledge"] = [*knowledge, DOCS_STORE] if DOCS_STORE not in knowledge else knowledge
+    if agent:
+        out["agents"] = {agent_name: agent}
     server = {
         k: v
         for k, v in (("host", flags.host), ("port", flags.port), ("workers", flags.workers))

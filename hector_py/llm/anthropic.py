@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, merge_turns, response, split_system
 
 API_VERSION = "2023-06-01"
@@ -48,7 +48,7 @@ class AnthropicLLM(RemoteLLM):
     def _parse(self, data: Any) -> LLMResponse:
         blocks = data["content"]
         calls = [
-            ToolCall(b["id"], b["name"], self.arguments(b.get("input")))
+            self.tool_call(b["id"], b["name"], b.get("input"))
             for b in blocks
             if b["type"] == "tool_use"
         ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
+log = logging.getLogger("hector.llm")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class ToolCall:
     arguments: dict[str, Any]
     signature: str | None = None
     """Opaque provider token to send back with the call (Gemini thought signatures)."""
+    error: str | None = None
+    """Why the arguments could not be read (they are then empty); the agent loop gives it
+    back to the model as the tool result instead of running the tool."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,20 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def checked(self, provider: str) -> Usage:
+        """These counts, each one that is not a non-negative integer (as an upstream may
+        send) replaced by 0 with a warning."""
+        counts = (self.prompt_tokens, self.completion_tokens)
+        valid = [c if type(c) is int and c >= 0 else 0 for c in counts]
+        if valid != list(counts):
+            log.warning(
+                "%s reported invalid token usage (prompt %.40r, completion %.40r): ignored",
+                provider,
+                *counts,
+            )
+            return Usage(*valid)
+        return self
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,10 @@ class OllamaLLM(RemoteLLM):
 
     def _calls(self, message: JSON) -> list[ToolCall]:
         return [
-            ToolCall(
+            self.tool_call(
                 c.get("id") or new_call_id(),
                 c["function"]["name"],
-                self.arguments(c["function"].get("arguments")),
+                c["function"].get("arguments"),
             )
             for c in message.get("tool_calls") or ()
         ]

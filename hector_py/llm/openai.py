@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, ToolSpec, Usage
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolSpec, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, response
 
 
@@ -54,7 +54,7 @@ class OpenAILLM(RemoteLLM):
         choice = data["choices"][0]
         message = choice["message"]
         calls = [
-            ToolCall(c["id"], c["function"]["name"], self.arguments(c["function"].get("arguments")))
+            self.tool_call(c["id"], c["function"]["name"], c["function"].get("arguments"))
             for c in message.get("tool_calls") or ()
         ]
         return response(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
+import orjson
 
 from hector_py.config.model import LLMConfig
 from hector_py.llm.base import (
@@ -122,16 +123,22 @@ class RemoteLLM(ABC):
         """One streamed payload decoded and checked."""
         return self.checked(self.http.parse_json(payload))
 
-    def arguments(self, value: str | dict[str, Any] | None) -> dict[str, Any]:
-        """Tool call arguments from a JSON text (or an already decoded object)."""
-        if isinstance(value, dict):
-            return value
-        if not value or not value.strip():
-            return {}
-        parsed = self.http.parse_json(value)
-        if not isinstance(parsed, dict):
-            raise self.http.error(f"tool call arguments are not a JSON object: {value[:200]}")
-        return parsed
+    def tool_call(self, id: str, name: str, arguments: str | dict[str, Any] | None) -> ToolCall:
+        """A tool call with its arguments from a JSON text (or an already decoded object);
+        arguments that are not a JSON object leave it empty with ``error`` saying why."""
+        if isinstance(arguments, dict):
+            return ToolCall(id, name, arguments)
+        if not arguments or not arguments.strip():
+            return ToolCall(id, name, {})
+        try:
+            parsed = orjson.loads(arguments)
+        except orjson.JSONDecodeError as exc:
+            error = f"the arguments are not valid JSON ({exc}): {arguments[:200]}"
+        else:
+            if isinstance(parsed, dict):
+                return ToolCall(id, name, parsed)
+            error = f"the arguments are not a JSON object: {arguments[:200]}"
+        return ToolCall(id, name, {}, error=error)
 
     def _headers(self) -> dict[str, str]:
         if self._key is None:
@@ -202,7 +209,7 @@ class StreamState:
     def tool_calls(self, llm: RemoteLLM) -> tuple[ToolCall, ...]:
         """Every call, the streamed ones with their arguments decoded."""
         streamed = (
-            ToolCall(call.id, call.name, llm.arguments(call.arguments))
+            llm.tool_call(call.id, call.name, call.arguments)
             for _, call in sorted(self.partial.items())
         )
         return (*self.calls, *streamed)

@@ -77,6 +77,8 @@ TTFT_BUCKETS = (
 )
 AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -162,6 +164,11 @@ class Metrics:
             "request_duration_seconds", "HTTP request duration", ("method", "route"), HTTP_BUCKETS
         )
         self.active_requests = gauge("active_requests", "HTTP requests in progress", ())
+        self.connections_refused = counter(
+            "connections_refused_total",
+            "Connections refused at a cap (server_limit|client_limit)",
+            ("reason",),
+        )
         self.agent_requests = counter(
             "agent_requests_total", "Protocol requests addressed to an agent", ("agent", "status")
         )
@@ -232,6 +239,40 @@ class Metrics:
             "token_budget_used_total",
             "Tokens charged to a tenant's budget, by period (daily|monthly)",
             ("tenant", "period"),
+        )
+        self.vectorstore_searches = counter(
+            "vectorstore_searches_total", "Document store searches", ("store", "status")
+        )
+        self.vectorstore_search_duration = histogram(
+            "vectorstore_search_duration_seconds",
+            "Document store search duration",
+            ("store",),
+            SEARCH_BUCKETS,
+        )
+        self.vectorstore_search_results = histogram(
+            "vectorstore_search_results",
+            "Results per document store search",
+            ("store",),
+            RESULT_BUCKETS,
+        )
+        self.knowledge_documents = gauge(
+            "knowledge_documents", "Documents in a store's index", ("store",), mode="max"
+        )
+        self.knowledge_chunks = gauge(
+            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="max"
+        )
+        self.knowledge_index_errors = counter(
+            "knowledge_index_errors_total",
+            "Files a store skipped (unreadable, binary, encoding, too_large, parse)",
+            ("store", "reason"),
+        )
+        self.embedding_tokens = counter(
+            "embedding_tokens_total", "Tokens sent to a store's embedder", ("store", "model")
+        )
+        self.embedding_cost = counter(
+            "embedding_cost_usd_total",
+            "Estimated embedding cost in US dollars (from embedder.cost_per_million_tokens)",
+            ("store", "model"),
         )
         # A gauge rather than an Info metric: Info does not work in multiprocess mode.
         gauge("build_info", "hector-py build", ("version", "python"), mode="max").labels(

@@ -351,6 +351,11 @@ class Telemetry:
         if self.metrics is not None:
             self.metrics.auth_failures.labels(reason).inc()
 
+    def connection_refused(self, reason: str) -> None:
+        """Count a connection refused at a cap (``server_limit`` or ``client_limit``)."""
+        if self.metrics is not None:
+            self.metrics.connections_refused.labels(reason).inc()
+
     def error(self, component: str, error_type: str) -> None:
         """Count one error of ``component``."""
         if self.metrics is not None:

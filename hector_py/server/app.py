@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -12,18 +13,25 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.stores import Task, open_store
+from hector_py.agent.stores import StoreHealth, Task, open_store
+from hector_py.agent.stores.fleet import join_fleet
+from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import build_registry
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config, ObservabilityConfig
+from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
 from hector_py.observability.exporters import resolve_target
+from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
+from hector_py.server.hosts import host_guard
+from hector_py.server.knowledge import build_embedders
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 from hector_py.server.triggers import Clock
@@ -33,9 +41,13 @@ NOTIFY_DRAIN_TIMEOUT_S = 5.0
 
 
 def build_agents(
-    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry
+    config: Config,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+    knowledge: Knowledge | None = None,
 ) -> dict[str, Agent]:
-    """One ``Agent`` per ``agents:`` entry, with its model client and tools.
+    """One ``Agent`` per ``agents:`` entry, with its model client and tools (and, with
+    ``knowledge``, the ``search_knowledge`` tool or injected chunks of its stores).
 
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
@@ -51,26 +63,48 @@ def build_agents(
 
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
-    return {
-        name: Agent(
+    agents = {}
+    for name, agent in config.agents.items():
+        tools = registry.for_agent(agent.tools)
+        context = None
+        if knowledge is not None and agent.knowledge:
+            if agent.inject is None:
+                tools.append(knowledge.tool(agent.knowledge))
+            else:
+                context = partial(knowledge.context, agent.knowledge, agent.inject)
+        agents[name] = Agent(
             name,
             agent,
             llms[agent.llm],
             telemetry,
-            registry.for_agent(agent.tools),
+            tools,
             registry,
             Guardrails(name, [guardrails[g] for g in agent.guardrails], telemetry)
             if agent.guardrails
             else None,
+            context,
         )
-        for name, agent in config.agents.items()
-    }
+    return agents
+
+
+def check_sources(config: Config) -> None:
+    """Raise ``ConfigError`` for a document store whose folder is not a directory."""
+    problems = [
+        Problem(
+            f"document_stores.{name}.source.path", f"not a directory: {store.source.path}", "config"
+        )
+        for name, store in config.document_stores.items()
+        if not os.path.isdir(store.source.path)
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 async def check_buildable(config: Config) -> None:
     """Raise ``ConfigError`` if ``serve`` could not build this config (starting no
     exporter and serving no metrics)."""
     resolve_target(config.observability.tracing, os.environ)
+    check_sources(config)
     if config.observability.metrics.enabled:
         Metrics(config.observability.metrics)  # rejects const_labels that would break scrapes
     async with aiohttp.ClientSession() as session:
@@ -100,11 +134,28 @@ async def build_app(
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
-    session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
+    # No cookie jar: model calls, tools and notifications act for every tenant, so a
+    # cookie one tenant's call received must never ride along on another's.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        middlewares=telemetry.client_middlewares(),
+    )
+    knowledge = None
     try:
-        agents = build_agents(config, session, telemetry)
-        store = await open_store(config.storage, telemetry)
+        check_sources(config)
+        if config.document_stores:
+            knowledge = Knowledge.build(
+                config.document_stores,
+                KnowledgeTelemetry(telemetry),
+                build_embedders(config, session, telemetry),
+            )
+        agents = build_agents(config, session, telemetry, knowledge)
+        store_health = StoreHealth()
+        store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
+        if knowledge is not None:
+            await knowledge.close()
         await session.close()
         await telemetry.shutdown(1.0)
         raise
@@ -130,16 +181,23 @@ async def build_app(
         tasks=TaskManager(store, admission, task_changed),
         telemetry=telemetry,
         budgets=budgets,
+        store_health=store_health,
+        knowledge=knowledge,
     )
+    fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
-        middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
+        middlewares=[request_context, host_guard(config), authenticate],
+        client_max_size=config.server.max_body_bytes,
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
     if config.server.auth.api_keys or config.server.auth.jwt:
-        app[AUTH] = Authenticator(
+        authenticator = Authenticator(
             config.server.auth, config.observability.metrics.endpoint, webhooks
         )
+        app[AUTH] = authenticator
+        app.on_startup.append(authenticator.start)
+        app.on_cleanup.append(authenticator.close)
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
@@ -148,21 +206,32 @@ async def build_app(
         app.router.add_get(metrics.endpoint, telemetry.scrape)
 
     scheduler = triggers.Scheduler(state, clock or Clock())
+    leader = schedule_leader(config.storage, scheduler.start, scheduler.close)
 
     async def start_background(_: web.Application) -> None:
         await budgets.refresh()
+        if fleet is not None:
+            await fleet.start()
+        if knowledge is not None:
+            knowledge.start()
         if schedules:
-            scheduler.start()
+            (leader or scheduler).start()
 
     async def drain_tasks(_: web.Application) -> None:
+        if leader is not None:
+            await leader.close()
         await scheduler.close()
         await state.tasks.shutdown(config.server.shutdown_timeout)
+        if fleet is not None:
+            await fleet.close()
         await notifier.close(NOTIFY_DRAIN_TIMEOUT_S)
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
         await session.close()
         await state.store.close()
+        if knowledge is not None:
+            await knowledge.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
 
     app.on_startup.append(start_background)

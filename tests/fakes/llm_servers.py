@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -52,12 +53,24 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from tests.fakes import hostile
+
 JSON = dict[str, Any]
-Fault = Literal["reset", "cut", "invalid_json"]
+Fault = Literal[
+    "reset",
+    "cut",
+    "invalid_json",
+    "gzip_bomb",
+    "huge",
+    "endless",
+    "long_line",
+    "bad_usage",
+    "invalid_arguments",
+]
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
 
 
@@ -71,9 +84,11 @@ class Reply:
     before the first byte; streams send ``chunk_size`` characters of text (or of tool
     arguments) per event, ``chunk_delay`` seconds apart. ``fault``: ``reset`` closes the
     connection without answering, ``cut`` drops it halfway through the body, and
-    ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON. ``model``
-    is the model the answer names (default: the one asked for); ``truncated`` ends the
-    answer at the token limit (OpenAI ``length``, Anthropic ``max_tokens``).
+    ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON; the hostile
+    faults (floods and tampers) are described in ``tests/fakes/hostile.py``.
+    ``set_cookie`` adds a ``Set-Cookie`` header to the answer. ``model`` is the model the
+    answer names (default: the one asked for); ``truncated`` ends the answer at the token
+    limit (OpenAI ``length``, Anthropic ``max_tokens``).
     """
 
     text: str | None = None
@@ -88,6 +103,7 @@ class Reply:
     fault: Fault | None = None
     model: str | None = None
     truncated: bool = False
+    set_cookie: str | None = None
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -506,10 +522,15 @@ class FakeLLMServer:
             error = dialect.error(reply.status, reply.error)
             self._note(index, completed=True)
             return web.json_response(error, status=reply.status, headers=headers)
+        cookie = {"Set-Cookie": reply.set_cookie} if reply.set_cookie else {}
+        if reply.fault in hostile.FLOODS:
+            stream = dialect.wants_stream(request, body)
+            note = functools.partial(self._note, index)
+            return await hostile.flood(request, reply.fault, stream, note, cookie)
         answer = self._answer(dialect, request, body, reply)
         if dialect.wants_stream(request, body):
-            return await self._stream(dialect, request, answer, reply, index)
-        data = json.dumps(dialect.answer(answer)).encode()
+            return await self._stream(dialect, request, answer, reply, index, cookie)
+        data = json.dumps(hostile.tamper(dialect.answer(answer), reply.fault)).encode()
         if reply.fault == "invalid_json":
             data = b'{"choices": [ this is not JSON'
         if reply.fault == "cut":
@@ -520,7 +541,7 @@ class FakeLLMServer:
             self._note(index, completed=False)
             return _drop(request, response)
         self._note(index, completed=True)
-        return web.Response(body=data, content_type="application/json")
+        return web.Response(body=data, content_type="application/json", headers=cookie)
 
     def _note(self, index: int, **outcome: Any) -> None:
         """Record how the answer to request ``index`` went."""
@@ -541,16 +562,25 @@ class FakeLLMServer:
         return Answer(model, text, calls, reply.usage, reply.chunk_size, reply.truncated)
 
     async def _stream(
-        self, dialect: Dialect, request: web.Request, answer: Answer, reply: Reply, index: int
+        self,
+        dialect: Dialect,
+        request: web.Request,
+        answer: Answer,
+        reply: Reply,
+        index: int,
+        headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        frames = [dialect.frame(event) for event in dialect.events(answer)]
+        events = dialect.events(answer)
+        frames = [dialect.frame(hostile.tamper(event, reply.fault)) for event in events]
         if reply.fault == "invalid_json":
             frames.insert(1, dialect.frame("{this is not JSON"))
         total = len(frames)
         if reply.fault == "cut":
             frames = frames[: max(1, len(frames) // 2)]
         self._note(index, events_total=total)
-        response = web.StreamResponse(headers={"Content-Type": dialect.stream_content_type})
+        response = web.StreamResponse(
+            headers={"Content-Type": dialect.stream_content_type, **(headers or {})}
+        )
         sent = 0
         try:
             await response.prepare(request)
@@ -651,7 +681,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--status", type=int, default=500)
     parser.add_argument("--retry-after", default=None, metavar="SECONDS")
     parser.add_argument("--error-message", default="scripted failure")
-    parser.add_argument("--fault", choices=("reset", "cut", "invalid_json"), default=None)
+    parser.add_argument("--fault", choices=get_args(Fault), default=None)
     return parser.parse_args(argv)
 
 
