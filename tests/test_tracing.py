@@ -316,10 +316,20 @@ def test_errors_retries_and_payload_capture_on_spans(serve: Any, tmp_path: Path)
     chat = one(spans, "chat gpt-4o")
     events = dict(chat.events)
     assert events["retry"]["retry.reason"] == "429"
-    prompt = events["gen_ai.prompt"]["gen_ai.prompt"]
-    completion = events["gen_ai.completion"]["gen_ai.completion"]
-    assert "sk-test-secret-999" not in prompt and "[REDACTED]" in prompt
-    assert completion == "the key is [REDACTED] ok"
+    # the GenAI conventions' structured JSON, which Phoenix and Langfuse show
+    inputs = json.loads(chat.attributes["gen_ai.input.messages"])
+    [user] = [m for m in inputs if m["role"] == "user"]
+    [part] = user["parts"]
+    assert part["type"] == "text" and part["content"].endswith("my token is [REDACTED]")
+    assert "sk-test-secret-999" not in chat.attributes["gen_ai.input.messages"]
+    outputs = json.loads(chat.attributes["gen_ai.output.messages"])
+    assert outputs == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "the key is [REDACTED] ok"}],
+            "finish_reason": "stop",
+        }
+    ]
 
 
 def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> None:
@@ -384,3 +394,36 @@ def test_chat_span_carries_the_answers_model_id_and_finish_reason(
         "chatcmpl-fake" if provider == "openai" else "msg_fake"
     )
     assert list(chat.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+
+
+def test_captured_tool_calls_and_system_instructions_are_json(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(tmp_path, f"    endpoint: {receiver.traces_url}\n")
+        config.write_text(
+            config.read_text().replace(
+                "    tools: [calculator]\n",
+                "    tools: [calculator]\n    instruction: Be brief.\n",
+            )
+        )
+        env = clean_env(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
+        server: Server = serve("-c", str(config), env=env)
+        rpc(server.url + "/", "message/send", v03_message(TOOL_ASK))
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    first, second = [s for s in spans if s.name == "chat demo"]
+    assert json.loads(first.attributes["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    [call] = json.loads(first.attributes["gen_ai.output.messages"])[0]["parts"]
+    assert call["type"] == "tool_call" and call["name"] == "calculator"
+    assert call["arguments"] == {"expression": "6*7"}
+    [tool_turn] = [
+        m for m in json.loads(second.attributes["gen_ai.input.messages"]) if m["role"] == "tool"
+    ]
+    assert tool_turn["parts"][0]["type"] == "tool_call_response"
+    assert tool_turn["parts"][0]["id"] == call["id"]
+    tool = one(spans, "execute_tool calculator")
+    assert tool.attributes["gen_ai.tool.type"] == "function"
+    assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"expression": "6*7"}
+    assert tool.attributes["gen_ai.tool.call.result"] == "42"

@@ -173,7 +173,7 @@ class Agent:
                                 step_text.append(response.message.content)
                                 if not hold:
                                     yield TextDelta(response.message.content)
-                        scope.completion("".join(step_text))
+                        scope.completion("".join(step_text), calls)
                     finally:
                         meter.add(scope.prompt_tokens, scope.completion_tokens)
                 produced.extend(step_text)

@@ -260,6 +260,7 @@ class Telemetry:
         attributes = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "function",
             "gen_ai.tool.call.id": call_id,
         }
         metrics = self.metrics
