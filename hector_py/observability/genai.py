@@ -57,8 +57,15 @@ def record_llm_metrics(
     price: Pricing | None,
     exemplar: dict[str, str] | None,
 ) -> None:
-    """Duration, time to first token, tokens, cost and outcome of one call."""
-    metrics.llm_duration.labels(*labels).observe(time.perf_counter() - scope.started, exemplar)
+    """Duration, time to first token, tokens, cost and outcome of one call, as the
+    ``hector_llm_*`` metrics and the OTel GenAI client metrics."""
+    elapsed = time.perf_counter() - scope.started
+    metrics.llm_duration.labels(*labels).observe(elapsed, exemplar)
+    call = ("chat", labels[1], labels[2], scope.response_model or "")
+    metrics.genai_duration.labels(*call, scope.error_type or "").observe(elapsed, exemplar)
+    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
+        metrics.genai_tokens.labels(*call, "input").observe(scope.prompt_tokens)
+        metrics.genai_tokens.labels(*call, "output").observe(scope.completion_tokens)
     if scope.first_token_at is not None:
         metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
     if scope.prompt_tokens:
