@@ -376,12 +376,13 @@ def test_chat_span_carries_the_answers_model_id_and_finish_reason(
                 tmp_path,
                 f"    endpoint: {receiver.traces_url}\n",
                 llm=f"provider: {provider}\n    model: asked\n    api_key: k\n"
-                f"    base_url: {fake.base_url}",
+                f"    base_url: {fake.base_url}\n    temperature: 0.2\n    max_tokens: 64",
             )
             server: Server = serve("-c", str(config))
             method = "message/stream" if stream else "message/send"
             body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": v03_message("hi")}
-            httpx.post(server.url + "/", json=body, timeout=20).raise_for_status()
+            headers = {"User-Agent": "probe/1.0"}
+            httpx.post(server.url + "/", json=body, headers=headers, timeout=20).raise_for_status()
             spans = receiver.wait_for(
                 lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
             )
@@ -394,6 +395,14 @@ def test_chat_span_carries_the_answers_model_id_and_finish_reason(
         "chatcmpl-fake" if provider == "openai" else "msg_fake"
     )
     assert list(chat.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+    assert chat.attributes["gen_ai.request.temperature"] == 0.2
+    assert chat.attributes["gen_ai.request.max_tokens"] == 64
+    request = one(spans, "POST /")
+    assert request.attributes["url.scheme"] == "http"
+    assert request.attributes["server.address"] == "127.0.0.1"
+    assert request.attributes["server.port"] == int(server.url.rsplit(":", 1)[1])
+    assert request.attributes["client.address"] == "127.0.0.1"
+    assert request.attributes["user_agent.original"] == "probe/1.0"
 
 
 def test_captured_tool_calls_and_system_instructions_are_json(serve: Any, tmp_path: Path) -> None:

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit
 
 from hector_py.config.model import Pricing
 from hector_py.observability.metrics import Metrics
@@ -25,6 +28,38 @@ def chat_attributes(provider: str, model: str, stream: bool, server: str | None)
         attributes["server.address"] = host or port
         if host and port.isdigit():
             attributes["server.port"] = int(port)
+    return attributes
+
+
+def server_attributes(
+    headers: Mapping[str, str], scheme: str, client: str | None
+) -> dict[str, Any]:
+    """An HTTP server span's ``url.scheme``, ``server.address``/``port`` (from ``Host``),
+    ``client.address`` and ``user_agent.original``."""
+    attributes: dict[str, Any] = {"url.scheme": scheme}
+    host = headers.get("Host")
+    if host:
+        parts = urlsplit(f"//{host}")
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        with suppress(ValueError):
+            if parts.port is not None:
+                attributes["server.port"] = parts.port
+    if client:
+        attributes["client.address"] = client
+    agent = headers.get("User-Agent")
+    if agent:
+        attributes["user_agent.original"] = agent
+    return attributes
+
+
+def request_attributes(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """The chat span's configured request parameters."""
+    attributes: dict[str, Any] = {}
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
     return attributes
 
 

@@ -29,7 +29,13 @@ from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
 from hector_py.observability.exporters import disabled_reason
-from hector_py.observability.genai import chat_attributes, finish_span, record_llm_metrics
+from hector_py.observability.genai import (
+    chat_attributes,
+    finish_span,
+    record_llm_metrics,
+    request_attributes,
+    server_attributes,
+)
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.redact import Redactor
 from hector_py.observability.scopes import (
@@ -148,7 +154,14 @@ class Telemetry:
 
     @contextmanager
     def http_request(
-        self, method: str, route: str, path: str, headers: Mapping[str, str]
+        self,
+        method: str,
+        route: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        scheme: str = "http",
+        client: str | None = None,
     ) -> Iterator[HttpScope]:
         """One HTTP request: server span (parent from ``traceparent``), metrics by route."""
         scope = HttpScope()
@@ -158,7 +171,13 @@ class Telemetry:
             return
         traced = self.tracer is not None and route not in self._untraced_routes
         parent = propagate.extract(headers) if traced else None
-        attributes = {"http.request.method": method_label, "http.route": route, "url.path": path}
+        attributes: dict[str, Any] = {
+            "http.request.method": method_label,
+            "http.route": route,
+            "url.path": path,
+        }
+        if traced:
+            attributes.update(server_attributes(headers, scheme, client))
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_requests.inc()
@@ -222,10 +241,20 @@ class Telemetry:
 
     @contextmanager
     def llm_call(
-        self, agent: str, provider: str, model: str, *, stream: bool, server: str | None = None
+        self,
+        agent: str,
+        provider: str,
+        model: str,
+        *,
+        stream: bool,
+        server: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[LLMScope]:
         """One LLM call: ``chat {model}`` client span; tokens count even if it fails."""
         attributes = chat_attributes(provider, model, stream, server)
+        if self.tracer is not None:
+            attributes.update(request_attributes(temperature, max_tokens))
         with self._span(f"chat {model}", SpanKind.CLIENT, attributes) as span:
             scope = LLMScope(span, self.capture)
             try:
