@@ -41,9 +41,23 @@ ConfigOption = Annotated[
 ]
 
 
+JSON_ERRORS: set[bool] = set()
+"""Holds ``True`` once ``serve`` knows its logs are JSON: fatal errors are log lines then."""
+
+
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
-    """Print one-line errors to stderr and exit with ``code``."""
-    for line in [lines] if isinstance(lines, str) else lines:
+    """Print one-line errors to stderr (as JSON log lines under ``--log-format json``) and
+    exit with ``code``."""
+    lines = [lines] if isinstance(lines, str) else lines
+    if JSON_ERRORS:
+        from hector_py.observability.logs import configure_logging
+
+        if not logging.getLogger().handlers:
+            configure_logging("info", "json", None)
+        for line in lines:
+            logging.getLogger("hector").critical(line)
+        raise typer.Exit(code)
+    for line in lines:
         err.print(f"error: {line}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -164,7 +178,11 @@ def serve(
         log_file=log_file,
         docs_folder=docs_folder,
     )
+    if log_format == "json":
+        JSON_ERRORS.add(True)
     cfg, demo_fallback = resolve(config, flags)
+    if cfg.logging.format == "json":
+        JSON_ERRORS.add(True)
     from hector_py.observability.logs import configure_logging
     from hector_py.observability.redact import Redactor
 
