@@ -220,6 +220,11 @@ class Metrics:
         self.llm_tokens = counter(
             "llm_tokens_total", "Tokens used, by type (prompt|completion)", (*llm, "type")
         )
+        self.tenant_tokens = counter(
+            "tenant_tokens_total",
+            "Tokens used by a tenant's runs, by type; tenants not configured are 'other'",
+            ("tenant", "type"),
+        )
         self.llm_retries = counter(
             "llm_retries_total",
             "LLM call retries by reason (HTTP status, timeout, connection_error)",

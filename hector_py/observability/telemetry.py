@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,8 +80,11 @@ class Telemetry:
         redactor: Redactor | None = None,
         pricing: Mapping[tuple[str, str], Pricing] | None = None,
         environ: Mapping[str, str] | None = None,
+        tenants: Iterable[str] = (),
     ) -> None:
+        """``tenants``: the configured ones, which label usage; any other is ``other``."""
         environ = os.environ if environ is None else environ
+        self.tenants = frozenset(tenants)
         self.config = config
         self.pricing = dict(pricing or {})  # (provider, model) -> prices
         self.redact = redactor or Redactor()
@@ -359,6 +362,17 @@ class Telemetry:
             self.metrics.budget_remaining.labels(tenant, period).set(remaining)
             if charged:
                 self.metrics.budget_used.labels(tenant, period).inc(charged)
+
+    def tenant_usage(self, tenant: str | None, prompt: int, completion: int) -> None:
+        """Count a finished run's tokens for its tenant (bounded: ``other`` unless the
+        tenant is configured), for billing without budgets."""
+        if self.metrics is None or not (prompt or completion):
+            return
+        label = tenant if tenant in self.tenants else "other"
+        if prompt:
+            self.metrics.tenant_tokens.labels(label, "prompt").inc(prompt)
+        if completion:
+            self.metrics.tenant_tokens.labels(label, "completion").inc(completion)
 
     def notification(self, agent: str, event: str, ok: bool) -> None:
         """Count one outbound notification delivery, after its retries."""
