@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from hector_py.observability.payloads import (
     clean_value,
@@ -172,3 +172,12 @@ def mark_error(
             exc,
             attributes={"exception.message": clean(str(exc)), "exception.stacktrace": clean(stack)},
         )
+
+
+def mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) -> None:
+    """A failed run is an error on its span and on the server span of the request that
+    ran it, although a protocol answers a failed task with HTTP 200."""
+    if not raised:  # a raised error is marked by ``_span``, with its exception event
+        mark_error(span, error_type)
+    if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
+        mark_error(request, error_type)
