@@ -41,9 +41,23 @@ ConfigOption = Annotated[
 ]
 
 
+JSON_ERRORS: set[bool] = set()
+"""Holds ``True`` once ``serve`` knows its logs are JSON: fatal errors are log lines then."""
+
+
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
-    """Print one-line errors to stderr and exit with ``code``."""
-    for line in [lines] if isinstance(lines, str) else lines:
+    """Print one-line errors to stderr (as JSON log lines under ``--log-format json``) and
+    exit with ``code``."""
+    lines = [lines] if isinstance(lines, str) else lines
+    if JSON_ERRORS:
+        from hector_py.observability.logs import configure_logging
+
+        if not logging.getLogger().handlers:
+            configure_logging("info", "json", None)
+        for line in lines:
+            logging.getLogger("hector").critical(line)
+        raise typer.Exit(code)
+    for line in lines:
         err.print(f"error: {line}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -131,6 +145,27 @@ def serve(
     log_file: Annotated[
         str | None, typer.Option(envvar="HECTOR_LOG_FILE", help="[default: stderr]")
     ] = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_DOCS_FOLDER",
+            help="Index this folder (watched) and give the agent the search_knowledge tool.",
+        ),
+    ] = None,
+    tools: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_TOOLS",
+            help="Give the agent tools: 'all' built-ins, or a comma list of tool names.",
+        ),
+    ] = None,
+    mcp_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_MCP_URL",
+            help="A streamable-HTTP MCP server whose tools the agent gets.",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
@@ -138,6 +173,10 @@ def serve(
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
+    if os.environ.get("HECTOR_TOOLS", "").lstrip().startswith("{"):
+        tools = None if tools == os.environ["HECTOR_TOOLS"] else tools  # the tools: section
+    elif "HECTOR_TOOLS" in os.environ:
+        del os.environ["HECTOR_TOOLS"]  # the --tools flag's, not the tools: section as JSON
     flags = ServeFlags(
         model=model,
         provider=provider,
@@ -153,8 +192,15 @@ def serve(
         log_level=log_level,
         log_format=log_format,
         log_file=log_file,
+        docs_folder=docs_folder,
+        tools=tools,
+        mcp_url=mcp_url,
     )
+    if log_format == "json":
+        JSON_ERRORS.add(True)
     cfg, demo_fallback = resolve(config, flags)
+    if cfg.logging.format == "json":
+        JSON_ERRORS.add(True)
     from hector_py.observability.logs import configure_logging
     from hector_py.observability.redact import Redactor
 
@@ -187,6 +233,16 @@ def serve(
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
 
 
+async def check_store(cfg: Config) -> tuple[bool, str] | None:
+    """Connect to a postgres store: (reachable with a usable schema, what was found)."""
+    storage = cfg.storage
+    if storage.type != "postgres" or storage.dsn is None:
+        return True, f"{storage.type}: nothing to connect to"
+    from hector_py.agent.stores.postgres import check_connection
+
+    return await check_connection(storage.dsn.get_secret_value(), storage.schema_name)
+
+
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="Config file to check.", dir_okay=False)],
@@ -194,6 +250,13 @@ def validate(
         bool, typer.Option("--print-config", help="Print the resolved config (secrets masked).")
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    check_connections: Annotated[
+        bool,
+        typer.Option(
+            "--check-connections",
+            help="Also connect to the store (postgres) and check its schema version.",
+        ),
+    ] = False,
 ) -> None:
     """Check a config file; exit 1 with one line per problem when it is invalid."""
     import asyncio
@@ -217,9 +280,19 @@ def validate(
             for problem in exc.problems:
                 print(problem)
         raise typer.Exit(1) from None
+    connection = asyncio.run(check_store(cfg)) if check_connections else None
+    if connection is not None and not connection[0]:
+        failure = {"path": "storage.dsn", "message": connection[1], "where": str(file)}
+        if fmt == "json":
+            print(json.dumps({"valid": False, "file": str(file), "problems": [failure]}))
+        else:
+            print(f"storage.dsn: {connection[1]} ({file})")
+        raise typer.Exit(1)
     resolved = cfg.model_dump(mode="json")
     if fmt == "json":
         report: dict[str, Any] = {"valid": True, "file": str(file)}
+        if connection is not None:
+            report["store"] = connection[1]
         if print_config:
             report["config"] = resolved
         print(json.dumps(report, indent=2))
@@ -227,6 +300,55 @@ def validate(
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
     else:
         print(f"{file}: valid")
+    if connection is not None and fmt == "text":
+        print(f"storage: {connection[1]}")
+
+
+@app.command()
+def index(
+    store: Annotated[str | None, typer.Argument(help="Only this document store.")] = None,
+    config: ConfigOption = None,
+    docs_folder: Annotated[
+        str | None,
+        typer.Option(envvar="HECTOR_DOCS_FOLDER", help="Index this folder as the store 'docs'."),
+    ] = None,
+) -> None:
+    """Build or refresh document store indexes offline and print their counts."""
+    import asyncio
+
+    from hector_py.config.flags import ServeFlags
+    from hector_py.config.loader import ConfigError
+    from hector_py.observability.logs import configure_logging
+    from hector_py.observability.redact import Redactor
+    from hector_py.server.knowledge import index_offline
+
+    cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
+    redactor = Redactor(cfg.logging.redact, cfg.secret_values())
+    configure_logging(cfg.logging.level, cfg.logging.format, None, redactor)
+    names = list(cfg.document_stores)
+    if store is not None:
+        if store not in cfg.document_stores:
+            fail(f"document store '{store}' not found (stores: {', '.join(names) or 'none'})")
+        names = [store]
+    elif not names:
+        fail("no document_stores in the config (or pass --docs-folder DIR)")
+    try:
+        indexed = asyncio.run(index_offline(cfg, names))
+    except ConfigError as exc:
+        fail([str(problem) for problem in exc.problems])
+    for done in indexed:
+        report = done.report
+        vectors = (
+            f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""
+        )
+        out.print(
+            f"{done.name}: {report.documents} documents, {report.chunks} chunks"
+            f" ({report.added} added, {report.updated} updated, {report.removed} removed,"
+            f" {report.unchanged} unchanged, {report.skipped} skipped{vectors})"
+            f" in {report.seconds:.2f} s",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -312,6 +434,36 @@ def call(
     err.print(f"[dim]session {result.context_id} · {result.state}[/dim]")
     if result.state != "completed":
         raise typer.Exit(1)
+
+
+@app.command("ops-kit")
+def ops_kit(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the kit into.")],
+    namespace: Annotated[
+        str, typer.Option(help="observability.metrics.namespace of the servers.")
+    ] = "hector",
+    subsystem: Annotated[
+        str, typer.Option(help="observability.metrics.subsystem of the servers.")
+    ] = "",
+    source: Annotated[
+        Path | None, typer.Option("--from", help="The configs/ directory to start from.")
+    ] = None,
+) -> None:
+    """Write the dashboards, recording rules and alerts for a custom metric namespace."""
+    from pydantic import ValidationError
+
+    from hector_py.config.observability import MetricsConfig
+    from hector_py.observability.opskit import OpsKitError, write_kit
+
+    try:
+        MetricsConfig(namespace=namespace, subsystem=subsystem)
+    except ValidationError as exc:
+        fail([f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()])
+    try:
+        written = write_kit(out, namespace, subsystem, source)
+    except OpsKitError as exc:
+        fail(str(exc))
+    err.print(f"wrote {len(written)} files under {out}")
 
 
 def main() -> None:

@@ -19,7 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+pytest_plugins = ["tests.postgres_server"]  # the session's real PostgreSQL (``postgres``)
+
 START_TIMEOUT_S = 20.0
+# --workers N needs a store the workers share (the memory store is a config error there);
+# sqlite's default file lands in the server's working directory, the test's tmp_path.
+SHARED_STORE = {"HECTOR_STORAGE__TYPE": "sqlite"}
 _LISTENING = re.compile(r"listening on (http://[^\s\"]+)")
 # Provider keys in the developer's env would change zero-config behaviour.
 _SCRUBBED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -156,9 +161,12 @@ def rpc(
     version: str | None = None,
     raw: bytes | None = None,
     request_id: Any = 1,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST one JSON-RPC request; JSON-RPC errors must still be HTTP 200."""
-    headers = {"A2A-Version": version} if version else {}
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    if version:
+        headers["A2A-Version"] = version
     body = (
         raw
         if raw is not None

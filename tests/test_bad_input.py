@@ -22,7 +22,7 @@ MAX_BODY = 262_144  # room for 100 000 levels of '[' below the limit
 MAX_CHARS = 1000
 
 PARSE, INVALID_REQUEST, NO_METHOD, INVALID_PARAMS = -32700, -32600, -32601, -32602
-TASK_NOT_FOUND, VERSION = -32001, -32009
+TASK_NOT_FOUND, VERSION, CONTENT_TYPE = -32001, -32009, -32005
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,12 @@ def dumps(value: Any) -> bytes:
 
 
 def v03(message: Any = None, **params: Any) -> dict[str, Any]:
-    base = {"kind": "message", "messageId": "m-1", "role": "user", "parts": [{"text": "hi"}]}
+    base = {
+        "kind": "message",
+        "messageId": "m-1",
+        "role": "user",
+        "parts": [{"kind": "text", "text": "hi"}],
+    }
     if message is not None:
         base = message
     return rpc_body("message/send", {"message": base, **params})
@@ -79,8 +84,15 @@ def v1(message: Any = None, **params: Any) -> dict[str, Any]:
     return rpc_body("SendMessage", {"message": base, **params})
 
 
-def with_parts(parts: Any, **extra: Any) -> dict[str, Any]:
-    return {"messageId": "m-1", "role": "user", "parts": parts, **extra}
+def with_parts(parts: Any, v03: bool = True, **extra: Any) -> dict[str, Any]:
+    """A message with ``parts``: v0.3 role names and part kinds, or v1.0 ones."""
+    if v03 and isinstance(parts, list):
+        parts = [
+            {"kind": "data" if "data" in p else "text", **p} if isinstance(p, dict) else p
+            for p in parts
+        ]
+    role = "user" if v03 else "ROLE_USER"
+    return {"messageId": "m-1", "role": role, "parts": parts, **extra}
 
 
 GOOD_V03 = v03()
@@ -132,6 +144,10 @@ def a2a_cases() -> Iterator[Any]:
     # wrong param types, in both dialects
     for dialect, make in (("v03", v03), ("v1", v1)):
         version = "1.0" if dialect == "v1" else None
+        is_v03 = dialect == "v03"
+
+        def msg(parts: Any, **extra: Any) -> dict[str, Any]:
+            return with_parts(parts, is_v03, **extra)  # noqa: B023
 
         def case(body: dict[str, Any], code: int = INVALID_PARAMS, says: str = "") -> Case:
             return Case(dumps(body), code, version=version, says=says)  # noqa: B023
@@ -142,18 +158,21 @@ def a2a_cases() -> Iterator[Any]:
         yield f"{dialect}_no_message", case({**send, "params": {}}, says="message")
         yield f"{dialect}_message_string", case(make("hi"), says="message")
         yield f"{dialect}_message_list", case(make([{"text": "hi"}]), says="message")
-        yield f"{dialect}_parts_missing", case(make({"role": "user"}), says="parts")
-        yield f"{dialect}_parts_string", case(make(with_parts("hi")), says="parts")
-        yield f"{dialect}_part_string", case(make(with_parts(["hi"])), says="parts[0]")
-        yield f"{dialect}_text_number", case(make(with_parts([{"text": 5}])), says="text")
-        yield f"{dialect}_text_list", case(make(with_parts([{"text": ["a"]}])), says="text")
+        yield (
+            f"{dialect}_parts_missing",
+            case(make({"messageId": "m", "role": "user" if is_v03 else "ROLE_USER"}), says="parts"),
+        )
+        yield f"{dialect}_parts_string", case(make(msg("hi")), says="parts")
+        yield f"{dialect}_part_string", case(make(msg(["hi"])), says="parts[0]")
+        yield f"{dialect}_text_number", case(make(msg([{"text": 5}])), says="text")
+        yield f"{dialect}_text_list", case(make(msg([{"text": ["a"]}])), says="text")
         yield (
             f"{dialect}_context_id_number",
-            case(make(with_parts([{"text": "hi"}], contextId=5)), says="contextId"),
+            case(make(msg([{"text": "hi"}], contextId=5)), says="contextId"),
         )
         yield (
             f"{dialect}_message_id_list",
-            case(make(with_parts([{"text": "hi"}], messageId=[])), says="messageId"),
+            case(make(msg([{"text": "hi"}], messageId=[])), says="messageId"),
         )
         yield (
             f"{dialect}_configuration_string",
@@ -180,24 +199,22 @@ def a2a_cases() -> Iterator[Any]:
             case(make(configuration={"returnImmediately": 1}), says="returnImmediately"),
         )
         # an empty message
-        yield f"{dialect}_empty_parts", case(make(with_parts([])), says="parts")
-        yield f"{dialect}_empty_text", case(make(with_parts([{"text": ""}])), says="no text")
-        yield f"{dialect}_blank_text", case(make(with_parts([{"text": " \n\t "}])), says="no text")
+        yield f"{dialect}_empty_parts", case(make(msg([])), says="parts")
+        yield f"{dialect}_empty_text", case(make(msg([{"text": ""}])), says="no text")
+        yield f"{dialect}_blank_text", case(make(msg([{"text": " \n\t "}])), says="no text")
         yield (
             f"{dialect}_only_data_part",
-            case(make(with_parts([{"data": {"a": 1}}])), says="no text"),
+            case(make(msg([{"data": {"a": 1}}])), CONTENT_TYPE, says="not supported"),
         )
         # over-long messages
         yield (
             f"{dialect}_over_long",
-            case(
-                make(with_parts([{"text": "x" * (MAX_CHARS + 1)}])), says="server.max_message_chars"
-            ),
+            case(make(msg([{"text": "x" * (MAX_CHARS + 1)}])), says="server.max_message_chars"),
         )
         yield (
             f"{dialect}_over_long_in_parts",
             case(
-                make(with_parts([{"text": "x" * 600}, {"text": "y" * 600}])),
+                make(msg([{"text": "x" * 600}, {"text": "y" * 600}])),
                 says="server.max_message_chars",
             ),
         )
@@ -365,13 +382,15 @@ def test_huge_chunked_body_is_refused(client: httpx.Client, server: Server) -> N
         for _ in range(MAX_BODY // 4096 + 2):
             yield b"[" * 4096
 
-    response = client.post(server.url + "/", content=chunks())
+    headers = {"Content-Type": "application/json"}
+    response = client.post(server.url + "/", content=chunks(), headers=headers)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == 413
 
 
 def test_request_id_survives_an_error(client: httpx.Client, server: Server) -> None:
-    response = client.post(server.url + "/", content=b"{", headers={"X-Request-ID": "keep-me-1"})
+    headers = {"X-Request-ID": "keep-me-1", "Content-Type": "application/json"}
+    response = client.post(server.url + "/", content=b"{", headers=headers)
     assert response.headers["X-Request-ID"] == "keep-me-1"
     assert response.json()["id"] is None
 
@@ -382,7 +401,7 @@ def test_limits_are_inclusive_and_the_server_still_works(
 ) -> None:
     """After the whole table: a message of exactly ``max_message_chars`` is served."""
     text = "w" * MAX_CHARS
-    body = v1(with_parts([{"text": text}])) if version else v03(with_parts([{"text": text}]))
+    body = v1(with_parts([{"text": text}], False)) if version else v03(with_parts([{"text": text}]))
     headers = {"A2A-Version": version} if version else {}
     response = httpx.post(server.url + "/", json=body, headers=headers, timeout=30)
     assert response.status_code == 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -114,11 +116,14 @@ def test_triggered_runs_are_charged_to_the_triggers_tenant(serve: Any, tmp_path:
         + f"      secret: {secret}\n      tenant: acme\n"
     )
     server: Server = serve("-c", str(config))
-    body = b'{"event": "push"}'
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    fired = itertools.count()
 
     def fire() -> httpx.Response:
-        headers = {"X-Hector-Signature": signature}
+        body = json.dumps({"event": "push", "n": next(fired)}).encode()  # replays get 409
+        stamp = str(int(time.time()))
+        signed = stamp.encode() + b"." + body
+        signature = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        headers = {"X-Hector-Signature": signature, "X-Hector-Timestamp": stamp}
         return httpx.post(server.url + "/webhooks/assistant", content=body, headers=headers)
 
     first = fire()

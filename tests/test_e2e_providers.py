@@ -544,15 +544,16 @@ def test_cancel_task_stops_the_upstream_stream(stack: Stack) -> None:
     assert task["status"]["state"] == "TASK_STATE_CANCELED"
 
 
-def test_client_leaving_a_stream_stops_the_upstream_stream(stack: Stack) -> None:
+def test_client_leaving_a_stream_leaves_the_task_running(stack: Stack) -> None:
+    """A2A: a stream's end changes nothing about the task (the upstream stream goes on);
+    a later CancelTask stops it."""
     seen = stack.fake.script(SLOW)
     task_id, _ = _stream_then(stack, None)
+    assert get_task(stack, task_id)["status"]["state"] == "TASK_STATE_WORKING"
+    assert stack.fake.requests()[seen:][0]["completed"] is None  # still streaming
+    canceled = rpc(stack.url, "CancelTask", {"id": task_id}, version=V1)["result"]
+    assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
     _upstream_was_stopped(stack, seen)
-    state = wait_for(
-        "the task to end",
-        lambda: (s := get_task(stack, task_id)["status"]["state"]) != "TASK_STATE_WORKING" and s,
-    )
-    assert state == "TASK_STATE_CANCELED"
 
 
 def test_chat_completions_client_leaving_stops_the_upstream_stream(stack: Stack) -> None:
@@ -712,12 +713,13 @@ def test_a_client_that_hangs_up_is_logged_and_not_counted_as_a_5xx(
     fake_llm: Callable[..., FakeLLM], serve: Callable[..., Server], tmp_path: Path
 ) -> None:
     """A slow fake from flags (``--chunk-delay 0.2 --reply LONG``): the client leaves an
-    A2A stream, which stops the upstream request and cancels the task. Then, as the
+    A2A stream, which (with ``a2a.cancel_on_disconnect``) stops the upstream request and
+    cancels the task. Then, as the
     README says, "every request writes one hector.access line" -- this one too -- and a
     client hanging up is not a server error in ``hector_requests_total``."""
     fake = fake_llm("openai", "--chunk-delay", "0.2", "--reply", SLOW_TEXT)
     config = tmp_path / "tools.yaml"
-    config.write_text(TOOL_CONFIG)
+    config.write_text(TOOL_CONFIG + "a2a:\n  cancel_on_disconnect: true\n")
     server = serve(*serve_args(fake, config), "--metrics", env=clean_env())
     own = Stack("openai", fake, server)
     task_id, _ = _stream_then(own, None, request_id="hangs-up-1")

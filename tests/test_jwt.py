@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,10 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.conftest import Server, v03_message
 
@@ -93,3 +100,93 @@ def test_jwt_bearer_tokens(
     assert server.stop() == 0
     records = [json.loads(line) for line in server.log_lines()]
     assert any(r.get("tenant") == "acme" for r in records)
+
+
+def _jwt_config(tmp_path: Path, jwks_url: str) -> Path:
+    config = tmp_path / "jwt.yaml"
+    config.write_text(
+        "server:\n  auth:\n    api_keys: [static-key-123]\n    jwt:\n"
+        f"      jwks_url: {jwks_url}\n      issuer: {ISSUER}\n      audience: {AUDIENCE}\n"
+        "observability:\n  metrics: {enabled: true}\n"
+    )
+    return config
+
+
+def test_malformed_tokens_are_401_never_500(
+    serve: Any, tmp_path: Path, jwks_url: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """The kids are public: a token naming k1 (RSA) but signed ES256 or HS256 (with the
+    public key as the secret), or with a broken header, is refused, not a crash."""
+    server: Server = serve("-c", str(_jwt_config(tmp_path, jwks_url)))
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300}
+    ec = ec_key()
+    public_pem = signing_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    forged = {
+        "ES256 on an RSA kid": jwt.encode(claims, ec, "ES256", headers={"kid": "k1"}),
+        "HS256 with the public key": _forge({"alg": "HS256", "kid": "k1"}, claims, public_pem),
+        "none": jwt.encode(claims, None, "none", headers={"kid": "k1"}),
+        "kid not a string": _forge({"alg": "RS256", "kid": 7}, claims, b"x"),
+        "alg not a string": _forge({"alg": ["RS256"], "kid": "k1"}, claims, b"x"),
+        "header not JSON": "eyJub3QganNvbg.e30.c2ln",
+    }
+    for why, bad in forged.items():
+        response = httpx.post(
+            server.url + "/", json={}, headers={"Authorization": f"Bearer {bad}"}, timeout=10
+        )
+        assert response.status_code == 401, (why, response.text)
+    assert not any("Traceback" in line for line in server.log_lines())
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _forge(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    """A token with any header, HMAC-SHA256 signed with ``secret`` (PyJWT refuses to
+    make most of these)."""
+
+    def part(value: dict[str, Any]) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+    signing_input = part(header) + b"." + part(claims)
+    mac = hmac.new(secret, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode()
+
+
+@pytest.fixture
+def dead_jwks() -> Iterator[str]:
+    """A JWKS URL whose server accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/jwks.json"
+    listener.close()
+
+
+async def _many(url: str, bearers: list[str]) -> list[int]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def one(bearer: str) -> int:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            async with session.get(url + "/agents", headers=headers) as response:
+                return response.status
+
+        return await asyncio.gather(*(one(b) for b in bearers))
+
+
+def test_dead_jwks_gives_fast_503_and_api_keys_keep_working(
+    serve: Any, tmp_path: Path, dead_jwks: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    config = _jwt_config(tmp_path, dead_jwks)
+    config.write_text(
+        config.read_text().replace("    api_keys:", "    public_card: false\n    api_keys:")
+    )
+    server: Server = serve("-c", str(config))
+    forged = [token(signing_key) for _ in range(200)]
+    statuses = asyncio.run(_many(server.url, [*forged, *["static-key-123"] * 20]))
+    assert statuses[:200] == [503] * 200  # no keys known: refused at once, no thread held
+    assert statuses[200:] == [200] * 20
+    scrape = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'hector_auth_failures_total{reason="unavailable"} 200.0' in scrape

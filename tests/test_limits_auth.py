@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
 
 from tests.conftest import Server, clean_env, rpc, v03_message
 
@@ -24,7 +25,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_body_and_message_limits(serve: Any, tmp_path: Path) -> None:
     config = write(tmp_path, "server:\n  max_body_bytes: 2048\n  max_message_chars: 50\n")
     server: Server = serve("-c", str(config))
-    huge = httpx.post(server.url + "/", content=b"x" * 5000)
+    json_type = {"Content-Type": "application/json"}
+    huge = httpx.post(server.url + "/", content=b"x" * 5000, headers=json_type)
     assert huge.status_code == 413 and huge.json()["error"]["code"] == 413
     long = rpc(server.url + "/", "message/send", v03_message("y" * 51))
     assert long["error"]["code"] == -32602
@@ -84,8 +86,20 @@ def test_queue_waits_for_a_slot_instead_of_refusing(serve: Any, tmp_path: Path) 
     assert [status for status, _ in results] == [200, 200]
 
 
-def test_client_hang_up_cancels_the_run(serve: Any, tmp_path: Path) -> None:
-    config = write(tmp_path, "llms:\n  default:\n    provider: demo\n    stream_delay: 0.5\n")
+@pytest.mark.parametrize(
+    ("cancel_on_disconnect", "outcome"),
+    [(False, "TASK_STATE_COMPLETED"), (True, "TASK_STATE_CANCELED")],
+)
+def test_client_hang_up_cancels_the_run_only_if_configured(
+    serve: Any, tmp_path: Path, cancel_on_disconnect: bool, outcome: str
+) -> None:
+    """A client leaving a blocking send leaves its task running (the A2A spec), unless
+    ``a2a.cancel_on_disconnect``."""
+    config = write(
+        tmp_path,
+        "llms:\n  default:\n    provider: demo\n    stream_delay: 0.2\n"
+        f"a2a:\n  cancel_on_disconnect: {str(cancel_on_disconnect).lower()}\n",
+    )
     server: Server = serve("-c", str(config), "--log-level", "debug", "--log-format", "json")
 
     async def hang_up() -> None:
@@ -102,10 +116,10 @@ def test_client_hang_up_cancels_the_run(serve: Any, tmp_path: Path) -> None:
                 )
 
     asyncio.run(hang_up())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while True:
         listed = rpc(server.url + "/", "ListTasks", {}, version="1.0")["result"]["tasks"]
-        if listed and listed[0]["status"]["state"] == "TASK_STATE_CANCELED":
+        if listed and listed[0]["status"]["state"] == outcome:
             break
         assert time.monotonic() < deadline, listed
         time.sleep(0.05)
@@ -177,3 +191,30 @@ def test_metrics_can_require_a_key(serve: Any, tmp_path: Path) -> None:
     server: Server = serve("-c", str(config))
     assert httpx.get(server.url + "/metrics").status_code == 401
     assert httpx.get(server.url + "/metrics", headers={"X-API-Key": "k-123456"}).status_code == 200
+
+
+async def _burst_messages(url: str, count: int) -> list[str]:
+    """The error messages of ``count`` concurrent sends (``""`` for a success)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": v03_message("hi")}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one() -> str:
+            async with session.post(url, json=body) as response:
+                answer = await response.json()
+                return "" if response.status == 200 else str(answer["error"]["message"])
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_overload_names_the_limit_that_was_hit(serve: Any, tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "server:\n  max_concurrent_runs: 2\n"
+        "llms:\n  default:\n    provider: demo\n    stream_delay: 0.2\n"
+        "agents:\n  capped:\n    max_concurrent_runs: 1\n  free: {}\n",
+    )
+    server: Server = serve("-c", str(config))
+    free = [m for m in asyncio.run(_burst_messages(server.url + "/agents/free", 6)) if m]
+    assert free and all("server.max_concurrent_runs" in m for m in free), free
+    capped = [m for m in asyncio.run(_burst_messages(server.url + "/agents/capped", 4)) if m]
+    assert capped and all("agents.capped.max_concurrent_runs" in m for m in capped), capped

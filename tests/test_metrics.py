@@ -24,8 +24,10 @@ import pytest
 
 from hector_py import __version__
 from tests.conftest import (
+    SHARED_STORE,
     FakeLLM,
     Server,
+    clean_env,
     hector,
     rpc,
     start_fake_llm,
@@ -288,7 +290,8 @@ def test_upstream_errors_are_counted(hub: Server, upstream: FakeLLM) -> None:
         before,
         [
             *llm_calls("x", 3, ok=False),
-            ("hector_errors_total", {"component": "llm", "error_type": "LLMError"}, 3),
+            ("hector_errors_total", {"component": "llm", "error_type": "500"}, 2),
+            ("hector_errors_total", {"component": "llm", "error_type": "400"}, 1),
             ("hector_agent_invocations_total", {"agent": "x", "status": "error"}, 3),
             ("hector_errors_total", {"component": "agent"}, 3),
             ("hector_requests_total", {**chat_route, "code": "502", "status": "error"}, 2),
@@ -328,7 +331,11 @@ def test_retry_is_counted_once_and_the_call_succeeds(hub: Server, upstream: Fake
         metrics_url(hub),
         before,
         [
-            ("hector_llm_retries_total", {"provider": "openai", "model": "gpt-4o-retry"}, 1),
+            (
+                "hector_llm_retries_total",
+                {"provider": "openai", "model": "gpt-4o-retry", "reason": "429"},
+                1,
+            ),
             *llm_calls("r", 1, model="gpt-4o-retry"),
             ("hector_errors_total", {}, 0),
         ],
@@ -461,7 +468,7 @@ def test_promtool_finds_no_problems_after_mixed_traffic(hub: Server, upstream: F
 
 def test_workers_scrape_is_valid_and_has_no_process_metrics(serve: Any) -> None:
     """--workers 2: the aggregated (multiprocess) scrape lints clean too."""
-    server: Server = serve("--workers", "2", "--metrics")
+    server: Server = serve("--workers", "2", "--metrics", env=clean_env(**SHARED_STORE))
     for _ in range(3):
         send_v03(server.url + "/")
     httpx.get(server.url + "/not-here", timeout=5)
@@ -582,7 +589,9 @@ def test_namespace_subsystem_const_labels_and_endpoint(serve: Any, tmp_path: Pat
     assert metrics.value("mycompany_agents_llm_requests_total", **labels, **const) == 1
     assert 'mycompany_agents_llm_requests_total{agent="assistant"' in metrics.text
     assert metrics.matching("mycompany_agents_llm_tokens_total", type="prompt", **const)
-    names = {n for n in metrics.families if not n.startswith(("process_", "python_"))}
+    # the OTel GenAI client metrics keep their standard names under any namespace
+    standard = ("process_", "python_", "gen_ai_client_")
+    names = {n for n in metrics.families if not n.startswith(standard)}
     assert names >= {"mycompany_agents_" + n.removeprefix("hector_") for n in FAMILIES}
     assert all(n.startswith("mycompany_agents_") for n in names)
     # const_labels reach every series, process metrics included

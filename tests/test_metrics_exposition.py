@@ -27,7 +27,7 @@ from prometheus_client.samples import Timestamp
 
 from hector_py.config.model import MetricsConfig
 from hector_py.observability.metrics import Metrics
-from tests.conftest import FakeLLM, Server, clean_env, start_fake_llm, v03_message
+from tests.conftest import SHARED_STORE, FakeLLM, Server, clean_env, start_fake_llm, v03_message
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 ACCEPTS = [
@@ -186,7 +186,12 @@ def start(
         SERVER_CONFIG.format(model=model, url=upstream.base_url, const=const, tracing=tracing)
     )
     server: Server = serve(
-        "-c", str(config), "--log-format", "json", *args, env=clean_env(TMPDIR=str(tmp_path))
+        "-c",
+        str(config),
+        "--log-format",
+        "json",
+        *args,
+        env=clean_env(TMPDIR=str(tmp_path), **(SHARED_STORE if "--workers" in args else {})),
     )
     for _ in range(3):
         reply = httpx.post(

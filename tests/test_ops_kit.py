@@ -409,6 +409,13 @@ def test_k8s_manifests_parse_and_fit_together(tmp_path: Path) -> None:
     assert container["args"] == ["serve", "-c", "/app/config.yaml"]
 
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    budget = _one(objects, "PodDisruptionBudget")
+    assert (
+        budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    )
+    assert budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["storage"]["type"] == "postgres"
+    assert "DATABASE_URL" in secret["stringData"]
     [service_port] = service["spec"]["ports"]
     assert service_port["targetPort"] in ports
     assert (
@@ -442,7 +449,8 @@ def _compose_mounts(service: dict[str, Any]) -> dict[str, Path]:
 def test_compose_parses_and_mounts_files_that_exist() -> None:
     compose = load_yaml(COMPOSE)
     services = compose["services"]
-    assert set(services) == {"hector", "jaeger", "prometheus", "grafana"}
+    assert set(services) == {"hector", "jaeger", "prometheus", "grafana", "postgres"}
+    assert "postgres" in services["hector"]["environment"]["DATABASE_URL"]
     published = {
         name: {int(port.split(":")[0]) for port in service.get("ports", [])}
         for name, service in services.items()
@@ -675,9 +683,13 @@ class Load:
             )
         if self.iterations % 3 == 0:
             self._overload(client)
-        event = b'{"event": "deploy"}'  # runs assistant (notifications go to the receiver)
-        signature = hmac.new(WEBHOOK_SECRET.encode(), event, hashlib.sha256).hexdigest()
-        signed = {"X-Hector-Signature": f"sha256={signature}"}
+        # runs assistant (notifications go to the receiver); a distinct event each time
+        event = b'{"event": "deploy", "n": %d}' % self.iterations
+        stamp = str(int(time.time()))
+        signature = hmac.new(
+            WEBHOOK_SECRET.encode(), stamp.encode() + b"." + event, hashlib.sha256
+        ).hexdigest()
+        signed = {"X-Hector-Signature": f"sha256={signature}", "X-Hector-Timestamp": stamp}
         self._record(
             "webhook", client.post(f"{url}/webhooks/assistant", content=event, headers=signed)
         )

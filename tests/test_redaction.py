@@ -83,3 +83,29 @@ def test_logs_and_payloads_are_redacted(serve: Any, tmp_path: Path) -> None:
         if "events" in r and any(e["name"] == "gen_ai.prompt" for e in r["events"])
     ]
     assert prompts and "[EMAIL]" in json.dumps(prompts)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_secrets_with_quotes_and_backslashes_are_redacted(tmp_path: Path, fmt: str) -> None:
+    """Redaction happens before JSON or repr escaping, tracebacks included."""
+    import logging
+
+    from hector_py.observability.logs import configure_logging
+
+    secret = "pa\"ss\\wo'rd-9876"
+    log_file = tmp_path / "out.log"
+    configure_logging("info", fmt, str(log_file), Redactor([], [secret]))
+    log = logging.getLogger("hector.test")
+    try:
+        log.info("as %s and %r", secret, secret, extra={"nested": {"k": [secret]}, "s": secret})
+        try:
+            raise ValueError(f"bad key {secret!r} / {secret}")
+        except ValueError:
+            log.exception("failed with %s", secret)
+    finally:
+        configure_logging()  # back to stderr
+    text = log_file.read_text()
+    escaped = (secret, json.dumps(secret)[1:-1], repr(secret)[1:-1], "ss\\\\wo", 'pa\\"ss')
+    assert not [form for form in escaped if form in text], text
+    assert text.count("[REDACTED]") >= 6
+    assert "Traceback" in text

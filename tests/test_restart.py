@@ -73,7 +73,7 @@ def call(url: str, kind: str, text: str) -> str:
 def list_all(url: str) -> list[dict[str, Any]]:
     response = HTTP.post(
         url,
-        json=rpc_body("ListTasks", {"pageSize": 100}),
+        json=rpc_body("ListTasks", {"pageSize": 100, "includeArtifacts": True}),
         headers={"A2A-Version": "1.0"},
         timeout=10,
     )

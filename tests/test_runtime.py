@@ -58,11 +58,11 @@ def test_v1_stream_sends_task_then_deltas_then_completed(serve: Any) -> None:
     ]
     assert "task" in events[0]
     deltas = [e["artifactUpdate"] for e in events if "artifactUpdate" in e]
-    text = "".join(p["text"] for d in deltas for p in d["artifact"]["parts"])
-    assert text == 'You said: "one two three". This is the offline demo model (turn 1).'
+    reply = 'You said: "one two three". This is the offline demo model (turn 1).'
+    assert "".join(p["text"] for d in deltas for p in d["artifact"]["parts"]) == reply
     assert len(deltas) > 5  # word by word, not one final chunk
     assert deltas[0]["append"] is False and all(d["append"] for d in deltas[1:])
-    assert deltas[-1]["lastChunk"] is True
+    assert all(d["artifact"]["parts"][0]["text"] for d in deltas)  # no empty last chunk
     assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
 
 

@@ -271,12 +271,12 @@ def test_otel_env_applies_where_config_is_silent(serve: Any, tmp_path: Path) -> 
         env = clean_env(
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             OTEL_RESOURCE_ATTRIBUTES="team=agents,service.name=from-env",
-            OTEL_TRACES_SAMPLER="always_off",
+            OTEL_TRACES_SAMPLER="parentbased_always_off",
         )
         server: Server = serve("-c", str(config), env=env)
         parent = {"traceparent": parent_header("01")}
         httpx.get(server.url + "/agents", headers=parent)  # a sampled parent is kept
-        httpx.get(server.url + "/agents")  # always_off: dropped
+        httpx.get(server.url + "/agents")  # parentbased_always_off: a root is dropped
         spans = receiver.wait_for(bool, what="the sampled request")
         assert server.stop() == 0
     [span] = receiver.spans
@@ -316,10 +316,20 @@ def test_errors_retries_and_payload_capture_on_spans(serve: Any, tmp_path: Path)
     chat = one(spans, "chat gpt-4o")
     events = dict(chat.events)
     assert events["retry"]["retry.reason"] == "429"
-    prompt = events["gen_ai.prompt"]["gen_ai.prompt"]
-    completion = events["gen_ai.completion"]["gen_ai.completion"]
-    assert "sk-test-secret-999" not in prompt and "[REDACTED]" in prompt
-    assert completion == "the key is [REDACTED] ok"
+    # the GenAI conventions' structured JSON, which Phoenix and Langfuse show
+    inputs = json.loads(chat.attributes["gen_ai.input.messages"])
+    [user] = [m for m in inputs if m["role"] == "user"]
+    [part] = user["parts"]
+    assert part["type"] == "text" and part["content"].endswith("my token is [REDACTED]")
+    assert "sk-test-secret-999" not in chat.attributes["gen_ai.input.messages"]
+    outputs = json.loads(chat.attributes["gen_ai.output.messages"])
+    assert outputs == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "the key is [REDACTED] ok"}],
+            "finish_reason": "stop",
+        }
+    ]
 
 
 def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> None:
@@ -343,5 +353,86 @@ def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> No
     for name in ("chat claude-x", "invoke_agent assistant"):
         span = one(spans, name)
         assert span.status == "ERROR"
-        assert span.attributes["error.type"] == "LLMError"
+        assert span.attributes["error.type"] == "400"  # the upstream status, not a class
         assert any(event == "exception" for event, _ in span.events)
+    chat = one(spans, "chat claude-x")  # nothing answered: no response model, id or tokens
+    assert not {"gen_ai.response.model", "gen_ai.response.id"} & set(chat.attributes)
+    assert "gen_ai.usage.input_tokens" not in chat.attributes
+    server = one(spans, "POST /")  # the failed task is answered with HTTP 200
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.status == "ERROR" and server.attributes["error.type"] == "400"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streamed"])
+def test_chat_span_carries_the_answers_model_id_and_finish_reason(
+    serve: Any, tmp_path: Path, provider: str, stream: bool
+) -> None:
+    fake = start_fake_llm(provider)
+    try:
+        fake.script({"text": "cut short", "model": "answered-2024-08-06", "truncated": True})
+        with OTLPHttpReceiver() as receiver:
+            config = tracing_config(
+                tmp_path,
+                f"    endpoint: {receiver.traces_url}\n",
+                llm=f"provider: {provider}\n    model: asked\n    api_key: k\n"
+                f"    base_url: {fake.base_url}\n    temperature: 0.2\n    max_tokens: 64",
+            )
+            server: Server = serve("-c", str(config))
+            method = "message/stream" if stream else "message/send"
+            body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": v03_message("hi")}
+            headers = {"User-Agent": "probe/1.0"}
+            httpx.post(server.url + "/", json=body, headers=headers, timeout=20).raise_for_status()
+            spans = receiver.wait_for(
+                lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+            )
+    finally:
+        fake.stop()
+    chat = one(spans, "chat asked")
+    assert chat.attributes["gen_ai.request.model"] == "asked"
+    assert chat.attributes["gen_ai.response.model"] == "answered-2024-08-06"
+    assert chat.attributes["gen_ai.response.id"] == (
+        "chatcmpl-fake" if provider == "openai" else "msg_fake"
+    )
+    assert list(chat.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+    assert chat.attributes["gen_ai.request.temperature"] == 0.2
+    assert chat.attributes["gen_ai.request.max_tokens"] == 64
+    request = one(spans, "POST /")
+    assert request.attributes["url.scheme"] == "http"
+    assert request.attributes["server.address"] == "127.0.0.1"
+    assert request.attributes["server.port"] == int(server.url.rsplit(":", 1)[1])
+    assert request.attributes["client.address"] == "127.0.0.1"
+    assert request.attributes["user_agent.original"] == "probe/1.0"
+
+
+def test_captured_tool_calls_and_system_instructions_are_json(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(tmp_path, f"    endpoint: {receiver.traces_url}\n")
+        config.write_text(
+            config.read_text().replace(
+                "    tools: [calculator]\n",
+                "    tools: [calculator]\n    instruction: Be brief.\n",
+            )
+        )
+        env = clean_env(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
+        server: Server = serve("-c", str(config), env=env)
+        rpc(server.url + "/", "message/send", v03_message(TOOL_ASK))
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    first, second = [s for s in spans if s.name == "chat demo"]
+    assert json.loads(first.attributes["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    [call] = json.loads(first.attributes["gen_ai.output.messages"])[0]["parts"]
+    assert call["type"] == "tool_call" and call["name"] == "calculator"
+    assert call["arguments"] == {"expression": "6*7"}
+    [tool_turn] = [
+        m for m in json.loads(second.attributes["gen_ai.input.messages"]) if m["role"] == "tool"
+    ]
+    assert tool_turn["parts"][0]["type"] == "tool_call_response"
+    assert tool_turn["parts"][0]["id"] == call["id"]
+    tool = one(spans, "execute_tool calculator")
+    assert tool.attributes["gen_ai.tool.type"] == "function"
+    assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"expression": "6*7"}
+    assert tool.attributes["gen_ai.tool.call.result"] == "42"

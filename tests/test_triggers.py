@@ -163,6 +163,13 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed(body: bytes, secret: str = SECRET, stamp: str = "", **extra: str) -> dict[str, str]:
+    """Hector's webhook headers: the signature of '{timestamp}.{body}' and the timestamp."""
+    stamp = stamp or str(int(time.time()))
+    signature = sign(stamp.encode() + b"." + body, secret)
+    return {"X-Hector-Signature": signature, "X-Hector-Timestamp": stamp, **extra}
+
+
 @pytest.fixture
 def webhook_server(serve: Any, tmp_path: Path) -> Iterator[Server]:
     path = tmp_path / "hooks.yaml"
@@ -173,6 +180,7 @@ def webhook_server(serve: Any, tmp_path: Path) -> Iterator[Server]:
         "      input: 'New issue {body.issue.title} by {body.user}'\n"
         "  ingest:\n    trigger:\n      type: webhook\n      secret: ${HOOK_SECRET}\n"
         "      path: /webhooks/github/ingest\n      signature_header: X-Hub-Signature-256\n"
+        "      timestamp_header: null\n      delivery_header: X-GitHub-Delivery\n"
         "      response: async\n"
         "server:\n  auth:\n    api_keys: [an-api-key-0001]\n"
         "observability:\n  metrics:\n    enabled: true\n"
@@ -183,12 +191,12 @@ def webhook_server(serve: Any, tmp_path: Path) -> Iterator[Server]:
 def test_signed_webhook_runs_the_agent_sync(webhook_server: Server) -> None:
     body = json.dumps({"issue": {"title": "crash on start"}, "user": "ana"}).encode()
     url = webhook_server.url + "/webhooks/triage"
-    response = httpx.post(url, content=body, headers={"X-Hector-Signature": sign(body)})
+    response = httpx.post(url, content=body, headers=signed(body))
     assert response.status_code == 200, response.text  # signed: no API key needed
     result = response.json()
     assert result["state"] == "completed"
     assert result["reply"].startswith('You said: "New issue crash on start by ana"')
-    bad = httpx.post(url, content=body, headers={"X-Hector-Signature": sign(body, "wrong")})
+    bad = httpx.post(url, content=body, headers=signed(body, "wrong"))
     assert bad.status_code == 401
     missing = httpx.post(url, content=body)
     assert missing.status_code == 401
@@ -197,6 +205,38 @@ def test_signed_webhook_runs_the_agent_sync(webhook_server: Server) -> None:
     metrics = scrape(webhook_server.url + "/metrics")  # metrics stay open by default
     assert metrics.value(TRIGGERS, agent="triage", type="webhook", status="success") == 1
     assert metrics.value(TRIGGERS, agent="triage", type="webhook", status="rejected") == 2
+
+
+def test_webhook_replays_are_refused(webhook_server: Server) -> None:
+    url = webhook_server.url + "/webhooks/triage"
+    body = json.dumps({"issue": {"title": "replayed"}, "user": "eve"}).encode()
+    captured = signed(body)
+    assert httpx.post(url, content=body, headers=captured).status_code == 200
+    replay = httpx.post(url, content=body, headers=captured)
+    assert replay.status_code == 409, replay.text  # the same signed request, again
+    stale = signed(body, stamp=str(int(time.time()) - 3600))
+    assert httpx.post(url, content=body, headers=stale).status_code == 401
+    assert httpx.post(url, content=body, headers=signed(body, stamp="soon")).status_code == 401
+    unstamped = {"X-Hector-Signature": sign(body)}  # the body alone is not what is signed
+    assert httpx.post(url, content=body, headers=unstamped).status_code == 401
+    other = json.dumps({"issue": {"title": "retried"}, "user": "ana"}).encode()
+    first = signed(other, **{"X-Hector-Delivery": "d-1"})
+    assert httpx.post(url, content=other, headers=first).status_code == 200
+    retry = signed(other, stamp=str(int(time.time()) + 1), **{"X-Hector-Delivery": "d-1"})
+    assert httpx.post(url, content=other, headers=retry).status_code == 409
+    metrics = scrape(webhook_server.url + "/metrics")
+    assert metrics.value(TRIGGERS, agent="triage", type="webhook", status="rejected") == 5
+
+
+def test_unstamped_webhook_dedups_deliveries(webhook_server: Server) -> None:
+    url = webhook_server.url + "/webhooks/github/ingest"
+    body = b"push to dev"
+    headers = {"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": "gh-1"}
+    assert httpx.post(url, content=body, headers=headers).status_code == 202
+    assert httpx.post(url, content=body, headers=headers).status_code == 409
+    body = b"push to dev, later"
+    headers = {"X-Hub-Signature-256": sign(body), "X-GitHub-Delivery": "gh-1"}
+    assert httpx.post(url, content=body, headers=headers).status_code == 409
 
 
 def test_async_webhook_answers_202_with_the_task(webhook_server: Server) -> None:
@@ -222,8 +262,8 @@ def test_async_webhook_answers_202_with_the_task(webhook_server: Server) -> None
     # the default route works for it too; the A2A endpoint itself still needs a key
     again = httpx.post(
         webhook_server.url + "/webhooks/ingest",
-        content=body,
-        headers={"X-Hub-Signature-256": sign(body)},
+        content=body + b" again",
+        headers={"X-Hub-Signature-256": sign(body + b" again")},
     )
     assert again.status_code == 202
     assert httpx.post(webhook_server.url + "/agents/ingest", json={}).status_code == 401

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, clean_env, v03_message
+from tests.conftest import SHARED_STORE, Server, clean_env, v03_message
 from tests.metrics_helpers import REPO
 from tests.reliability_helpers import wait_until
 
@@ -33,7 +33,9 @@ def _value(scrape: str, name: str, **labels: str) -> float:
 
 
 def test_two_workers_share_the_port_and_their_counts_add_up(serve: Any) -> None:
-    server: Server = serve("--workers", "2", "--metrics", "--log-format", "json")
+    server: Server = serve(
+        "--workers", "2", "--metrics", "--log-format", "json", env=clean_env(**SHARED_STORE)
+    )
     body = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": v03_message("hi")}
     sent = 0
     pids: set[int] = set()
@@ -80,7 +82,7 @@ def test_one_worker_runs_the_schedules_and_its_replacement_takes_over(
     server: Server = serve(
         *("-c", str(path), "--workers", "2", "--metrics", "--log-format", "json"),
         module="tests.fakes.fast_clock",  # a cron minute every second
-        env=clean_env(PYTHONPATH=str(REPO)),
+        env=clean_env(PYTHONPATH=str(REPO), **SHARED_STORE),
     )
     wait_until(lambda: len(_scheduled_runs(server)) >= 3, 15, "three scheduled runs")
     owners = {pid for pid, _ in _scheduled_runs(server)}

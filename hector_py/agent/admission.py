@@ -21,16 +21,27 @@ class Overloaded(Exception):
 
 
 class Slot:
-    """A held run slot; ``release`` it exactly once (later calls do nothing)."""
+    """A held run slot; ``release`` it exactly once (later calls do nothing).
 
-    def __init__(self, semaphores: list[asyncio.Semaphore]) -> None:
+    ``owner`` is the task the run belongs to (the acquiring one unless reassigned), which
+    a shutdown cancels if the run outlives the drain; ``released`` resolves on release.
+    """
+
+    def __init__(self, semaphores: list[asyncio.Semaphore], held: set[Slot]) -> None:
         self._semaphores = semaphores
+        self._held = held
+        self.owner = asyncio.current_task()
+        self.released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        held.add(self)
 
     def release(self) -> None:
         """Give the slot back."""
         for semaphore in self._semaphores:
             semaphore.release()
         self._semaphores = []
+        self._held.discard(self)
+        if not self.released.done():
+            self.released.set_result(None)
 
 
 class Admission:
@@ -42,31 +53,43 @@ class Admission:
         self._queue_timeout = queue_timeout
         self._max_waiting = total
         self._waiting = 0
+        self._held: set[Slot] = set()
+
+    def held(self) -> list[Slot]:
+        """The slots held now: every run in progress (A2A task or ``/v1`` request)."""
+        return list(self._held)
 
     async def acquire(self, agent: str) -> Slot:
         """A slot for one run of ``agent``; raises ``Overloaded`` when none frees in time."""
         held: list[asyncio.Semaphore] = []
+        limits = [(self._total, "the server's (server.max_concurrent_runs)")]
+        if agent in self._agents:
+            own = f"agent '{agent}''s (agents.{agent}.max_concurrent_runs)"
+            limits.insert(0, (self._agents[agent], own))
         try:
-            for semaphore in filter(None, (self._agents.get(agent), self._total)):
-                await self._take(semaphore, agent)
+            for semaphore, limit in limits:
+                await self._take(semaphore, limit)
                 held.append(semaphore)
         except BaseException:
-            Slot(held).release()
+            for semaphore in held:
+                semaphore.release()
             raise
-        return Slot(held)
+        return Slot(held, self._held)
 
-    async def _take(self, semaphore: asyncio.Semaphore, agent: str) -> None:
+    async def _take(self, semaphore: asyncio.Semaphore, limit: str) -> None:
+        """Take a slot of ``semaphore``; ``limit`` names it in the refusal."""
         if not semaphore.locked():
             await semaphore.acquire()
             return
         if self._queue_timeout <= 0 or self._waiting >= self._max_waiting:
-            raise Overloaded(f"agent '{agent}' is at its concurrent run limit; retry shortly")
+            raise Overloaded(f"at {limit} limit of concurrent runs; retry shortly")
         self._waiting += 1
         try:
             await asyncio.wait_for(semaphore.acquire(), self._queue_timeout)
         except TimeoutError:
             raise Overloaded(
-                f"no run slot for agent '{agent}' within {self._queue_timeout:g} s; retry shortly"
+                f"no run slot within {self._queue_timeout:g} s under {limit} limit of "
+                "concurrent runs; retry shortly"
             ) from None
         finally:
             self._waiting -= 1

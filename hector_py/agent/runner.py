@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hector_py.agent.guardrails import Guardrails
@@ -69,13 +69,19 @@ class UsageMeter:
 
 @dataclass(frozen=True)
 class FinalReply:
-    """The run's answer (all text produced) and the tokens it cost."""
+    """The run's answer (all text produced), the tokens it cost, and why the last model
+    call stopped (``stop``, ``length``...)."""
 
     text: str
     usage: Usage
+    finish_reason: str = "stop"
 
 
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
+
+
+ContextSource = Callable[[str], Awaitable[str | None]]
+"""Extra instruction for a user message (e.g. the best chunks of a document store)."""
 
 
 class AgentError(Exception):
@@ -94,6 +100,7 @@ class Agent:
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
         guardrails: Guardrails | None = None,
+        context: ContextSource | None = None,
     ) -> None:
         self.name = name
         self.telemetry = telemetry
@@ -102,6 +109,7 @@ class Agent:
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
         self.guardrails = guardrails
+        self.context = context
 
     async def run(
         self,
@@ -116,7 +124,7 @@ class Agent:
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
-        within ``max_iterations`` model calls.
+        within ``max_iterations`` model calls or the reply grows over ``max_reply_chars``.
         """
         messages = [
             Message("system", self.config.instruction),
@@ -127,39 +135,52 @@ class Agent:
         started = time.perf_counter()
         meter = UsageMeter() if meter is None else meter
         produced: list[str] = []
+        reply_chars = 0
         llm = self.llm
         # Output guardrails see the whole reply first, so a stream arrives in one piece.
         hold = self.guardrails is not None and self.guardrails.checks_output
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
+            if self.context is not None and (extra := await self.context(user_text)):
+                messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs)
                 step_text: list[str] = []
                 calls: tuple[ToolCall, ...] = ()
                 server = getattr(llm, "base_url", None)
+                settings = getattr(llm, "config", None)  # the HTTP providers' llms.<name>
                 with self.telemetry.llm_call(
-                    self.name, llm.provider, llm.model, stream=stream, server=server
+                    self.name,
+                    llm.provider,
+                    llm.model,
+                    stream=stream,
+                    server=server,
+                    temperature=getattr(settings, "temperature", None),
+                    max_tokens=getattr(settings, "max_tokens", None),
                 ) as scope:
                     try:
                         scope.prompt(request.messages)
                         if stream:
                             async for chunk in self._stream(request, scope):
                                 if chunk.text:
+                                    reply_chars = self._grown(reply_chars, chunk.text)
                                     step_text.append(chunk.text)
                                     if not hold:
                                         yield TextDelta(chunk.text)
                                 calls += chunk.tool_calls
-                            scope.finish_reasons = ("tool_calls" if calls else "stop",)
+                            if not scope.finish_reasons:  # an LLM that names none
+                                scope.finish_reasons = ("tool_calls" if calls else "stop",)
                         else:
                             response = await self._complete(request, scope)
                             calls = response.message.tool_calls
                             scope.finish_reasons = (response.finish_reason,)
                             if response.message.content:
+                                reply_chars = self._grown(reply_chars, response.message.content)
                                 step_text.append(response.message.content)
                                 if not hold:
                                     yield TextDelta(response.message.content)
-                        scope.completion("".join(step_text))
+                        scope.completion("".join(step_text), calls)
                     finally:
                         meter.add(scope.prompt_tokens, scope.completion_tokens)
                 produced.extend(step_text)
@@ -177,7 +198,8 @@ class Agent:
                         reply = self.guardrails.check_output(reply)
                         if reply:
                             yield TextDelta(reply)
-                    yield FinalReply(reply, Usage(meter.prompt_tokens, meter.completion_tokens))
+                    usage = Usage(meter.prompt_tokens, meter.completion_tokens)
+                    yield FinalReply(reply, usage, (*scope.finish_reasons, "stop")[0])
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:
@@ -191,9 +213,24 @@ class Agent:
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
 
+    def _grown(self, chars: int, text: str) -> int:
+        """The reply's length with ``text`` added; ``AgentError`` over ``max_reply_chars``."""
+        chars += len(text)
+        if chars > self.config.max_reply_chars:
+            raise AgentError(
+                f"the reply is over {self.config.max_reply_chars} characters "
+                "(the agent's max_reply_chars)"
+            )
+        return chars
+
+    def _usage(self, scope: LLMScope, usage: Usage) -> None:
+        usage = usage.checked(self.llm.provider)
+        scope.usage(usage.prompt_tokens, usage.completion_tokens)
+
     async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
         response = await self.llm.complete(request)
-        scope.usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        self._usage(scope, response.usage)
+        scope.answer(response.model, response.id, response.finish_reason)
         return response
 
     async def _stream(self, request: LLMRequest, scope: LLMScope) -> AsyncGenerator[LLMChunk, None]:
@@ -202,21 +239,26 @@ class Agent:
             async for chunk in self.llm.stream(request):
                 scope.first_token()
                 if chunk.usage is not None:
-                    scope.usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    self._usage(scope, chunk.usage)
+                if chunk.finish_reason is not None:
+                    scope.answer(chunk.model, chunk.id, chunk.finish_reason)
                 yield chunk
         except LLMError as exc:
             if exc.usage is not None:
-                scope.usage(exc.usage.prompt_tokens, exc.usage.completion_tokens)
+                self._usage(scope, exc.usage)
             raise
 
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
         label = call.name if tool is not None else "unknown"  # model-chosen names stay bounded
-        with self.telemetry.tool_call(self.name, label, call.id) as scope:
+        kind, server = (tool.kind, getattr(tool, "server", None)) if tool else (None, None)
+        with self.telemetry.tool_call(self.name, label, call.id, kind, server) as scope:
             if tool is None or self.registry is None:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
             elif self.guardrails and (denied := self.guardrails.denied_tool(call.name)):
                 outcome = ToolOutcome(False, denied, "unauthorized")
+            elif call.error is not None:
+                outcome = ToolOutcome(False, f"error: {call.error}", "invalid_arguments")
             else:
                 outcome = await self.registry.execute(tool, call.arguments)
             scope.error_type = None if outcome.ok else outcome.error_type or "error"

@@ -6,9 +6,11 @@ A blocking send awaits the execution, a stream subscribes to it, a cancel stops 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.runner import (
@@ -21,13 +23,14 @@ from hector_py.agent.runner import (
     ToolCallStarted,
     UsageMeter,
 )
-from hector_py.agent.stores import ChatTurn, Store, Task, TaskState, new_id
+from hector_py.agent.stores import ChatTurn, Store, StoreUnavailable, Task, TaskState, new_id
 from hector_py.llm.base import LLMError, Message
 from hector_py.observability.logs import bind
 
 log = logging.getLogger("hector.tasks")
 
 SHUTDOWN_FAILURE = "the server shut down before the task finished"
+CANCEL_WAIT_S = 5.0  # for the runs cancelled at the end of a drain to wind down
 
 
 @dataclass(frozen=True)
@@ -40,43 +43,77 @@ class StatusChanged:
 TaskEvent = StatusChanged | TextDelta | ToolCallStarted | ToolCallFinished
 
 
+class TaskBusy(Exception):
+    """The task is already starting or running."""
+
+
+class Overflowed:
+    """The end of a subscription that fell :data:`SUBSCRIBER_BUFFER` events behind."""
+
+
+OVERFLOWED = Overflowed()
+SUBSCRIBER_BUFFER = 1024  # events a subscriber may lag behind before it is dropped
+
+
 class Subscription:
-    """A subscriber's queue of events; registered the moment it is created."""
+    """A subscriber's bounded queue of events; registered the moment it is created.
 
-    def __init__(self, execution: Execution) -> None:
+    ``snapshot`` is the task and the reply text streamed so far, as of registration: a late
+    subscriber starts from it and every later event follows it. A subscriber that falls
+    behind by ``buffer`` events is dropped (its last item is :data:`OVERFLOWED`); the task
+    and the other subscribers go on."""
+
+    def __init__(self, execution: Execution, buffer: int) -> None:
         self._execution = execution
-        self._queue: asyncio.Queue[TaskEvent | None] = asyncio.Queue()
-        execution._subscribers.append(self._queue)
+        self._queue: asyncio.Queue[TaskEvent | Overflowed | None] = asyncio.Queue(buffer + 1)
+        self._buffer = buffer
+        self.snapshot = (execution.task, "".join(execution.streamed))
+        execution._subscribers.append(self)
 
-    async def __aiter__(self) -> AsyncIterator[TaskEvent]:
-        try:
-            while (event := await self._queue.get()) is not None:
-                yield event
-        finally:
+    async def next(self, timeout: float) -> TaskEvent | Overflowed | None:
+        """The next event (``None`` once the task has ended); ``TimeoutError`` after
+        ``timeout`` seconds without one (the subscription stays open)."""
+        event = await asyncio.wait_for(self._queue.get(), timeout)
+        if event is None or event is OVERFLOWED:
             self.close()
+        return event
+
+    def put(self, event: TaskEvent | None) -> None:
+        """Queue ``event``; a subscriber ``buffer`` events behind is dropped instead."""
+        if event is not None and self._queue.qsize() >= self._buffer:
+            self.close()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(OVERFLOWED)
+            log.warning("a subscriber fell %d events behind; dropped", self._buffer)
+        else:
+            self._queue.put_nowait(event)
 
     def close(self) -> None:
         """Stop receiving events."""
-        if self._queue in self._execution._subscribers:
-            self._execution._subscribers.remove(self._queue)
+        if self in self._execution._subscribers:
+            self._execution._subscribers.remove(self)
 
 
 class Execution:
-    """One running task."""
+    """One running task; ``streamed`` holds the reply's text deltas so far."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
-        self._subscribers: list[asyncio.Queue[TaskEvent | None]] = []
+        self.streamed: list[str] = []
+        self._subscribers: list[Subscription] = []
         self.runner: asyncio.Task[Task] | None = None
 
-    def subscribe(self) -> Subscription:
-        """Receive every event from now until the task ends."""
-        return Subscription(self)
+    def subscribe(self, buffer: int = SUBSCRIBER_BUFFER) -> Subscription:
+        """Receive every event from now until the task ends (after ``snapshot``)."""
+        return Subscription(self, buffer)
 
     def publish(self, event: TaskEvent | None) -> None:
         """Send ``event`` to every subscriber (``None`` ends their streams)."""
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        if isinstance(event, TextDelta):
+            self.streamed.append(event.text)
+        for subscription in list(self._subscribers):
+            subscription.put(event)
 
     async def wait(self) -> Task:
         """The task once it is terminal."""
@@ -84,8 +121,22 @@ class Execution:
         return await asyncio.shield(self.runner)
 
 
+class RemoteTasks(Protocol):
+    """Tasks run by other processes sharing the store (stores/fleet.py)."""
+
+    async def cancel(self, task_id: str) -> Task | None:
+        """Have the process running ``task_id`` cancel it."""
+        ...
+
+    def follow(self, task: Task) -> Execution:
+        """Relay another process's run of ``task``."""
+        ...
+
+
 class TaskManager:
     """Starts, tracks, cancels and drains task executions."""
+
+    remote: RemoteTasks | None = None  # set while other processes share the store
 
     def __init__(
         self,
@@ -99,23 +150,42 @@ class TaskManager:
         self.on_change = on_change
         self.draining = False
         self._running: dict[str, Execution] = {}
+        self._claimed: set[str] = set()  # ids starting or running
 
     def get(self, task_id: str) -> Execution | None:
         """The execution of a task still running, if any."""
         return self._running.get(task_id)
 
+    def follow(self, task: Task) -> Execution | None:
+        """The execution of ``task`` here, or one relaying another process's run of it (a
+        task waiting for input runs nowhere)."""
+        execution = self._running.get(task.id)
+        running = task.state in (TaskState.SUBMITTED, TaskState.WORKING)
+        if execution is None and self.remote is not None and running:
+            return self.remote.follow(task)
+        return execution
+
     async def start(self, agent: Agent, task: Task, user_text: str, *, stream: bool) -> Execution:
         """Take a run slot, save ``task`` and start running it; subscribe before the next
-        ``await``. Raises ``Overloaded`` when no slot frees in time."""
-        slot = await self.admission.acquire(agent.name)
+        ``await``. ``task`` may be one resumed (it waited for input). Raises ``Overloaded``
+        when no slot frees in time, ``TaskBusy`` when ``task`` is already starting or running."""
+        if task.id in self._claimed:
+            raise TaskBusy(task.id)
+        self._claimed.add(task.id)
         try:
-            await self.store.save_task(task)
+            slot = await self.admission.acquire(agent.name)
+            try:
+                await self.store.save_task(task)
+            except BaseException:
+                slot.release()
+                raise
         except BaseException:
-            slot.release()
+            self._claimed.discard(task.id)
             raise
         execution = Execution(task)
         self._running[task.id] = execution
         execution.runner = asyncio.create_task(self._run(agent, execution, user_text, stream, slot))
+        slot.owner = execution.runner
         return execution
 
     async def cancel(self, task_id: str) -> Task | None:
@@ -123,6 +193,8 @@ class TaskManager:
 
         While the server drains, a stopped task is marked failed, not canceled."""
         execution = self._running.get(task_id)
+        if execution is None and self.remote is not None:
+            return await self.remote.cancel(task_id)
         if execution is None or execution.runner is None:
             return None
         if self.draining:
@@ -131,23 +203,34 @@ class TaskManager:
         return await execution.wait()
 
     async def shutdown(self, timeout: float) -> None:
-        """Let running tasks finish for ``timeout`` seconds, then fail the rest."""
+        """Let running tasks and ``/v1`` runs (every held run slot) finish for ``timeout``
+        seconds, then fail the tasks and cancel the rest."""
         self.draining = True
         runners = [e.runner for e in self._running.values() if e.runner is not None]
-        if not runners:
+        slots = self.admission.held()
+        if not runners and not slots:
             return
-        _, pending = await asyncio.wait(runners, timeout=timeout)
+        waits: list[asyncio.Future[Any]] = [*runners, *(slot.released for slot in slots)]
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        if not pending:
+            return
+        stopped: set[asyncio.Future[Any]] = set()
         for execution in list(self._running.values()):
-            if execution.runner in pending:
+            if execution.runner is not None and execution.runner in pending:
                 execution.task.error = SHUTDOWN_FAILURE
-                execution.runner.cancel()
-        if pending:
-            log.warning(
-                "%d task(s) did not finish within %.1f s of shutdown; marked failed",
-                len(pending),
-                timeout,
-            )
-            await asyncio.wait(pending, timeout=5)
+                stopped.add(execution.runner)
+        for slot in slots:
+            if slot.released in pending and slot.owner is not None:
+                stopped.add(slot.owner)  # a /v1 request: its client sees the connection end
+        for task in stopped:
+            task.cancel()
+        log.warning(
+            "%d run(s) did not finish within %.1f s of shutdown; tasks marked failed, "
+            "/v1 requests cancelled",
+            len(stopped),
+            timeout,
+        )
+        await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
 
     async def _set_state(self, execution: Execution, state: TaskState) -> None:
         execution.task.state = state
@@ -170,13 +253,16 @@ class TaskManager:
         with bind(session_id=task.context_id, task_id=task.id):
             try:
                 await self._set_state(execution, TaskState.WORKING)
-                history = await self.store.history(task.context_id, agent.config.history_messages)
+                history = await self.store.history(
+                    task.tenant, task.context_id, agent.config.history_messages
+                )
                 events = agent.run(
                     history, user_text, stream=stream, session_id=task.context_id, meter=meter
                 )
                 async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
+                    task.tenant,
                     task.context_id,
                     [Message("user", user_text), Message("assistant", task.reply or "")],
                 )
@@ -189,6 +275,11 @@ class TaskManager:
                 log.warning("task failed: %s", exc)
                 task.error = str(exc)
                 await self._end(execution, meter, TaskState.FAILED)
+            except StoreUnavailable as exc:  # the database went away mid-run
+                log.warning("task failed: %s", exc)
+                task.error = str(exc)
+                with contextlib.suppress(StoreUnavailable):
+                    await self._end(execution, meter, TaskState.FAILED)
             except Exception:
                 log.exception("task crashed")
                 task.error = "internal error while running the agent"
@@ -197,6 +288,7 @@ class TaskManager:
                 slot.release()
                 execution.publish(None)
                 self._running.pop(task.id, None)
+                self._claimed.discard(task.id)
         return task
 
     @staticmethod

@@ -25,6 +25,12 @@ class AgentConfig(Strict):
     history_messages: int = Field(
         50, ge=0, description="Most earlier session messages sent to the model."
     )
+    max_reply_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="Longest reply in characters (all model calls of a run); a longer one "
+        "fails the run.",
+    )
     guardrails: list[str] = Field(
         default_factory=list, description="Names of top-level guardrails, applied in order."
     )
@@ -33,4 +39,14 @@ class AgentConfig(Strict):
     )
     trigger: ScheduleTrigger | WebhookTrigger | None = Field(
         None, discriminator="type", description="Run on a schedule or on a signed webhook."
+    )
+    knowledge: list[str] = Field(
+        default_factory=list,
+        description="Names of document_stores the agent searches (the search_knowledge tool).",
+    )
+    inject: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        description="Instead of the tool: add this many best chunks to the prompt first.",
     )

@@ -84,6 +84,19 @@ class WebhookTrigger(_Trigger):
     )
     secret: SecretStr = Field(description="HMAC-SHA256 key the sender signs the body with.")
     signature_header: str = "X-Hector-Signature"
+    timestamp_header: str | None = Field(
+        "X-Hector-Timestamp",
+        description="Header with the send time (Unix seconds); the signature then covers "
+        "'{timestamp}.{body}'. null: it covers the body only (GitHub's), with weaker "
+        "replay protection.",
+    )
+    tolerance: float = Field(
+        300.0, gt=0, description="Seconds a signed timestamp may be off from now."
+    )
+    delivery_header: str = Field(
+        "X-Hector-Delivery",
+        description="Header with the sender's delivery id; one seen before is refused (409).",
+    )
     input: str = Field(
         "{body}",
         min_length=1,

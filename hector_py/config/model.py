@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hector_py.config.a2a import A2AConfig
 from hector_py.config.agents import AgentConfig
 from hector_py.config.automation import (
     NOTIFICATION_EVENTS,
@@ -32,6 +33,7 @@ from hector_py.config.guardrails import (
     PiiKind,
     ToolAuthorization,
 )
+from hector_py.config.knowledge import DocumentStoreConfig, embedder_problems
 from hector_py.config.llm import LLMConfig, LLMTimeout, Pricing
 from hector_py.config.observability import (
     LoggingConfig,
@@ -54,6 +56,7 @@ __all__ = [
     "ApiKey",
     "AuthConfig",
     "Config",
+    "DocumentStoreConfig",
     "GuardrailAction",
     "GuardrailConfig",
     "HttpMethod",
@@ -99,11 +102,15 @@ class Config(Strict):
     )
     tools: dict[str, ToolConfig] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    a2a: A2AConfig = Field(default_factory=A2AConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
     budgets: dict[str, TenantBudget] = Field(
         default_factory=dict, description="Token budgets by tenant; other tenants are unlimited."
+    )
+    document_stores: dict[str, DocumentStoreConfig] = Field(
+        default_factory=dict, description="Folders of documents agents search (knowledge:)."
     )
 
     def secret_values(self) -> list[str]:
@@ -112,16 +119,28 @@ class Config(Strict):
         values += [k.key if isinstance(k, ApiKey) else k for k in self.server.auth.api_keys]
         values += list(self.observability.tracing.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
+        values += [v for tool in self.tools.values() for v in tool.env.values()]
         for agent in self.agents.values():
             for hook in agent.notifications:
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]
             if isinstance(agent.trigger, WebhookTrigger):
                 values.append(agent.trigger.secret)
+        if self.storage.dsn is not None:
+            values.append(self.storage.dsn)
         return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Cross-references that point nowhere, as (config path, message) pairs."""
         problems: list[tuple[tuple[str, ...], str]] = []
+        if self.server.workers > 1 and self.storage.type == "memory":
+            problems.append(
+                (
+                    ("server", "workers"),
+                    f"{self.server.workers} workers on the memory store would each keep their own"
+                    " tasks, sessions and budgets; use storage type sqlite (one host) or"
+                    " postgres (several hosts)",
+                )
+            )
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"
@@ -137,6 +156,7 @@ class Config(Strict):
                             f"unknown guardrail '{guardrail}' (known: {known})",
                         )
                     )
+            problems += _knowledge_problems(name, agent, self.document_stores)
         paths: dict[str, str] = {}
         for name, agent in self.agents.items():
             if isinstance(agent.trigger, WebhookTrigger) and agent.trigger.path:
@@ -148,6 +168,9 @@ class Config(Strict):
                         (("agents", name, "trigger", "path"), f"{path} is taken by agent '{owner}'")
                     )
                 paths[path] = name
+        providers = {name: llm.provider for name, llm in self.llms.items()}
+        for name, store in self.document_stores.items():
+            problems += embedder_problems(name, store, providers)
         if self.default_agent is not None and self.default_agent not in self.agents:
             problems.append((("default_agent",), f"unknown agent '{self.default_agent}'"))
         return problems
@@ -156,3 +179,21 @@ class Config(Strict):
     def default_agent_name(self) -> str:
         """The agent served at ``/`` and ``/.well-known/agent-card.json``."""
         return self.default_agent or next(iter(self.agents))
+
+
+def _knowledge_problems(
+    name: str, agent: AgentConfig, stores: dict[str, DocumentStoreConfig]
+) -> list[tuple[tuple[str, ...], str]]:
+    """An agent's ``knowledge:`` names that are not ``document_stores``."""
+    known = ", ".join(sorted(stores)) or "none"
+    problems: list[tuple[tuple[str, ...], str]] = [
+        (
+            ("agents", name, "knowledge", str(index)),
+            f"unknown document store '{store}' (known: {known})",
+        )
+        for index, store in enumerate(agent.knowledge)
+        if store not in stores
+    ]
+    if agent.inject is not None and not agent.knowledge:
+        problems.append((("agents", name, "inject"), "needs knowledge: [STORE, ...]"))
+    return problems

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr
 
 from hector_py.config.base import Strict
@@ -49,6 +51,22 @@ class TenantBudget(Strict):
 
     daily_tokens: int | None = Field(None, ge=1)
     monthly_tokens: int | None = Field(None, ge=1)
+    reserve_tokens: int = Field(
+        1000,
+        ge=0,
+        description="Tokens held for a run while it runs (settled with its real count), so "
+        "concurrent runs overshoot a budget by at most this.",
+    )
+
+
+class OpenAIApiConfig(Strict):
+    """The OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    allow_system_messages: bool = Field(
+        True,
+        description="Accept callers' system/developer messages (checked by the agent's input "
+        "guardrails like every message); false refuses them (400).",
+    )
 
 
 class ServerConfig(Strict):
@@ -58,6 +76,13 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=0, le=65535)
     public_url: str | None = Field(
         None, description="External base URL used in agent cards (default: from the request)."
+    )
+    allowed_hosts: list[
+        Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$", max_length=253)]
+    ] = Field(
+        default_factory=list,
+        description="Host header values accepted without public_url (421 otherwise; '*' is"
+        " any). Always accepted: the bind address, localhost, 127.0.0.1 and ::1.",
     )
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds in-flight requests may take to finish on SIGTERM."
@@ -82,4 +107,26 @@ class ServerConfig(Strict):
     queue_timeout: float = Field(
         0.0, ge=0, description="Seconds a run may wait for a slot before 503 (0: at once)."
     )
+    idle_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a connection may go without a complete request head, from "
+        "its opening or its previous response (idle keep-alive, heads sent slowly).",
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a request body may take to arrive (then 408)."
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Client connections open at once; past it a new one gets 503 and is "
+        "closed (default: three quarters of the open-file limit).",
+    )
+    max_connections_per_client: int = Field(
+        256,
+        ge=1,
+        description="Connections open at once from one client address (behind a proxy, "
+        "all its clients share its address).",
+    )
     auth: AuthConfig = Field(default_factory=lambda: AuthConfig())
+    openai_api: OpenAIApiConfig = Field(default_factory=lambda: OpenAIApiConfig())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, merge_turns, response, split_system
 
 API_VERSION = "2023-06-01"
@@ -48,7 +48,7 @@ class AnthropicLLM(RemoteLLM):
     def _parse(self, data: Any) -> LLMResponse:
         blocks = data["content"]
         calls = [
-            ToolCall(b["id"], b["name"], self.arguments(b.get("input")))
+            self.tool_call(b["id"], b["name"], b.get("input"))
             for b in blocks
             if b["type"] == "tool_use"
         ]
@@ -58,12 +58,15 @@ class AnthropicLLM(RemoteLLM):
             calls,
             Usage(_prompt_tokens(usage) or 0, usage.get("output_tokens") or 0),
             truncated=data.get("stop_reason") == "max_tokens",
+            model=data.get("model"),
+            id=data.get("id"),
         )
 
     def _on_event(self, payload: str, state: StreamState) -> str:
         event = self.event(payload)
         kind = event["type"]
         if kind == "message_start":
+            state.model, state.id = event["message"].get("model"), event["message"].get("id")
             usage = event["message"].get("usage") or {}
             state.prompt_tokens = _prompt_tokens(usage)
             state.completion_tokens = usage.get("output_tokens")
@@ -80,6 +83,8 @@ class AnthropicLLM(RemoteLLM):
             if delta["type"] == "input_json_delta":
                 state.partial_call(event["index"]).arguments += delta["partial_json"]
         elif kind == "message_delta":
+            stop = (event.get("delta") or {}).get("stop_reason")
+            state.truncated = state.truncated or stop == "max_tokens"
             usage = event.get("usage") or {}
             if usage.get("output_tokens") is not None:
                 state.completion_tokens = usage["output_tokens"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
+log = logging.getLogger("hector.llm")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class ToolCall:
     arguments: dict[str, Any]
     signature: str | None = None
     """Opaque provider token to send back with the call (Gemini thought signatures)."""
+    error: str | None = None
+    """Why the arguments could not be read (they are then empty); the agent loop gives it
+    back to the model as the tool result instead of running the tool."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,20 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def checked(self, provider: str) -> Usage:
+        """These counts, each one that is not a non-negative integer (as an upstream may
+        send) replaced by 0 with a warning."""
+        counts = (self.prompt_tokens, self.completion_tokens)
+        valid = [c if type(c) is int and c >= 0 else 0 for c in counts]
+        if valid != list(counts):
+            log.warning(
+                "%s reported invalid token usage (prompt %.40r, completion %.40r): ignored",
+                provider,
+                *counts,
+            )
+            return Usage(*valid)
+        return self
+
 
 @dataclass(frozen=True)
 class LLMRequest:
@@ -64,6 +83,8 @@ class LLMResponse:
     message: Message
     usage: Usage
     finish_reason: str = "stop"
+    model: str | None = None  # the model that answered, as the provider names it
+    id: str | None = None  # the provider's id of the answer
 
 
 @dataclass(frozen=True)
@@ -73,13 +94,17 @@ class LLMChunk:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage | None = None
+    finish_reason: str | None = None  # on the last chunk, with the answer's model and id
+    model: str | None = None
+    id: str | None = None
 
 
 class LLMError(Exception):
     """A model call failed; ``retryable`` says whether trying again may help.
 
     ``status`` is the upstream HTTP status when there was one; ``usage`` is what a stream
-    had reported before it broke, when known.
+    had reported before it broke, when known; ``cause`` is ``timeout`` or
+    ``connection_error`` when the upstream could not be reached.
     """
 
     def __init__(
@@ -89,11 +114,28 @@ class LLMError(Exception):
         retryable: bool = False,
         status: int | None = None,
         usage: Usage | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.usage = usage
+        self.cause = cause
+
+    @property
+    def error_type(self) -> str:
+        """A low-cardinality cause for ``error.type`` and metric labels: the upstream's
+        HTTP status (``429``), ``timeout``, ``connection_error``, or ``llm_error``."""
+        if self.status is not None:
+            return str(self.status)
+        if self.cause is not None:
+            return self.cause
+        inner = self.__cause__
+        if isinstance(inner, TimeoutError):
+            return "timeout"
+        if isinstance(inner, OSError) or type(inner).__module__.startswith("aiohttp"):
+            return "connection_error"
+        return "llm_error"
 
 
 class LLM(Protocol):

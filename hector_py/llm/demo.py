@@ -36,13 +36,19 @@ class DemoLLM:
             message=message,
             usage=_usage(request, message),
             finish_reason="tool_calls" if message.tool_calls else "stop",
+            model=self.model,
         )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Answer word by word, ``stream_delay`` seconds apart; usage on the last chunk."""
         message = self._answer(request)
         if message.tool_calls:
-            yield LLMChunk(tool_calls=message.tool_calls, usage=_usage(request, message))
+            yield LLMChunk(
+                tool_calls=message.tool_calls,
+                usage=_usage(request, message),
+                finish_reason="tool_calls",
+                model=self.model,
+            )
             return
         words = message.content.split(" ")
         for index, word in enumerate(words):
@@ -52,6 +58,8 @@ class DemoLLM:
             yield LLMChunk(
                 text=word if index == 0 else " " + word,
                 usage=_usage(request, message) if last else None,
+                finish_reason="stop" if last else None,
+                model=self.model if last else None,
             )
 
     def _answer(self, request: LLMRequest) -> Message:

@@ -64,6 +64,8 @@ class GeminiLLM(RemoteLLM):
             calls,
             Usage(*_usage(data.get("usageMetadata") or {})),
             truncated=finish == "MAX_TOKENS",
+            model=data.get("modelVersion"),
+            id=data.get("responseId"),
         )
 
     def _on_event(self, payload: str, state: StreamState) -> str:
@@ -76,6 +78,9 @@ class GeminiLLM(RemoteLLM):
             state.prompt_tokens = prompt or state.prompt_tokens
             state.completion_tokens = completion or state.completion_tokens
         state.done = state.done or finish is not None
+        state.truncated = state.truncated or finish == "MAX_TOKENS"
+        state.model = event.get("modelVersion") or state.model
+        state.id = event.get("responseId") or state.id
         return text
 
 

@@ -8,7 +8,12 @@ Every provider sends its requests through one ``HTTPClient``, so the rules live 
   (capped at ``RETRY_AFTER_CAP``) and otherwise exponential backoff with full jitter;
 - other failures raise ``LLMError`` at once, with a one-line message that names the
   status and the upstream's own error text and never contains the API key;
-- a streamed body is never retried once the response has started.
+- a streamed body is never retried once the response has started;
+- what is read is bounded: ``max_response_bytes`` per answer (a reply, or a whole stream,
+  counted after decompression), ``MAX_LINE_BYTES`` per stream line, ``ERROR_BODY_BYTES`` of
+  an error body. Requests ask for ``identity`` encoding: model answers are small and
+  streamed token by token, so compression saves little; an upstream that compresses
+  anyway is decompressed by aiohttp in bounded steps (>= 3.13.3) within the same cap.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ RETRY_AFTER_CAP = 60.0
 """Longest wait a ``Retry-After`` header can impose, in seconds."""
 BACKOFF_CAP = 30.0
 """Longest computed backoff, in seconds."""
+MAX_LINE_BYTES = 1024 * 1024
+"""Longest line of a streamed answer (an SSE or NDJSON line)."""
+ERROR_BODY_BYTES = 64 * 1024
+"""Most bytes of an error body read for its message."""
+READ_CHUNK = 64 * 1024
+"""Bytes asked of aiohttp at a time when reading a body."""
 
 OnRetry = Callable[[int, str, float], None]
 """Called before each retry with (retry number from 1, reason, delay in seconds).
@@ -72,6 +83,7 @@ class HTTPClient:
             sock_connect=config.timeout.connect,
             sock_read=config.timeout.read,
         )
+        self._max_bytes = config.max_response_bytes
         self._secrets = tuple(s for s in secrets if s)
         self._on_retry = on_retry
         self._inject_headers = inject_headers
@@ -80,12 +92,16 @@ class HTTPClient:
         """POST ``body`` and return the decoded JSON answer."""
         response = await self._send(url, body, headers)
         async with response:
+            if (response.content_length or 0) > self._max_bytes:
+                raise self._too_large("reply")
             try:
-                raw = await response.read()
+                raw = await _read_body(response, self._max_bytes + 1)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self.error(
                     f"reading the response failed: {_describe(exc)}", retryable=True
                 ) from exc
+            if len(raw) > self._max_bytes:
+                raise self._too_large("reply")
         return self.parse_json(raw)
 
     async def post_stream(
@@ -99,18 +115,28 @@ class HTTPClient:
             if (started := stream_started.get()) is not None:
                 await started()
             try:
-                pending = b""  # a line not yet ended, however the bytes were chunked
+                received = 0
+                pending = bytearray()  # a line not yet ended, however the bytes were chunked
                 async for data in response.content.iter_any():
-                    *lines, pending = (pending + data).split(b"\n")
+                    received += len(data)
+                    if received > self._max_bytes:
+                        raise self._too_large("stream")
+                    *lines, rest = data.split(b"\n")  # only new bytes: linear however chunked
+                    if lines and pending:
+                        lines[0] = bytes(pending) + lines[0]
+                        pending.clear()
                     for line in lines:
                         if (payload := parse(line)) is not None:
                             yield payload
-                if pending and (payload := parse(pending)) is not None:
+                    pending += rest
+                    if len(pending) > MAX_LINE_BYTES:
+                        raise self.error(f"a stream line is over {MAX_LINE_BYTES} bytes")
+                if pending and (payload := parse(bytes(pending))) is not None:
                     yield payload
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self.error(f"stream interrupted: {_describe(exc)}", retryable=True) from exc
 
-    def parse_json(self, raw: bytes | str) -> Any:
+    def parse_json(self, raw: bytes | bytearray | str) -> Any:
         """``raw`` decoded; ``LLMError`` when it is not JSON."""
         try:
             return orjson.loads(raw)
@@ -126,6 +152,12 @@ class HTTPClient:
             text = text.replace(secret, "***")
         return LLMError(text, retryable=retryable, status=status)
 
+    def _too_large(self, what: str) -> LLMError:
+        return self.error(
+            f"the {what} is over max_response_bytes ({self._max_bytes} bytes); "
+            "raise it in the llm config if such answers are expected"
+        )
+
     async def _send(
         self, url: str, body: Any, headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
@@ -137,6 +169,7 @@ class HTTPClient:
             attempt += 1
             request_headers = {
                 "Content-Type": "application/json",
+                "Accept-Encoding": "identity",
                 "User-Agent": f"hector-py/{__version__}",
                 **headers,
             }
@@ -154,6 +187,7 @@ class HTTPClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
                 error = self.error(_describe(exc), retryable=True)
+                error.cause = reason
             else:
                 if response.status < 300:
                     return response
@@ -169,6 +203,7 @@ class HTTPClient:
                         f"{error} (gave up after {attempts} attempts)",
                         retryable=True,
                         status=error.status,
+                        cause=error.cause,
                     )
                 raise error
             delay = retry_after if retry_after is not None else self._jittered(attempt)
@@ -178,9 +213,9 @@ class HTTPClient:
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> LLMError:
         try:
-            raw = await response.read()
+            raw = await _read_body(response, ERROR_BODY_BYTES)
         except (aiohttp.ClientError, TimeoutError):
-            raw = b""
+            raw = bytearray()
         status = response.status
         return self.error(
             f"HTTP {status} {response.reason or ''}: {_error_detail(raw)}",
@@ -212,6 +247,16 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytearray:
+    """At most ``limit`` bytes of the body (decompressed), read in bounded chunks."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return body
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out ({exc})" if str(exc) else "timed out"
@@ -230,7 +275,7 @@ def upstream_message(data: Any) -> str | None:
     return str(error) if error else None
 
 
-def _error_detail(raw: bytes) -> str:
+def _error_detail(raw: bytes | bytearray) -> str:
     """An error body's message, on one line, shortened."""
     try:
         message = upstream_message(orjson.loads(raw))

@@ -53,24 +53,27 @@ class OllamaLLM(RemoteLLM):
             self._calls(message),
             Usage(data.get("prompt_eval_count") or 0, data.get("eval_count") or 0),
             truncated=data.get("done_reason") == "length",
+            model=data.get("model"),
         )
 
     def _on_event(self, payload: str, state: StreamState) -> str:
         event = self.event(payload)
         message = event.get("message") or {}
         state.calls += self._calls(message)
+        state.model = event.get("model") or state.model
         if event.get("done"):
             state.done = True
+            state.truncated = event.get("done_reason") == "length"
             state.prompt_tokens = event.get("prompt_eval_count") or 0
             state.completion_tokens = event.get("eval_count") or 0
         return str(message.get("content") or "")
 
     def _calls(self, message: JSON) -> list[ToolCall]:
         return [
-            ToolCall(
+            self.tool_call(
                 c.get("id") or new_call_id(),
                 c["function"]["name"],
-                self.arguments(c["function"].get("arguments")),
+                c["function"].get("arguments"),
             )
             for c in message.get("tool_calls") or ()
         ]

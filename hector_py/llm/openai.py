@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, ToolSpec, Usage
+from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolSpec, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, response
 
 
@@ -54,7 +54,7 @@ class OpenAILLM(RemoteLLM):
         choice = data["choices"][0]
         message = choice["message"]
         calls = [
-            ToolCall(c["id"], c["function"]["name"], self.arguments(c["function"].get("arguments")))
+            self.tool_call(c["id"], c["function"]["name"], c["function"].get("arguments"))
             for c in message.get("tool_calls") or ()
         ]
         return response(
@@ -62,6 +62,8 @@ class OpenAILLM(RemoteLLM):
             calls,
             _usage(data.get("usage")) or Usage(),
             truncated=choice.get("finish_reason") == "length",
+            model=data.get("model"),
+            id=data.get("id"),
         )
 
     def _on_event(self, payload: str, state: StreamState) -> str:
@@ -69,6 +71,7 @@ class OpenAILLM(RemoteLLM):
             state.done = True
             return ""
         event = self.event(payload)
+        state.model, state.id = event.get("model") or state.model, event.get("id") or state.id
         usage = _usage(event.get("usage"))
         if usage is not None:
             state.prompt_tokens, state.completion_tokens = (
@@ -78,6 +81,7 @@ class OpenAILLM(RemoteLLM):
         text = ""
         for choice in event.get("choices") or ():
             delta = choice.get("delta") or {}
+            state.truncated = state.truncated or choice.get("finish_reason") == "length"
             text += delta.get("content") or ""
             for call in delta.get("tool_calls") or ():
                 function = call.get("function") or {}

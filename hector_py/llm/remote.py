@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
+import orjson
 
 from hector_py.config.model import LLMConfig
 from hector_py.llm.base import (
@@ -102,7 +103,14 @@ class RemoteLLM(ABC):
         except LLMError as exc:
             exc.usage = exc.usage or state.usage()
             raise
-        yield LLMChunk(tool_calls=state.tool_calls(self), usage=state.usage() or Usage())
+        calls = state.tool_calls(self)
+        yield LLMChunk(
+            tool_calls=calls,
+            usage=state.usage() or Usage(),
+            finish_reason=finish_reason(calls, truncated=state.truncated),
+            model=state.model,
+            id=state.id,
+        )
 
     def checked(self, data: Any) -> Any:
         """``data`` unless it is an upstream error object (``{"error": ...}``)."""
@@ -115,16 +123,22 @@ class RemoteLLM(ABC):
         """One streamed payload decoded and checked."""
         return self.checked(self.http.parse_json(payload))
 
-    def arguments(self, value: str | dict[str, Any] | None) -> dict[str, Any]:
-        """Tool call arguments from a JSON text (or an already decoded object)."""
-        if isinstance(value, dict):
-            return value
-        if not value or not value.strip():
-            return {}
-        parsed = self.http.parse_json(value)
-        if not isinstance(parsed, dict):
-            raise self.http.error(f"tool call arguments are not a JSON object: {value[:200]}")
-        return parsed
+    def tool_call(self, id: str, name: str, arguments: str | dict[str, Any] | None) -> ToolCall:
+        """A tool call with its arguments from a JSON text (or an already decoded object);
+        arguments that are not a JSON object leave it empty with ``error`` saying why."""
+        if isinstance(arguments, dict):
+            return ToolCall(id, name, arguments)
+        if not arguments or not arguments.strip():
+            return ToolCall(id, name, {})
+        try:
+            parsed = orjson.loads(arguments)
+        except orjson.JSONDecodeError as exc:
+            error = f"the arguments are not valid JSON ({exc}): {arguments[:200]}"
+        else:
+            if isinstance(parsed, dict):
+                return ToolCall(id, name, parsed)
+            error = f"the arguments are not a JSON object: {arguments[:200]}"
+        return ToolCall(id, name, {}, error=error)
 
     def _headers(self) -> dict[str, str]:
         if self._key is None:
@@ -172,6 +186,9 @@ class StreamState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     done: bool = False
+    truncated: bool = False  # stopped at the token limit
+    model: str | None = None  # as the answer names it
+    id: str | None = None
     calls: list[ToolCall] = field(default_factory=list)
     partial: dict[int, PartialCall] = field(default_factory=dict)
 
@@ -192,16 +209,31 @@ class StreamState:
     def tool_calls(self, llm: RemoteLLM) -> tuple[ToolCall, ...]:
         """Every call, the streamed ones with their arguments decoded."""
         streamed = (
-            ToolCall(call.id, call.name, llm.arguments(call.arguments))
+            llm.tool_call(call.id, call.name, call.arguments)
             for _, call in sorted(self.partial.items())
         )
         return (*self.calls, *streamed)
 
 
-def response(text: str, calls: Sequence[ToolCall], usage: Usage, *, truncated: bool) -> LLMResponse:
-    """An assistant answer; ``truncated`` when the upstream stopped at the token limit."""
-    reason = "tool_calls" if calls else "length" if truncated else "stop"
-    return LLMResponse(Message("assistant", text, tool_calls=tuple(calls)), usage, reason)
+def response(
+    text: str,
+    calls: Sequence[ToolCall],
+    usage: Usage,
+    *,
+    truncated: bool,
+    model: str | None = None,
+    id: str | None = None,
+) -> LLMResponse:
+    """An assistant answer; ``truncated`` when the upstream stopped at the token limit;
+    ``model`` and ``id`` as the answer names them."""
+    reason = finish_reason(calls, truncated=truncated)
+    message = Message("assistant", text, tool_calls=tuple(calls))
+    return LLMResponse(message, usage, reason, model, id)
+
+
+def finish_reason(calls: Sequence[ToolCall], *, truncated: bool) -> str:
+    """The OpenAI-vocabulary finish reason: ``tool_calls``, ``length`` or ``stop``."""
+    return "tool_calls" if calls else "length" if truncated else "stop"
 
 
 def new_call_id() -> str:

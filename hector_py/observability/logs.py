@@ -56,55 +56,77 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class _RedactingFormatter(logging.Formatter):
-    """A formatter whose every line passes through a ``Redactor``."""
+    """A formatter that redacts every value before it is rendered: JSON escapes ``"`` and
+    ``\\``, and ``repr`` escapes more, so a secret holding one would be missed after."""
 
     def __init__(self, redact: Redactor | None = None) -> None:
         super().__init__()
         self.redact = redact or Redactor()
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The redacted line."""
-        return self.redact(self.render(record))
+    def clean(self, value: Any) -> Any:
+        """``value`` with every string in it (also in dicts, lists, tuples) redacted."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self.clean(v) for k, v in value.items()}
+        if type(value) is list or type(value) is tuple:
+            return type(value)(self.clean(v) for v in value)
+        return value
 
-    def render(self, record: logging.LogRecord) -> str:
-        """The line before redaction."""
-        raise NotImplementedError
+    def message(self, record: logging.LogRecord) -> str:
+        """The record's message, its arguments redacted before ``%`` formats them."""
+        if not record.args:
+            return self.redact(str(record.msg))
+        args = record.args
+        cleaned = self.clean(args) if isinstance(args, (dict, tuple)) else args
+        return self.redact(str(record.msg) % cleaned)
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        """``record_fields``, redacted."""
+        return {k: self.clean(v) for k, v in record_fields(record).items()}
+
+    def traceback(self, record: logging.LogRecord) -> str | None:
+        """The record's traceback, redacted; ``None`` without one."""
+        return self.redact(self.formatException(record.exc_info)) if record.exc_info else None
 
 
 class JsonFormatter(_RedactingFormatter):
     """One JSON object per line: time, level, msg, logger, then context and extras."""
 
-    def render(self, record: logging.LogRecord) -> str:
+    def format(self, record: logging.LogRecord) -> str:
         """The JSON line."""
         entry: dict[str, Any] = {
             "time": rfc3339(record.created),
             "level": record.levelname,
-            "msg": record.getMessage(),
+            "msg": self.message(record),
             "logger": record.name,
             "pid": record.process,
         }
-        entry.update(record_fields(record))
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        entry.update(self.fields(record))
+        error = self.traceback(record)
+        if error is not None:
+            entry["error"] = error
+        return orjson.dumps(entry, default=lambda obj: self.redact(str(obj))).decode()
 
 
 class TextFormatter(_RedactingFormatter):
     """``TIME LEVEL logger: msg key=value ...`` on one line."""
 
-    def render(self, record: logging.LogRecord) -> str:
+    def format(self, record: logging.LogRecord) -> str:
         """The text line."""
-        parts = [
-            rfc3339(record.created),
-            f"{record.levelname:<7}",
-            f"{record.name}:",
-            record.getMessage(),
-        ]
-        parts.extend(f"{k}={v}" for k, v in record_fields(record).items())
+        parts = [rfc3339(record.created), f"{record.levelname:<7}", f"{record.name}:"]
+        parts.append(self.message(record))
+        parts.extend(f"{k}={_text(v, self.redact)}" for k, v in self.fields(record).items())
         line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+        error = self.traceback(record)
+        return line if error is None else f"{line}\n{error}"
+
+
+def _text(value: Any, redact: Redactor) -> str:
+    """A cleaned field value as text (an object's ``str`` may still hold a secret)."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return redact(str(value))
 
 
 def configure_logging(

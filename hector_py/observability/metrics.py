@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import platform
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,21 +24,28 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.openmetrics.exposition import UNDERSCORES
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Exemplar
-from prometheus_client.utils import floatToGoString
 
 from hector_py import __version__
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import MetricsConfig
+from hector_py.observability.exposition import (
+    CachedCounter,
+    CachedGauge,
+    CachedHistogram,
+    Exposition,
+    content_format,
+)
 
 # Bucket boundaries (seconds). LLM calls follow the OpenTelemetry GenAI semantic conventions
 # (gen_ai.client.operation.duration, gen_ai.server.time_to_first_token); HTTP follows
 # http.server.request.duration; agent runs span several LLM calls, tools are usually quick.
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60)
+# HTTP, LLM and run buckets reach past the longest call a model may take (llms.*.timeout.total,
+# 600 s by default), so a slow run lands in a bucket instead of +Inf.
+HTTP_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60),
+    *(120, 300, 600, 1200),
+)
 LLM_BUCKETS = (
     0.01,
     0.02,
@@ -54,6 +61,9 @@ LLM_BUCKETS = (
     20.48,
     40.96,
     81.92,
+    163.84,
+    327.68,
+    655.36,
 )
 TTFT_BUCKETS = (
     0.001,
@@ -73,8 +83,18 @@ TTFT_BUCKETS = (
     7.5,
     10.0,
 )
-AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
+AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
 TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# gen_ai.client.token.usage's advised boundaries (OpenTelemetry GenAI conventions).
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+GENAI_CALL = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
+SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -106,224 +126,6 @@ def const_label_problems(const_labels: Mapping[str, str], used: Iterable[str]) -
     return problems
 
 
-class _CachedLabels:
-    """``labels(*values)`` remembers each child. Label values are bounded, and
-    prometheus_client converts, checks and locks on every call: on the request path that
-    is a dozen times per request."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any:
-        """The child for these label values (positional values are cached)."""
-        if labelkwargs:
-            return super().labels(*labelvalues, **labelkwargs)  # type: ignore[misc]
-        try:
-            return self._children[labelvalues]
-        except KeyError:
-            child = super().labels(*labelvalues)  # type: ignore[misc]
-            self._children[labelvalues] = child
-            return child
-
-    def remove(self, *labelvalues: Any) -> None:
-        """Drop one child (and forget the cached ones)."""
-        self._children.clear()
-        super().remove(*labelvalues)  # type: ignore[misc]
-
-    def clear(self) -> None:
-        """Drop every child."""
-        self._children.clear()
-        super().clear()  # type: ignore[misc]
-
-
-class _Counter(_CachedLabels, Counter):
-    pass
-
-
-class _Histogram(_CachedLabels, Histogram):
-    pass
-
-
-class _Gauge(_CachedLabels, Gauge):
-    pass
-
-
-def _content_format(content_type: str) -> tuple[bool, str]:
-    """(OpenMetrics?, name escaping) of a content type ``choose_encoder`` picked."""
-    escaping = UNDERSCORES
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key == "escaping":
-            escaping = value
-    return content_type.startswith("application/openmetrics-text"), escaping
-
-
-def _escape_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _go_float(value: float) -> str:
-    """A value as the exposition formats write it (``+Inf``, ``NaN``, ``1e+06``...)."""
-    return floatToGoString(value)  # type: ignore[no-untyped-call,no-any-return]
-
-
-def _exemplar_text(exemplar: Exemplar) -> str:
-    """An OpenMetrics exemplar, ``' # {labels} value [timestamp]'``."""
-    labels = ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(exemplar.labels.items()))
-    text = f" # {{{labels}}} {_go_float(exemplar.value)}"
-    return text if exemplar.timestamp is None else f"{text} {exemplar.timestamp}"
-
-
-class _Floats(dict[float, str]):
-    """Formatted values, remembered: counts and bucket totals repeat, within a scrape and
-    from one scrape to the next."""
-
-    def __missing__(self, value: float) -> str:
-        text = _go_float(value)
-        # Not kept: NaN (it never finds itself) and zeros (0.0 would find -0.0).
-        if value and value == value:
-            if len(self) >= 100_000:
-                self.clear()
-            self[value] = text
-        return text
-
-
-class _Families(Collector):
-    """Some metric families, as a collector (for prometheus_client's encoders)."""
-
-    def __init__(self, *families: Metric) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        """The families."""
-        return self._families
-
-
-_SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-class _Exposition:
-    """One exposition format (Prometheus text or OpenMetrics, one name escaping) as
-    prometheus_client's encoder writes it, but with each family's header and each series'
-    name-and-labels text, ``const_labels`` included, kept from one scrape to the next: a
-    scrape formats only values. That text is the encoder's own, rendered once for a new
-    series; a series missing from a scrape is forgotten. hector's own counters, gauges and
-    histograms are read without building samples; other collectors' samples must have no
-    timestamp nor native histogram, nor (text format) ``_created``, ``_gsum`` or
-    ``_gcount`` names: hector's collectors make none."""
-
-    def __init__(
-        self,
-        encoder: Callable[[Collector], bytes],
-        openmetrics: bool,
-        const_labels: Mapping[str, str],
-    ) -> None:
-        self._encoder = encoder
-        self._openmetrics = openmetrics
-        self._const_labels = dict(const_labels)
-        self._floats = _Floats()
-        self._headers: dict[tuple[str, str, str, str], str] = {}
-        self._series: dict[MetricWrapperBase, dict[tuple[str, ...], list[str]]] = {}
-        self._samples: dict[_SampleKey, str] = {}
-
-    def render(self, collectors: Iterable[Collector]) -> bytes:
-        """The exposition of ``collectors``' metrics."""
-        out: list[str] = []
-        samples: dict[_SampleKey, str] = {}
-        for collector in collectors:
-            if isinstance(collector, (_Counter, _Gauge, _Histogram)):
-                self._own(collector, out)
-            else:
-                for family in collector.collect():
-                    self._family(family, samples, out)
-        self._samples = samples
-        if self._openmetrics:
-            out.append("# EOF\n")
-        return "".join(out).encode()
-
-    def _header(self, family: Metric) -> str:
-        """``# HELP``, ``# TYPE`` (and ``# UNIT``) lines."""
-        key = (family.name, family.documentation, family.type, family.unit)
-        header = self._headers.get(key)
-        if header is None:
-            header = self._encoder(_Families(Metric(*key))).decode().removesuffix("# EOF\n")
-            self._headers[key] = header
-        return header
-
-    def _prefixes(self, family: Metric, samples: Iterable[tuple[str, dict[str, str]]]) -> list[str]:
-        """Each sample's line up to its value, for (name, labels) of ``family``."""
-        blank = Metric(family.name, family.documentation, family.type, family.unit)
-        for name, labels in samples:
-            blank.add_sample(name, {**self._const_labels, **labels}, 0.0)
-        lines = self._encoder(_Families(blank)).decode().split("\n")
-        return [line[:-3] for line in lines if line and not line.startswith("#")]  # "0.0"
-
-    def _family(self, family: Metric, seen: dict[_SampleKey, str], out: list[str]) -> None:
-        """A family from another collector; ``seen`` gets its series' text."""
-        out.append(self._header(family))
-        known = self._samples
-        keys = [(s.name, tuple(s.labels.items())) for s in family.samples]
-        new = {key: s for key, s in zip(keys, family.samples, strict=True) if key not in known}
-        if new:
-            texts = self._prefixes(family, ((s.name, s.labels) for s in new.values()))
-            known.update(zip(new, texts, strict=True))
-        floats, openmetrics = self._floats, self._openmetrics
-        for key, sample in zip(keys, family.samples, strict=True):
-            prefix = seen[key] = known[key]
-            if openmetrics and sample.exemplar is not None:
-                exemplar = _exemplar_text(sample.exemplar)
-                out.append(f"{prefix}{floats[sample.value]}{exemplar}\n")
-            else:
-                out.append(f"{prefix}{floats[sample.value]}\n")
-
-    def _own(self, metric: Any, out: list[str]) -> None:
-        """One of hector's metrics, its children's values read off them (prometheus_client
-        internals: the equivalence tests pin them)."""
-        family: Metric = metric._get_metric()
-        out.append(self._header(family))
-        children: dict[tuple[str, ...], Any]
-        if metric._is_parent():
-            with metric._lock:
-                children = metric._metrics.copy()
-        else:
-            children = {(): metric}
-        known = self._series.get(metric, {})
-        series: dict[tuple[str, ...], list[str]] = {}
-        floats, openmetrics = self._floats, self._openmetrics
-        histogram, counter = family.type == "histogram", family.type == "counter"
-        for labelvalues, child in children.items():
-            prefixes = known.get(labelvalues)
-            if prefixes is None:
-                labels = dict(zip(metric._labelnames, labelvalues, strict=True))
-                samples = child._child_samples()
-                prefixes = self._prefixes(
-                    family, ((family.name + s.name, {**labels, **s.labels}) for s in samples)
-                )
-            series[labelvalues] = prefixes
-            if histogram:
-                total = 0.0
-                for prefix, bucket in zip(prefixes, child._buckets, strict=False):
-                    total += bucket.get()
-                    exemplar = bucket.get_exemplar() if openmetrics else None
-                    if exemplar is None:
-                        out.append(f"{prefix}{floats[total]}\n")
-                    else:
-                        out.append(f"{prefix}{floats[total]}{_exemplar_text(exemplar)}\n")
-                # then _count, and _sum unless a bucket is negative
-                out.append(f"{prefixes[len(child._buckets)]}{floats[total]}\n")
-                if len(prefixes) > len(child._buckets) + 1:
-                    out.append(f"{prefixes[-1]}{floats[child._sum.get()]}\n")
-            else:
-                value = child._value
-                exemplar = value.get_exemplar() if openmetrics and counter else None
-                if exemplar is None:
-                    out.append(f"{prefixes[0]}{floats[value.get()]}\n")
-                else:
-                    out.append(f"{prefixes[0]}{floats[value.get()]}{_exemplar_text(exemplar)}\n")
-        self._series[metric] = series
-
-
 class Metrics:
     """The hector metric set for one app."""
 
@@ -331,11 +133,11 @@ class Metrics:
         """``multiprocess_dir``: the shared directory of ``--workers`` mode, where every
         process writes its values and a scrape adds them up."""
         self.config = config
-        # _Exposition writes no ``_created`` series, so prometheus_client must not either.
+        # Exposition writes no ``_created`` series, so prometheus_client must not either.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
-        self._expositions: dict[tuple[bool, str], _Exposition] = {}
-        self._pending: dict[_Exposition, asyncio.Future[bytes]] = {}
+        self._expositions: dict[tuple[bool, str], Exposition] = {}
+        self._pending: dict[Exposition, asyncio.Future[bytes]] = {}
         if multiprocess_dir:
             MultiProcessCollector(self.registry, multiprocess_dir)  # type: ignore[no-untyped-call]
         # In multiprocess mode values live in files; the metric objects need no registry.
@@ -343,12 +145,12 @@ class Metrics:
         ns, sub = config.namespace, config.subsystem
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return _Counter(name, doc, labels, namespace=ns, subsystem=sub, registry=owner)
+            return CachedCounter(name, doc, labels, namespace=ns, subsystem=sub, registry=owner)
 
         def histogram(
             name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
         ) -> Histogram:
-            return _Histogram(
+            return CachedHistogram(
                 name, doc, labels, namespace=ns, subsystem=sub, registry=owner, buckets=buckets
             )
 
@@ -358,7 +160,7 @@ class Metrics:
             labels: tuple[str, ...],
             mode: Literal["livesum", "max", "mostrecent"] = "livesum",
         ) -> Gauge:
-            return _Gauge(
+            return CachedGauge(
                 name,
                 doc,
                 labels,
@@ -369,6 +171,21 @@ class Metrics:
             )
 
         llm = ("agent", "provider", "model")
+        # The OTel GenAI client metrics in Prometheus form: their own names (no namespace).
+        self.genai_tokens = CachedHistogram(
+            "gen_ai_client_token_usage",
+            "Tokens per model call by gen_ai_token_type (OTel gen_ai.client.token.usage)",
+            (*GENAI_CALL, "gen_ai_token_type"),
+            registry=owner,
+            buckets=TOKEN_BUCKETS,
+        )
+        self.genai_duration = CachedHistogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Model call duration (OTel gen_ai.client.operation.duration); error_type on failure",
+            (*GENAI_CALL, "error_type"),
+            registry=owner,
+            buckets=LLM_BUCKETS,
+        )
         self.requests = counter(
             "requests_total",
             "HTTP requests by route pattern and outcome",
@@ -378,6 +195,11 @@ class Metrics:
             "request_duration_seconds", "HTTP request duration", ("method", "route"), HTTP_BUCKETS
         )
         self.active_requests = gauge("active_requests", "HTTP requests in progress", ())
+        self.connections_refused = counter(
+            "connections_refused_total",
+            "Connections refused at a cap (server_limit|client_limit)",
+            ("reason",),
+        )
         self.agent_requests = counter(
             "agent_requests_total", "Protocol requests addressed to an agent", ("agent", "status")
         )
@@ -398,13 +220,30 @@ class Metrics:
         self.llm_tokens = counter(
             "llm_tokens_total", "Tokens used, by type (prompt|completion)", (*llm, "type")
         )
-        self.llm_retries = counter("llm_retries_total", "LLM call retries", ("provider", "model"))
+        self.tenant_tokens = counter(
+            "tenant_tokens_total",
+            "Tokens used by a tenant's runs, by type; tenants not configured are 'other'",
+            ("tenant", "type"),
+        )
+        self.llm_retries = counter(
+            "llm_retries_total",
+            "LLM call retries by reason (HTTP status, timeout, connection_error)",
+            ("provider", "model", "reason"),
+        )
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
         self.tool_calls = counter("tool_calls_total", "Tool calls", ("agent", "tool", "status"))
         self.tool_duration = histogram(
             "tool_call_duration_seconds", "Tool call duration", ("agent", "tool"), TOOL_BUCKETS
+        )
+        self.mcp_requests = counter(
+            "mcp_requests_total",
+            "Requests to MCP servers (server: the tools: key) by method and outcome",
+            ("server", "method", "status"),
+        )
+        self.mcp_session_up = gauge(
+            "mcp_session_up", "1 while the MCP server's session is up, else 0", ("server",), "max"
         )
         self.auth_failures = counter(
             "auth_failures_total", "Requests refused for a missing or invalid API key", ("reason",)
@@ -445,6 +284,42 @@ class Metrics:
             "Tokens charged to a tenant's budget, by period (daily|monthly)",
             ("tenant", "period"),
         )
+        self.vectorstore_searches = counter(
+            "vectorstore_searches_total", "Document store searches", ("store", "status")
+        )
+        self.vectorstore_search_duration = histogram(
+            "vectorstore_search_duration_seconds",
+            "Document store search duration",
+            ("store",),
+            SEARCH_BUCKETS,
+        )
+        self.vectorstore_search_results = histogram(
+            "vectorstore_search_results",
+            "Results per document store search",
+            ("store",),
+            RESULT_BUCKETS,
+        )
+        # Every worker indexes the same file: the count set last is the current one (a
+        # stopped worker's larger count must not stick, as it would with max).
+        self.knowledge_documents = gauge(
+            "knowledge_documents", "Documents in a store's index", ("store",), mode="mostrecent"
+        )
+        self.knowledge_chunks = gauge(
+            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="mostrecent"
+        )
+        self.knowledge_index_errors = counter(
+            "knowledge_index_errors_total",
+            "Files a store skipped (unreadable, binary, encoding, too_large, parse)",
+            ("store", "reason"),
+        )
+        self.embedding_tokens = counter(
+            "embedding_tokens_total", "Tokens sent to a store's embedder", ("store", "model")
+        )
+        self.embedding_cost = counter(
+            "embedding_cost_usd_total",
+            "Estimated embedding cost in US dollars (from embedder.cost_per_million_tokens)",
+            ("store", "model"),
+        )
         # A gauge rather than an Info metric: Info does not work in multiprocess mode.
         gauge("build_info", "hector-py build", ("version", "python"), mode="max").labels(
             __version__, platform.python_version()
@@ -460,18 +335,18 @@ class Metrics:
         if problems:
             raise ConfigError(problems)
 
-    def _exposition(self, accept: str) -> tuple[_Exposition, str]:
+    def _exposition(self, accept: str) -> tuple[Exposition, str]:
         """The exposition for a scrape's ``Accept`` header (prometheus_client's choice: the
         Prometheus text format unless OpenMetrics is asked for), and its content type."""
         encoder, content_type = choose_encoder(accept)
-        key = _content_format(content_type)
+        key = content_format(content_type)
         exposition = self._expositions.get(key)
         if exposition is None:
-            exposition = _Exposition(encoder, key[0], self.config.const_labels)
+            exposition = Exposition(encoder, key[0], self.config.const_labels)
             self._expositions[key] = exposition
         return exposition, content_type
 
-    def _render(self, exposition: _Exposition) -> bytes:
+    def _render(self, exposition: Exposition) -> bytes:
         """Every collector of the registry, in ``exposition``'s format."""
         with self.registry._lock:
             collectors = list(self.registry._collector_to_names)

@@ -53,7 +53,9 @@ class Redactor:
     """Replaces known secrets, key-shaped strings and the chosen PII kinds."""
 
     def __init__(self, rules: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
-        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+        # Also as a repr shows them (in exception messages, say): quotes and \\ escaped.
+        known = {form for s in secrets if len(s) >= 4 for form in (s, repr(s)[1:-1])}
+        self._secrets = tuple(sorted(known, key=len, reverse=True))
         self._rules: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = []
         for rule in rules:
             custom = compile_rule(rule)

@@ -9,15 +9,11 @@ metrics and tracing off the scopes are no-ops that cost next to nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -25,145 +21,57 @@ from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
+from hector_py.observability.counters import Counters
+from hector_py.observability.exporters import disabled_reason
+from hector_py.observability.genai import (
+    chat_attributes,
+    finish_span,
+    record_llm_metrics,
+    request_attributes,
+    server_attributes,
+)
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.redact import Redactor
+from hector_py.observability.scopes import (
+    CANCELED,
+    CAPTURE_ENV,
+    ERROR,
+    STOPPED,
+    SUCCESS,
+    Capture,
+    GuardrailScope,
+    HttpScope,
+    LLMScope,
+    RunScope,
+    ToolScope,
+    TriggerScope,
+    failure_type,
+    mark_error,
+    mark_failed_run,
+    outcome,
+)
 from hector_py.observability.tracing import Tracing, build_tracing
 
 log = logging.getLogger("hector.telemetry")
 
-SUCCESS, ERROR, CANCELED = "success", "error", "canceled"
-_STOPPED = (asyncio.CancelledError, GeneratorExit)
-CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+__all__ = [
+    "Capture",
+    "GuardrailScope",
+    "HttpScope",
+    "LLMScope",
+    "RunScope",
+    "Telemetry",
+    "ToolScope",
+    "TriggerScope",
+]
 
 
-def _failure(exc: BaseException) -> str:
-    """The ``error_type`` of an exception that ended a scope (``canceled`` when stopped)."""
-    return CANCELED if isinstance(exc, _STOPPED) else type(exc).__name__
-
-
-def _status(error_type: str | None) -> str:
-    if error_type is None:
-        return SUCCESS
-    return CANCELED if error_type == CANCELED else ERROR
-
-
-@dataclass
-class HttpScope:
-    """One HTTP request; the middleware sets ``code`` before the scope ends."""
-
-    code: int = 500
-
-
-@dataclass
-class LLMScope:
-    """One LLM call: mark the first token, report usage and finish reasons, or fail."""
-
-    span: Span | None
-    capture: Capture | None
-    started: float = field(default_factory=time.perf_counter)
-    first_token_at: float | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reasons: tuple[str, ...] = ()
-    error_type: str | None = None
-
-    def first_token(self) -> None:
-        """Call when the first chunk of a stream arrives (later calls are ignored)."""
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
-
-    def usage(self, prompt: int, completion: int) -> None:
-        """The call's token usage (streams report it at the end, or when cut)."""
-        self.prompt_tokens, self.completion_tokens = prompt, completion
-
-    def prompt(self, messages: Sequence[Any]) -> None:
-        """Record the prompt as a span event when payload capture is on."""
-        if self.capture and self.span:
-            text = "\n".join(f"{m.role}: {m.content}" for m in messages)
-            self.span.add_event("gen_ai.prompt", {"gen_ai.prompt": self.capture.clean(text)})
-
-    def completion(self, text: str) -> None:
-        """Record the completion as a span event when payload capture is on."""
-        if self.capture and self.span:
-            self.span.add_event(
-                "gen_ai.completion", {"gen_ai.completion": self.capture.clean(text)}
-            )
-
-
-@dataclass
-class ToolScope:
-    """One tool call; set ``error_type`` when it fails."""
-
-    span: Span | None
-    capture: Capture | None
-    error_type: str | None = None
-
-    def payload(self, arguments: Mapping[str, Any], result: str) -> None:
-        """Record the tool's arguments and result when payload capture is on."""
-        if self.capture and self.span:
-            self.span.add_event(
-                "gen_ai.tool.io",
-                {
-                    "gen_ai.tool.call.arguments": self.capture.clean(str(dict(arguments))),
-                    "gen_ai.tool.call.result": self.capture.clean(result),
-                },
-            )
-
-
-@dataclass
-class RunScope:
-    """One agent run; set ``error_type`` for a failure that did not raise."""
-
-    span: Span | None
-    error_type: str | None = None
-
-
-@dataclass
-class GuardrailScope:
-    """One guardrail check; report each violation with the action taken."""
-
-    span: Span | None
-    count: Callable[[str], None] | None
-    violations: int = 0
-
-    def violation(self, check: str, action: str) -> None:
-        """Count a violation of ``check`` handled by ``action`` (block|redact|warn)."""
-        self.violations += 1
-        if self.count is not None:
-            self.count(action)
-        if self.span is not None:
-            self.span.add_event(
-                "guardrail.violation", {"guardrail.check": check, "guardrail.action": action}
-            )
-
-
-@dataclass
-class TriggerScope:
-    """One trigger firing; set ``status`` (``success``, ``error`` or ``rejected``)."""
-
-    span: Span | None
-    status: str = ERROR
-
-
-@dataclass(frozen=True)
-class Capture:
-    """Payload capture: redaction, then truncation."""
-
-    max_chars: int
-    redact: Redactor
-
-    def clean(self, text: str) -> str:
-        """``text`` without secrets or the configured PII, cut to ``max_chars``."""
-        text = self.redact(text)
-        return text if len(text) <= self.max_chars else text[: self.max_chars] + "…[truncated]"
-
-
-class Telemetry:
+class Telemetry(Counters):
     """Metrics and tracing for one app, built once from ``observability:``."""
 
     def __init__(
@@ -172,8 +80,11 @@ class Telemetry:
         redactor: Redactor | None = None,
         pricing: Mapping[tuple[str, str], Pricing] | None = None,
         environ: Mapping[str, str] | None = None,
+        tenants: Iterable[str] = (),
     ) -> None:
+        """``tenants``: the configured ones, which label usage; any other is ``other``."""
         environ = os.environ if environ is None else environ
+        self.tenants = frozenset(tenants)
         self.config = config
         self.pricing = dict(pricing or {})  # (provider, model) -> prices
         self.redact = redactor or Redactor()
@@ -188,7 +99,10 @@ class Telemetry:
         self.tracer: Tracer | None = None
         self.capture: Capture | None = None
         tracing = config.tracing
-        if tracing.enabled:
+        off = disabled_reason(tracing, environ) if tracing.enabled else None
+        if off is not None:
+            log.info("tracing off: %s", off)
+        elif tracing.enabled:
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
@@ -223,8 +137,8 @@ class Telemetry:
         try:
             yield span
         except BaseException as exc:
-            if not isinstance(exc, _STOPPED):
-                _mark_error(span, type(exc).__name__, exc, self.redact)
+            if not isinstance(exc, STOPPED):
+                mark_error(span, failure_type(exc), exc, self.redact)
             raise
         finally:
             otel_context.detach(token)
@@ -243,7 +157,14 @@ class Telemetry:
 
     @contextmanager
     def http_request(
-        self, method: str, route: str, path: str, headers: Mapping[str, str]
+        self,
+        method: str,
+        route: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        scheme: str = "http",
+        client: str | None = None,
     ) -> Iterator[HttpScope]:
         """One HTTP request: server span (parent from ``traceparent``), metrics by route."""
         scope = HttpScope()
@@ -253,7 +174,13 @@ class Telemetry:
             return
         traced = self.tracer is not None and route not in self._untraced_routes
         parent = propagate.extract(headers) if traced else None
-        attributes = {"http.request.method": method_label, "http.route": route, "url.path": path}
+        attributes: dict[str, Any] = {
+            "http.request.method": method_label,
+            "http.route": route,
+            "url.path": path,
+        }
+        if traced:
+            attributes.update(server_attributes(headers, scheme, client))
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_requests.inc()
@@ -265,7 +192,7 @@ class Telemetry:
                 if span is not None:
                     span.set_attribute("http.response.status_code", scope.code)
                     if scope.code >= 500:
-                        _mark_error(span, str(scope.code))
+                        mark_error(span, str(scope.code))
                 if metrics is not None:
                     metrics.active_requests.dec()
                     status = ERROR if scope.code >= 500 else SUCCESS
@@ -273,11 +200,6 @@ class Telemetry:
                     metrics.request_duration.labels(method_label, route).observe(
                         time.perf_counter() - started, self._exemplar(span)
                     )
-
-    def agent_request(self, agent: str, ok: bool) -> None:
-        """Count one protocol request addressed to ``agent``."""
-        if self.metrics is not None:
-            self.metrics.agent_requests.labels(agent, SUCCESS if ok else ERROR).inc()
 
     @contextmanager
     def agent_run(
@@ -296,86 +218,63 @@ class Telemetry:
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_agent_runs.labels(agent).inc()
+        request = trace.get_current_span()  # the protocol request's server span, if any
         with self._span(f"invoke_agent {agent}", SpanKind.INTERNAL, attributes) as span:
-            scope = RunScope(span)
+            scope, raised = RunScope(span), False
             try:
                 yield scope
             except BaseException as exc:
-                scope.error_type = _failure(exc)
+                scope.error_type, raised = failure_type(exc), True
                 raise
             finally:
+                if span is not None and scope.error_type not in (None, CANCELED):
+                    mark_failed_run(span, request, str(scope.error_type), raised)
                 if metrics is not None:
                     metrics.active_agent_runs.labels(agent).dec()
                     metrics.agent_request_duration.labels(agent).observe(
                         time.perf_counter() - started, self._exemplar(span)
                     )
-                    metrics.agent_invocations.labels(agent, _status(scope.error_type)).inc()
+                    metrics.agent_invocations.labels(agent, outcome(scope.error_type)).inc()
                 self._count_error("agent", scope.error_type)
 
     @contextmanager
     def llm_call(
-        self, agent: str, provider: str, model: str, *, stream: bool, server: str | None = None
+        self,
+        agent: str,
+        provider: str,
+        model: str,
+        *,
+        stream: bool,
+        server: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[LLMScope]:
         """One LLM call: ``chat {model}`` client span; tokens count even if it fails."""
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": provider,
-            "gen_ai.request.model": model,
-            "gen_ai.request.stream": stream,
-        }
-        if server:
-            _, _, host_port = server.partition("://")
-            host, _, port = host_port.split("/", 1)[0].rpartition(":")
-            attributes["server.address"] = host or port
-            if host and port.isdigit():
-                attributes["server.port"] = int(port)
+        attributes = chat_attributes(provider, model, stream, server)
+        if self.tracer is not None:
+            attributes.update(request_attributes(temperature, max_tokens))
         with self._span(f"chat {model}", SpanKind.CLIENT, attributes) as span:
             scope = LLMScope(span, self.capture)
             try:
                 yield scope
             except BaseException as exc:
-                scope.error_type = _failure(exc)
+                scope.error_type = failure_type(exc)
                 raise
             finally:
                 self._record_llm(agent, provider, model, scope)
 
     def _record_llm(self, agent: str, provider: str, model: str, scope: LLMScope) -> None:
-        span = scope.span
-        if span is not None:
-            attributes: dict[str, Any] = {
-                "gen_ai.response.model": model,
-                "gen_ai.usage.input_tokens": scope.prompt_tokens,
-                "gen_ai.usage.output_tokens": scope.completion_tokens,
-            }
-            if scope.finish_reasons:
-                attributes["gen_ai.response.finish_reasons"] = scope.finish_reasons
-            if scope.first_token_at is not None:
-                ttfc = scope.first_token_at - scope.started
-                attributes["gen_ai.response.time_to_first_chunk"] = ttfc
-            span.set_attributes(attributes)  # one call: the SDK locks and checks per call
-        metrics = self.metrics
-        if metrics is None:
-            return
-        labels, exemplar = (agent, provider, model), self._exemplar(span)
-        metrics.llm_duration.labels(*labels).observe(time.perf_counter() - scope.started, exemplar)
-        if scope.first_token_at is not None:
-            metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
-        if scope.prompt_tokens:
-            metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
-        if scope.completion_tokens:
-            metrics.llm_tokens.labels(*labels, "completion").inc(scope.completion_tokens)
-        price = self.pricing.get((provider, model))
-        if price is not None and (scope.prompt_tokens or scope.completion_tokens):
-            metrics.llm_cost.labels(*labels).inc(
-                price.cost(scope.prompt_tokens, scope.completion_tokens)
-            )
-        metrics.llm_requests.labels(*labels, _status(scope.error_type)).inc()
+        finish_span(scope)
+        if self.metrics is not None:
+            price = self.pricing.get((provider, model))
+            exemplar = self._exemplar(scope.span)
+            record_llm_metrics(self.metrics, (agent, provider, model), scope, price, exemplar)
         self._count_error("llm", scope.error_type)
 
     def llm_retry(self, provider: str, model: str, attempt: int, reason: str, delay: float) -> None:
         """Count one retried LLM call and note it on the current span."""
         if self.metrics is not None:
-            self.metrics.llm_retries.labels(provider, model).inc()
+            self.metrics.llm_retries.labels(provider, model, reason).inc()
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(
@@ -383,12 +282,23 @@ class Telemetry:
             )
 
     @contextmanager
-    def tool_call(self, agent: str, tool: str, call_id: str) -> Iterator[ToolScope]:
-        """One tool call: ``execute_tool {tool}`` span; set ``error_type`` on failure."""
+    def tool_call(
+        self,
+        agent: str,
+        tool: str,
+        call_id: str,
+        tool_type: str | None = None,
+        mcp_server: str | None = None,
+    ) -> Iterator[ToolScope]:
+        """One tool call: ``execute_tool {tool}`` span; set ``error_type`` on failure.
+        ``tool_type`` is the tool's kind; ``mcp_server`` the MCP toolset's key."""
         attributes = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "function",
             "gen_ai.tool.call.id": call_id,
+            **({"gen_ai.tool.type": tool_type} if tool_type else {}),
+            **({"mcp.server.name": mcp_server} if mcp_server else {}),
         }
         metrics = self.metrics
         started = time.perf_counter()
@@ -397,17 +307,27 @@ class Telemetry:
             try:
                 yield scope
             except BaseException as exc:
-                scope.error_type = _failure(exc)
+                scope.error_type = failure_type(exc)
                 raise
             finally:
                 if span is not None and scope.error_type not in (None, CANCELED):
-                    _mark_error(span, str(scope.error_type))
+                    mark_error(span, str(scope.error_type))
                 if metrics is not None:
                     metrics.tool_duration.labels(agent, tool).observe(
                         time.perf_counter() - started, self._exemplar(span)
                     )
-                    metrics.tool_calls.labels(agent, tool, _status(scope.error_type)).inc()
+                    metrics.tool_calls.labels(agent, tool, outcome(scope.error_type)).inc()
                 self._count_error("tool", scope.error_type)
+
+    def mcp_request(self, server: str, method: str, ok: bool) -> None:
+        """Count one request to the MCP server ``server`` (a ``tools:`` key)."""
+        if self.metrics is not None:
+            self.metrics.mcp_requests.labels(server, method, "success" if ok else "error").inc()
+
+    def mcp_session(self, server: str, up: bool) -> None:
+        """Record whether the MCP server's session is up."""
+        if self.metrics is not None:
+            self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
     @contextmanager
     def guardrail_check(self, agent: str, guardrail: str, stage: str) -> Iterator[GuardrailScope]:
@@ -448,21 +368,6 @@ class Telemetry:
                 if self.metrics is not None:
                     self.metrics.scheduler_triggers.labels(agent, kind, scope.status).inc()
 
-    def budget(
-        self, tenant: str, period: str, limit: int, remaining: int, charged: int = 0
-    ) -> None:
-        """A tenant's ``limit`` for ``period`` has ``remaining`` tokens (after ``charged``)."""
-        if self.metrics is not None:
-            self.metrics.budget_limit.labels(tenant, period).set(limit)
-            self.metrics.budget_remaining.labels(tenant, period).set(remaining)
-            if charged:
-                self.metrics.budget_used.labels(tenant, period).inc(charged)
-
-    def notification(self, agent: str, event: str, ok: bool) -> None:
-        """Count one outbound notification delivery, after its retries."""
-        if self.metrics is not None:
-            self.metrics.notifications.labels(agent, event, SUCCESS if ok else ERROR).inc()
-
     @contextmanager
     def store_op(self, operation: str, table: str, system: str) -> Iterator[None]:
         """One store operation as a ``db`` client span."""
@@ -473,20 +378,6 @@ class Telemetry:
         }
         with self._span(f"{operation} {table}", SpanKind.CLIENT, attributes):
             yield
-
-    def auth_failure(self, reason: str) -> None:
-        """Count one refused request (``missing`` or ``invalid`` key)."""
-        if self.metrics is not None:
-            self.metrics.auth_failures.labels(reason).inc()
-
-    def error(self, component: str, error_type: str) -> None:
-        """Count one error of ``component``."""
-        if self.metrics is not None:
-            self.metrics.errors.labels(component, error_type).inc()
-
-    def _count_error(self, component: str, error_type: str | None) -> None:
-        if error_type is not None and error_type != CANCELED:
-            self.error(component, error_type)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -507,17 +398,7 @@ class Telemetry:
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""
-        if self.tracing is None:
-            return {}
-        exporter = self.tracing.exporter
-        part: dict[str, Any] = {
-            "status": "ok" if exporter.healthy else "degraded",
-            "exporter": exporter.target.exporter,
-            "endpoint": exporter.target.endpoint,
-        }
-        if exporter.last_error:
-            part["error"] = exporter.last_error
-        return {"tracing": part}
+        return {} if self.tracing is None else {"tracing": self.tracing.health()}
 
     async def scrape(self, request: web.Request) -> web.Response:
         """The ``/metrics`` handler."""
@@ -529,21 +410,8 @@ class Telemetry:
 
     async def shutdown(self, timeout: float) -> None:
         """Flush spans, waiting at most ``timeout`` seconds (a dead collector never hangs)."""
-        if self.tracing is None:
-            return
-        done = threading.Event()
-
-        def flush() -> None:
-            assert self.tracing is not None
-            self.tracing.provider.shutdown()
-            done.set()
-
-        threading.Thread(target=flush, name="hector-trace-flush", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not done.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if not done.is_set():
-            log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
+        if self.tracing is not None:
+            await self.tracing.shutdown(timeout)
 
 
 def _in_unsampled_trace() -> bool:
@@ -552,18 +420,3 @@ def _in_unsampled_trace() -> bool:
     parent's ids, and the work of creating and ending a non-recording span is skipped."""
     current = trace.get_current_span()
     return not current.is_recording() and current.get_span_context().is_valid
-
-
-def _mark_error(
-    span: Span, error_type: str, exc: BaseException | None = None, redact: Redactor | None = None
-) -> None:
-    """Status ERROR, ``error.type`` and (for an exception) an exception event, redacted."""
-    clean = redact or Redactor()
-    span.set_status(Status(StatusCode.ERROR, clean(str(exc)) if exc else error_type))
-    span.set_attribute("error.type", error_type)
-    if exc is not None:
-        stack = "".join(traceback.format_exception(exc))
-        span.record_exception(
-            exc,
-            attributes={"exception.message": clean(str(exc)), "exception.stacktrace": clean(stack)},
-        )

@@ -9,7 +9,9 @@ from hector_py.agent.runner import ToolCallFinished, ToolCallStarted
 from hector_py.agent.stores import ChatTurn, Task, TaskState, new_id
 from hector_py.timestamps import rfc3339
 
-STATE_NAMES = {state.value: f"TASK_STATE_{state.value.upper()}" for state in TaskState}
+STATE_NAMES = {
+    state.value: "TASK_STATE_" + state.value.upper().replace("-", "_") for state in TaskState
+}
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,29 @@ class Dialect:
         """The reply artifact of ``task`` with ``parts``."""
         return {"artifactId": f"{task.id}-reply", "name": "reply", "parts": parts}
 
-    def task(self, task: Task, history_length: int | None = None) -> dict[str, Any]:
-        """A task object (no wrapper)."""
-        history = task.history[-history_length:] if history_length else task.history
+    def task(
+        self,
+        task: Task,
+        history_length: int | None = None,
+        *,
+        artifacts: bool = True,
+        partial: str = "",
+    ) -> dict[str, Any]:
+        """A task object (no wrapper): ``history_length`` 0 omits the history, and
+        ``artifacts=False`` the reply; ``partial`` is the reply streamed so far of a task
+        still running."""
         out: dict[str, Any] = {
             "id": task.id,
             "contextId": task.context_id,
             "status": self.status(task),
-            "history": [] if history_length == 0 else [self.message(t, task) for t in history],
         }
+        if history_length != 0:
+            history = task.history[-history_length:] if history_length else task.history
+            out["history"] = [self.message(turn, task) for turn in history]
+        reply = task.reply if task.reply is not None else (partial or None)
+        if artifacts and reply is not None:
+            out["artifacts"] = [self.artifact(task, [self.text_part(reply)])]
         if task.reply is not None:
-            out["artifacts"] = [self.artifact(task, [self.text_part(task.reply)])]
             out["metadata"] = {
                 "usage": {
                     "prompt_tokens": task.prompt_tokens,
@@ -95,9 +109,11 @@ class Dialect:
             }
         return self._tag("task", out)
 
-    def task_result(self, task: Task, history_length: int | None = None) -> dict[str, Any]:
+    def task_result(
+        self, task: Task, history_length: int | None = None, *, partial: str = ""
+    ) -> dict[str, Any]:
         """A send result or the first stream event: the task, wrapped for 1.0."""
-        return self._wrap("task", "task", self.task(task, history_length))
+        return self._wrap("task", "task", self.task(task, history_length, partial=partial))
 
     def status_update(self, task: Task, message: dict[str, Any] | None = None) -> dict[str, Any]:
         """A status-update stream event (``final`` on terminal states, 0.3 only)."""
@@ -109,11 +125,9 @@ class Dialect:
             body["final"] = task.state.terminal
         return self._wrap("statusUpdate", "status-update", body)
 
-    def artifact_update(
-        self, task: Task, text: str | None, *, append: bool, last: bool
-    ) -> dict[str, Any]:
-        """An artifact-update stream event carrying a piece of the reply."""
-        parts = [self.text_part(text)] if text is not None else []
+    def artifact_update(self, task: Task, text: str, *, append: bool, last: bool) -> dict[str, Any]:
+        """An artifact-update stream event carrying a piece of the reply (never empty)."""
+        parts = [self.text_part(text)]
         body = {
             "taskId": task.id,
             "contextId": task.context_id,

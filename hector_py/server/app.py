@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -12,18 +13,25 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
 from hector_py.agent.runner import Agent
-from hector_py.agent.stores import Task, open_store
+from hector_py.agent.stores import StoreHealth, Task, open_store
+from hector_py.agent.stores.fleet import join_fleet
+from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
-from hector_py.agent.tools import build_registry
+from hector_py.agent.tools import ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
+from hector_py.config.server import ApiKey
+from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
+from hector_py.observability.exporters import resolve_target
+from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
-from hector_py.observability.tracing import resolve_target
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
+from hector_py.server.hosts import host_guard
+from hector_py.server.knowledge import build_embedders, check_sources
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 from hector_py.server.triggers import Clock
@@ -33,13 +41,19 @@ NOTIFY_DRAIN_TIMEOUT_S = 5.0
 
 
 def build_agents(
-    config: Config, session: aiohttp.ClientSession, telemetry: Telemetry
+    config: Config,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+    knowledge: Knowledge | None = None,
+    registry: ToolRegistry | None = None,
 ) -> dict[str, Agent]:
-    """One ``Agent`` per ``agents:`` entry, with its model client and tools.
+    """One ``Agent`` per ``agents:`` entry, with its model client and tools (and, with
+    ``knowledge``, the ``search_knowledge`` tool or injected chunks of its stores). Tools
+    come from ``registry``, started, or else a registry whose toolsets are not started.
 
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
-    registry = build_registry(config, session)
+    registry = registry or build_registry(config, session)
     llms: dict[str, LLM] = {}
     for name, llm in config.llms.items():
         provider, model = llm.provider, llm.model
@@ -51,26 +65,35 @@ def build_agents(
 
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
-    return {
-        name: Agent(
+    agents = {}
+    for name, agent in config.agents.items():
+        tools = registry.for_agent(agent.tools)
+        context = None
+        if knowledge is not None and agent.knowledge:
+            if agent.inject is None:
+                tools.append(knowledge.tool(agent.knowledge))
+            else:
+                context = partial(knowledge.context, agent.knowledge, agent.inject)
+        agents[name] = Agent(
             name,
             agent,
             llms[agent.llm],
             telemetry,
-            registry.for_agent(agent.tools),
+            tools,
             registry,
             Guardrails(name, [guardrails[g] for g in agent.guardrails], telemetry)
             if agent.guardrails
             else None,
+            context,
         )
-        for name, agent in config.agents.items()
-    }
+    return agents
 
 
 async def check_buildable(config: Config) -> None:
     """Raise ``ConfigError`` if ``serve`` could not build this config (starting no
     exporter and serving no metrics)."""
     resolve_target(config.observability.tracing, os.environ)
+    check_sources(config)
     if config.observability.metrics.enabled:
         Metrics(config.observability.metrics)  # rejects const_labels that would break scrapes
     async with aiohttp.ClientSession() as session:
@@ -96,15 +119,39 @@ async def build_app(
         if llm.pricing is not None
     }
     redactor = Redactor(config.logging.redact, config.secret_values())
-    telemetry = Telemetry(config.observability, redactor, pricing)
+    tenants = {key.tenant for key in config.server.auth.api_keys if isinstance(key, ApiKey)}
+    telemetry = Telemetry(
+        config.observability, redactor, pricing, tenants=tenants | set(config.budgets)
+    )
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
-    session = aiohttp.ClientSession(connector=connector, middlewares=telemetry.client_middlewares())
+    # No cookie jar: model calls, tools and notifications act for every tenant, so a
+    # cookie one tenant's call received must never ride along on another's.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        middlewares=telemetry.client_middlewares(),
+    )
+    knowledge = None
+    registry = ToolRegistry({})
     try:
-        agents = build_agents(config, session, telemetry)
-        store = await open_store(config.storage, telemetry)
+        check_sources(config)
+        registry = build_registry(config, session, telemetry)
+        await registry.start()  # discovers MCP tools; ConfigError if one cannot start
+        if config.document_stores:
+            knowledge = Knowledge.build(
+                config.document_stores,
+                KnowledgeTelemetry(telemetry),
+                build_embedders(config, session, telemetry),
+            )
+        agents = build_agents(config, session, telemetry, knowledge, registry)
+        store_health = StoreHealth()
+        store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
+        await registry.close()
+        if knowledge is not None:
+            await knowledge.close()
         await session.close()
         await telemetry.shutdown(1.0)
         raise
@@ -122,6 +169,8 @@ async def build_app(
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)
         budgets.task_changed(task)
+        if task.state.terminal:
+            telemetry.tenant_usage(task.tenant, task.prompt_tokens, task.completion_tokens)
 
     state = ServerState(
         config=config,
@@ -130,16 +179,24 @@ async def build_app(
         tasks=TaskManager(store, admission, task_changed),
         telemetry=telemetry,
         budgets=budgets,
+        store_health=store_health,
+        knowledge=knowledge,
+        tools=registry,
     )
+    fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
-        middlewares=[request_context, authenticate], client_max_size=config.server.max_body_bytes
+        middlewares=[request_context, host_guard(config), authenticate],
+        client_max_size=config.server.max_body_bytes,
     )
     app[STATE] = state
     webhooks = triggers.add_routes(app, state)  # signed, so open without an API key
     if config.server.auth.api_keys or config.server.auth.jwt:
-        app[AUTH] = Authenticator(
+        authenticator = Authenticator(
             config.server.auth, config.observability.metrics.endpoint, webhooks
         )
+        app[AUTH] = authenticator
+        app.on_startup.append(authenticator.start)
+        app.on_cleanup.append(authenticator.close)
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
@@ -148,21 +205,33 @@ async def build_app(
         app.router.add_get(metrics.endpoint, telemetry.scrape)
 
     scheduler = triggers.Scheduler(state, clock or Clock())
+    leader = schedule_leader(config.storage, scheduler.start, scheduler.close)
 
     async def start_background(_: web.Application) -> None:
         await budgets.refresh()
+        if fleet is not None:
+            await fleet.start()
+        if knowledge is not None:
+            knowledge.start()
         if schedules:
-            scheduler.start()
+            (leader or scheduler).start()
 
     async def drain_tasks(_: web.Application) -> None:
+        if leader is not None:
+            await leader.close()
         await scheduler.close()
         await state.tasks.shutdown(config.server.shutdown_timeout)
+        if fleet is not None:
+            await fleet.close()
         await notifier.close(NOTIFY_DRAIN_TIMEOUT_S)
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
+        await registry.close()  # stops MCP stdio children
         await session.close()
         await state.store.close()
+        if knowledge is not None:
+            await knowledge.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
 
     app.on_startup.append(start_background)

@@ -3,7 +3,6 @@ bearer JWTs verified against a JWKS URL (``server.auth.jwt``, with PyJWT)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -15,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from hector_py.config.model import ApiKey, AuthConfig, JwtConfig
 from hector_py.observability.logs import bind
+from hector_py.server.jwks import RETRY_S, Jwks
 from hector_py.server.middleware import json_error
 from hector_py.server.state import STATE, TENANT
 
@@ -44,11 +44,7 @@ class Authenticator:
             key, tenant = (entry.key, entry.tenant) if isinstance(entry, ApiKey) else (entry, "")
             self._keys.append((_digest(key.get_secret_value()), tenant))
         self._jwt = config.jwt
-        self._jwks = (
-            jwt.PyJWKClient(config.jwt.jwks_url, cache_keys=True, lifespan=300, timeout=5)
-            if config.jwt
-            else None
-        )
+        self.jwks = Jwks(config.jwt.jwks_url) if config.jwt else None
         self._open_routes = set(OPEN_PATHS)
         if config.public_card:
             self._open_routes |= CARD_ROUTES
@@ -63,35 +59,60 @@ class Authenticator:
             return True
         return route in self._open_routes and request.method in ("GET", "HEAD")
 
-    async def tenant_of(self, presented: str) -> str | None:
-        """The tenant of a valid key or JWT ('' when it names none); ``None`` when invalid."""
+    async def start(self, _: web.Application) -> None:
+        """Fetch the JWKS (when JWTs are accepted) and keep it fresh."""
+        if self.jwks is not None:
+            await self.jwks.start()
+
+    async def close(self, _: web.Application) -> None:
+        """Stop refreshing the JWKS."""
+        if self.jwks is not None:
+            await self.jwks.close()
+
+    def tenant_of(self, presented: str) -> str | None:
+        """The tenant of a valid key or JWT ('' when it names none); ``None`` when invalid.
+
+        Raises ``KeysUnavailable`` for a JWT while no signing key is known."""
         digest = _digest(presented)
         found: str | None = None
         for known, tenant in self._keys:  # check every key: timing says nothing
             if hmac.compare_digest(known, digest):
                 found = tenant
         if found is None and self._jwt is not None and presented.count(".") == 2:
-            found = await self._verify_jwt(presented, self._jwt)
+            found = self._verify_jwt(presented, self._jwt)
         return found
 
-    async def _verify_jwt(self, token: str, config: JwtConfig) -> str | None:
-        assert self._jwks is not None
-        try:  # the JWKS fetch is blocking I/O (cached for 5 minutes): keep it off the loop
-            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+    def _verify_jwt(self, token: str, config: JwtConfig) -> str | None:
+        """The token's tenant, or ``None``: verified on the loop (a signature check takes
+        tens of microseconds; the keys are already in memory)."""
+        assert self.jwks is not None
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.jwks.key(kid) if isinstance(kid, str) else None
+            if key is None:
+                if not self.jwks.ready:
+                    raise KeysUnavailable
+                return None
+            # The PyJWK itself, not its key: PyJWT then refuses a token whose alg is not
+            # the key's (with a bare key, an RS/ES mismatch raised TypeError: a 500).
             claims = jwt.decode(
                 token,
-                key.key,
+                key,
                 algorithms=config.algorithms,
                 audience=config.audience,
                 issuer=config.issuer,
                 leeway=config.leeway,
                 options={"require": ["exp"], "verify_aud": config.audience is not None},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # any malformed token: 401
             log.debug("JWT refused: %s", type(exc).__name__)
             return None
         tenant = claims.get(config.tenant_claim, "") if config.tenant_claim else ""
         return tenant if isinstance(tenant, str) else ""
+
+
+class KeysUnavailable(Exception):
+    """A JWT arrived while no JWKS key is known (the JWKS was never fetched)."""
 
 
 AUTH = web.AppKey("hector_auth", Authenticator)
@@ -126,7 +147,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if authenticator is None or authenticator.is_open(request):
         return await handler(request)
     key = presented_key(request)
-    tenant = await authenticator.tenant_of(key) if key else None
+    try:
+        tenant = authenticator.tenant_of(key) if key else None
+    except KeysUnavailable:
+        request.app[STATE].telemetry.auth_failure("unavailable")
+        response = json_error(503, "cannot verify tokens yet: the JWKS is unavailable")
+        response.headers["Retry-After"] = str(int(RETRY_S))
+        return response
     if tenant is None:
         request.app[STATE].telemetry.auth_failure("missing" if key is None else "invalid")
         response = json_error(401, "missing or invalid API key")

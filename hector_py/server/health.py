@@ -15,9 +15,15 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
     """The status of each part the server depends on."""
     return {
         "agents": {"status": "ok", "count": len(state.agents)},
-        "store": {"status": "ok", "type": state.config.storage.type},
+        "store": {
+            "status": "ok" if state.store_health.ok else "unavailable",
+            "type": state.config.storage.type,
+            **({} if state.store_health.ok else {"reason": state.store_health.reason}),
+        },
         "server": {"status": "draining" if state.draining else "ok"},
         **state.telemetry.health(),
+        **(state.tools.health() if state.tools else {}),
+        **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
     }
 
 
@@ -49,7 +55,10 @@ async def ready(request: web.Request) -> web.Response:
     """200 when every component is ok, else 503 naming the failing ones."""
     failing = _failing(components(request.app[STATE]))
     if failing:
-        return web.json_response({"status": "not ready", "failing": failing}, status=503)
+        body: dict[str, Any] = {"status": "not ready", "failing": failing}
+        if "store" in failing:
+            body["reason"] = f"store unavailable: {request.app[STATE].store_health.reason}"
+        return web.json_response(body, status=503)
     return web.json_response({"status": "ready"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -85,3 +86,20 @@ def banner(config: Config, listeners: Listeners) -> tuple[str, dict[str, object]
     if config.server.workers > 1:
         urls["workers"] = config.server.workers
     return base, urls
+
+
+def open_to_network(config: Config) -> str | None:
+    """A warning when the server listens beyond loopback with auth off; else ``None``."""
+    auth = config.server.auth
+    host = config.server.host.strip("[]")
+    if auth.api_keys or auth.jwt or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name: it may resolve to anything
+    return (
+        f"server.auth is off and the server listens on {host or '*'}: anyone who can reach "
+        "it can run the agents (set server.auth.api_keys, or --host 127.0.0.1)"
+    )

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hector_py.agent.admission import Overloaded
+from hector_py.agent.stores import StoreUnavailable
 from hector_py.observability.logs import bind
 from hector_py.server.state import STATE, TENANT
 
@@ -44,9 +45,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     telemetry = request.app[STATE].telemetry
     with (
         bind(request_id=request_id),
-        telemetry.http_request(request.method, route, request.path, request.headers) as scope,
+        telemetry.http_request(
+            request.method,
+            route,
+            request.path,
+            request.headers,
+            scheme=request.scheme,
+            client=request.remote,
+        ) as scope,
     ):
         try:
+            await _read_body(request)
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.empty_body or exc.status < 400:
@@ -64,6 +73,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             telemetry.error("server", "overloaded")
             response = json_error(503, str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
+        except StoreUnavailable:  # the database went away: retry later, no traceback
+            telemetry.error("store", "unavailable")
+            response = json_error(503, "store unavailable")
+            response.headers["Retry-After"] = "1"
         except asyncio.CancelledError:  # the client hung up: not a server error
             scope.code = CLIENT_CLOSED
             _log_access(request, route, CLIENT_CLOSED, started)
@@ -75,6 +88,30 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         scope.code = response.status
         _log_access(request, route, response.status, started)
         return response
+
+
+async def _read_body(request: web.Request) -> None:
+    """Read (and so cache) the whole body within ``server.body_timeout``: 408 for a body
+    that dribbles in, 400 for one that cannot be decoded (bad gzip, cut short)."""
+    if not request.body_exists:
+        return
+    timeout = request.app[STATE].config.server.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            await request.read()
+    except TimeoutError:
+        request.app[STATE].telemetry.error("server", "body_timeout")
+        raise web.HTTPRequestTimeout(
+            reason=f"the request body did not arrive within {timeout:g} s",
+            headers={"Connection": "close"},
+        ) from None
+    except web.RequestPayloadError as exc:
+        raise web.HTTPBadRequest(reason=f"invalid request body: {_cause(exc)}") from None
+
+
+def _cause(exc: web.RequestPayloadError) -> str:
+    """aiohttp's reason without its ``400, message:`` prefix."""
+    return str(exc).rpartition("message:")[2].strip() or "unreadable"
 
 
 def _log_access(request: web.Request, route: str, status: int, started: float) -> None:

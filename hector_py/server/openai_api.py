@@ -6,16 +6,18 @@ adds its own instruction and tools.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import aclosing, suppress
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hector_py.agent.budgets import BudgetExceeded
-from hector_py.agent.guardrails import GuardrailBlocked
+from hector_py.agent.guardrails import GuardrailBlocked, Guardrails
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
 from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, Usage
@@ -65,8 +67,9 @@ class ApiError(Exception):
         return web.json_response(self.body(), status=self.status)
 
 
-def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
-    """Earlier turns and the last user message from ``messages``."""
+def _conversation(body: dict[str, Any], allow_system: bool) -> tuple[list[Message], str]:
+    """Earlier turns and the last user message from ``messages``; system and developer
+    messages are refused unless ``allow_system``."""
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "messages: must be a non-empty list", param="messages")
@@ -101,6 +104,14 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
                 param=f"messages[{index}].content",
             )
         role = item["role"]
+        if role in ("system", "developer") and not allow_system:
+            raise ApiError(
+                400,
+                f"messages[{index}]: {role} messages are not accepted here "
+                "(server.openai_api.allow_system_messages)",
+                param=f"messages[{index}]",
+                code="system_messages_not_allowed",
+            )
         if role in ("user", "assistant"):
             turns.append(Message(role, content or ""))
         elif role in ("system", "developer") and content:
@@ -110,6 +121,25 @@ def _conversation(body: dict[str, Any]) -> tuple[list[Message], str]:
             400, "messages: the last message must be a non-empty user message", param="messages"
         )
     return turns[:-1], turns[-1].content
+
+
+def _guarded(
+    guardrails: Guardrails, history: list[Message], user_text: str
+) -> tuple[list[Message], str]:
+    """Every caller-supplied message through the input guardrails (whatever its role:
+    an earlier turn, a forged assistant turn and a system message reach the model too),
+    redacted where they say so, each guardrail checking them all under one span;
+    ``ApiError`` when one is blocked."""
+    messages = [*history, Message("user", user_text)]
+    try:
+        texts = guardrails.check_inputs([m.content for m in messages], [m.role for m in messages])
+    except GuardrailBlocked as exc:
+        role = messages[exc.index].role
+        raise ApiError(
+            400, f"{exc} (a {role} message)", param="messages", code="guardrail_blocked"
+        ) from None
+    checked = [replace(m, content=text) for m, text in zip(messages, texts, strict=True)]
+    return checked[:-1], checked[-1].content
 
 
 def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
@@ -123,11 +153,6 @@ def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
             code="model_not_found",
         )
     return agents[model]
-
-
-async def _charge(request: web.Request, meter: UsageMeter) -> None:
-    """Charge the tokens a run used, whatever its outcome, to the caller's tenant budget."""
-    await request.app[STATE].budgets.charge(request_tenant(request), meter.total)
 
 
 def _usage(usage: Usage) -> dict[str, int]:
@@ -158,12 +183,13 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
         agent = _agent(request, body)
-        history, user_text = _conversation(body)
+        config = request.app[STATE].config.server
+        history, user_text = _conversation(body, config.openai_api.allow_system_messages)
         stream = body.get("stream") is True
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         del body, options  # not kept while the answer streams
-        limit = request.app[STATE].config.server.max_message_chars
+        limit = config.max_message_chars
         if len(user_text) > limit:
             raise ApiError(
                 400,
@@ -172,33 +198,40 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 param="messages",
             )
         if agent.guardrails is not None:
-            try:
-                user_text = agent.guardrails.check_input(user_text)
-            except GuardrailBlocked as exc:
-                raise ApiError(400, str(exc), param="messages", code="guardrail_blocked") from None
+            history, user_text = _guarded(agent.guardrails, history, user_text)
+        budgets = request.app[STATE].budgets
         try:
-            await request.app[STATE].budgets.check(request_tenant(request))
+            reservation = await budgets.reserve(request_tenant(request))
         except BudgetExceeded as exc:
             raise ApiError(
                 429, str(exc), code="budget_exceeded", kind="insufficient_quota"
             ) from None
-        slot = await request.app[STATE].tasks.admission.acquire(agent.name)
+        meter = UsageMeter()  # what the run used, whatever its outcome, is charged
         try:
-            if stream:
-                return agent.name, await _stream(request, agent, history, user_text, include_usage)
-            return agent.name, await _reply(request, agent, history, user_text)
+            slot = await request.app[STATE].tasks.admission.acquire(agent.name)
+            try:
+                if stream:
+                    response = await _stream(
+                        request, agent, history, user_text, include_usage, meter
+                    )
+                    return agent.name, response
+                return agent.name, await _reply(request, agent, history, user_text, meter)
+            finally:
+                slot.release()
         finally:
-            slot.release()
+            await asyncio.shield(budgets.settle(reservation, meter.total))
+            request.app[STATE].telemetry.tenant_usage(
+                request_tenant(request), meter.prompt_tokens, meter.completion_tokens
+            )
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
 
 
 async def _reply(
-    request: web.Request, agent: Agent, history: list[Message], user_text: str
+    request: web.Request, agent: Agent, history: list[Message], user_text: str, meter: UsageMeter
 ) -> web.Response:
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
-    meter = UsageMeter()
     try:
         async with aclosing(agent.run(history, user_text, meter=meter)) as events:
             async for event in events:
@@ -207,8 +240,6 @@ async def _reply(
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
         return ApiError(502, str(exc), kind="upstream_error").response()
-    finally:
-        await _charge(request, meter)
     assert final is not None
     return web.json_response(
         {
@@ -220,7 +251,7 @@ async def _reply(
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": final.text},
-                    "finish_reason": "stop",
+                    "finish_reason": final.finish_reason,
                 }
             ],
             "usage": _usage(final.usage),
@@ -251,9 +282,10 @@ class _Chunks:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         self._pending.append(orjson.dumps({**self._head, "choices": [choice]}))
 
-    def end(self, usage: Usage | None) -> None:
-        """Queue the last chunk, the usage chunk if ``usage``, and ``[DONE]``."""
-        self.add({}, "stop")
+    def end(self, usage: Usage | None, finish: str = "stop") -> None:
+        """Queue the last chunk (ending for ``finish``), the usage chunk if ``usage``, and
+        ``[DONE]``."""
+        self.add({}, finish)
         if usage is not None:
             self._pending.append(
                 orjson.dumps({**self._head, "choices": [], "usage": _usage(usage)})
@@ -275,21 +307,25 @@ class _Chunks:
 
 
 async def _stream(
-    request: web.Request, agent: Agent, history: list[Message], user_text: str, include_usage: bool
+    request: web.Request,
+    agent: Agent,
+    history: list[Message],
+    user_text: str,
+    include_usage: bool,
+    meter: UsageMeter,
 ) -> web.StreamResponse:
     """Run ``agent`` and answer as chunks. The 200 goes out once the model's answer has
     started (so the model request leaves first), or with the first text of a model that
     does not say: a failure before then is an HTTP error, as for a blocking call."""
     chunks = _Chunks(request, agent.name)
     token = stream_started.set(chunks.start)
-    meter = UsageMeter()
     try:
         async with aclosing(agent.run(history, user_text, stream=True, meter=meter)) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
-                    chunks.end(event.usage if include_usage else None)
+                    chunks.end(event.usage if include_usage else None, event.finish_reason)
                 else:
                     continue
                 await chunks.flush()
@@ -298,16 +334,27 @@ async def _stream(
         error = ApiError(502, str(exc), kind="upstream_error")
         if chunks.response is None:
             return error.response()
-        request[STREAM_FAILED] = True  # the 200 went out before the failure
-        with suppress(ConnectionError):
-            await send_events(chunks.response, orjson.dumps(error.body()))
+        await _end_with(request, chunks.response, error)
     except ConnectionError:
         log.info("client left a chat completion stream")
+    except Exception:
+        if chunks.response is None:
+            raise  # nothing sent yet: the server's 500
+        # the 200 went out: a second status line would corrupt the stream
+        log.exception("chat completion stream crashed")
+        error = ApiError(500, "internal error while running the agent", kind="server_error")
+        await _end_with(request, chunks.response, error)
     finally:
         stream_started.reset(token)
-        await _charge(request, meter)
     assert chunks.response is not None  # a run ends with FinalReply or raises
     return chunks.response
+
+
+async def _end_with(request: web.Request, response: web.StreamResponse, error: ApiError) -> None:
+    """End a started stream with ``error`` as its last event."""
+    request[STREAM_FAILED] = True
+    with suppress(ConnectionError):
+        await send_events(response, orjson.dumps(error.body()))
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -32,3 +32,8 @@ async def send_events(response: web.StreamResponse, *payloads: bytes) -> None:
     """Write one ``data:`` event per payload, all in one write; raises
     ``ConnectionResetError`` when the client has gone."""
     await response.write(b"".join(b"data: %b\n\n" % payload for payload in payloads))
+
+
+async def send_comment(response: web.StreamResponse, text: str = "keep-alive") -> None:
+    """Write an SSE comment (clients ignore it; it keeps idle connections open)."""
+    await response.write(b": %b\n\n" % text.encode())

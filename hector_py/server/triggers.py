@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import logging
 import re
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +38,7 @@ log = logging.getLogger("hector.triggers")
 
 PLACEHOLDER = re.compile(r"\{body((?:\.[A-Za-z0-9_-]+)*)\}")
 CANCEL_WAIT_S = 5.0
+UNSTAMPED_WINDOW_S = 86_400.0
 
 
 class Clock:
@@ -69,13 +72,14 @@ async def start_run(state: ServerState, agent: Agent, text: str, tenant: str) ->
     if len(text) > limit:
         raise TriggerRefused(400, f"input is over the limit of {limit} characters")
     try:
-        await state.budgets.check(tenant)
+        reservation = await state.budgets.reserve(tenant)
     except BudgetExceeded as exc:
         raise TriggerRefused(429, str(exc)) from None
     if agent.guardrails is not None:
         try:
             text = agent.guardrails.check_input(text)
         except GuardrailBlocked as exc:
+            await state.budgets.settle(reservation, 0)
             raise TriggerRefused(400, str(exc)) from None
     task = Task(
         id=new_id(),
@@ -84,9 +88,11 @@ async def start_run(state: ServerState, agent: Agent, text: str, tenant: str) ->
         history=[ChatTurn(new_id(), "user", text)],
         tenant=tenant,
     )
+    state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
         return await state.tasks.start(agent, task, text, stream=False)
     except Overloaded as exc:
+        await state.budgets.release(task.id)
         raise TriggerRefused(503, str(exc)) from None
 
 
@@ -146,6 +152,56 @@ def valid_signature(secret: str, body: bytes, presented: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
+class Replays:
+    """Webhook deliveries already accepted, by signature and by delivery id, kept for the
+    trigger's ``tolerance`` (a signed timestamp rules out older ones) and at most
+    ``MAX_REMEMBERED`` per agent (all that bounds them without a timestamp)."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, OrderedDict[str, float]] = {}
+
+    def check(self, agent: str, keys: list[str], window: float) -> bool:
+        """Remember ``keys``; ``False`` when one was seen within ``window`` seconds."""
+        seen = self._seen.setdefault(agent, OrderedDict())
+        now = time.monotonic()
+        while seen and (next(iter(seen.values())) < now or len(seen) > self.MAX_REMEMBERED):
+            seen.popitem(last=False)
+        if any(key in seen for key in keys):
+            return False
+        for key in keys:
+            seen[key] = now + window
+        return True
+
+    def forget(self, agent: str, keys: list[str]) -> None:
+        """Drop ``keys`` (a delivery that was refused, so may come again)."""
+        for key in keys:
+            self._seen.get(agent, OrderedDict()).pop(key, None)
+
+
+def verify(trigger: WebhookTrigger, request: web.Request, body: bytes) -> str | None:
+    """Why the delivery's signature or timestamp is not acceptable; ``None`` when it is."""
+    secret = trigger.secret.get_secret_value()
+    presented = request.headers.get(trigger.signature_header, "")
+    if trigger.timestamp_header is None:
+        ok = valid_signature(secret, body, presented)
+        return None if ok else f"missing or invalid signature ({trigger.signature_header})"
+    stamp = request.headers.get(trigger.timestamp_header, "").strip()
+    if not valid_signature(secret, stamp.encode() + b"." + body, presented):
+        return (
+            f"missing or invalid signature ({trigger.signature_header} of "
+            f"'{{{trigger.timestamp_header}}}.{{body}}')"
+        )
+    try:
+        skew = abs(time.time() - float(stamp))
+    except ValueError:
+        skew = float("inf")
+    if not skew <= trigger.tolerance:
+        return f"{trigger.timestamp_header} is more than {trigger.tolerance:g} s from now"
+    return None
+
+
 def render_input(template: str, body: bytes) -> str:
     """``template`` with ``{body}`` (the body as text) and ``{body.a.b}`` (a JSON field;
     empty when missing) filled in."""
@@ -189,16 +245,27 @@ async def receive(request: web.Request, name: str) -> web.Response:
         return json_error(404, f"no webhook for agent '{name}'")
     body = await request.read()
     with state.telemetry.trigger(name, "webhook") as scope:
-        presented = request.headers.get(trigger.signature_header, "")
-        if not valid_signature(trigger.secret.get_secret_value(), body, presented):
+        refused = verify(trigger, request, body)
+        if refused is not None:
             scope.status = "rejected"
-            return json_error(401, f"missing or invalid signature ({trigger.signature_header})")
+            return json_error(401, refused)
+        delivery = request.headers.get(trigger.delivery_header, "").strip()
+        keys = [f"sig:{request.headers[trigger.signature_header].strip()}"]
+        if delivery:
+            keys.append(f"id:{delivery}")
+        # Timestamps older than ``tolerance`` are refused anyway; without them, a day.
+        window = 2 * trigger.tolerance if trigger.timestamp_header else UNSTAMPED_WINDOW_S
+        replays = request.app[REPLAYS]
+        if not replays.check(name, keys, window):
+            scope.status = "rejected"
+            return json_error(409, "this delivery was already received")
         text = render_input(trigger.input, body)
         if not text.strip():
             return json_error(400, "the webhook input is empty")
         try:
             execution = await start_run(state, agent, text, trigger.tenant)
         except TriggerRefused as exc:
+            replays.forget(name, keys)  # not run: the sender may retry it
             return json_error(exc.status, str(exc))
         scope.status = "success"
         if trigger.response == "async":
@@ -206,8 +273,12 @@ async def receive(request: web.Request, name: str) -> web.Response:
         return web.json_response(_task_body(await execution.wait()))
 
 
+REPLAYS = web.AppKey("hector_webhook_replays", Replays)
+
+
 def add_routes(app: web.Application, state: ServerState) -> list[str]:
     """Mount ``POST /webhooks/{agent}`` and each custom ``path``; returns the routes."""
+    app[REPLAYS] = Replays()
     routes: list[str] = []
     for name, config in state.config.agents.items():
         if isinstance(config.trigger, WebhookTrigger) and config.trigger.path:

@@ -32,6 +32,9 @@ STOP_GRACE_S = 10.0
 def _work(config: Config, listeners: Listeners, schedules: bool) -> None:
     """A worker's life: serve on the inherited sockets until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor sends SIGTERM
+    # Forked with the supervisor's SIGTERM handler (which only sets a flag there): until
+    # serving installs its own, SIGTERM must end a worker, not be ignored.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from hector_py.server.lifecycle import serve
 
     asyncio.run(serve(config, listeners, schedules=schedules))
@@ -41,12 +44,18 @@ def run_workers(config: Config) -> int:
     """Supervise ``server.workers`` processes; returns the exit code."""
     metrics_dir = tempfile.mkdtemp(prefix="hector-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    from hector_py.agent.stores import prepare_store
     from hector_py.server.app import check_buildable
-    from hector_py.server.lifecycle import announce
+    from hector_py.server.lifecycle import StartupFailed, announce, starting
 
     try:
-        asyncio.run(check_buildable(config))  # fail here, not in N crashing workers
+        asyncio.run(starting(check_buildable(config)))  # fail here, not in N crashing workers
+        asyncio.run(starting(prepare_store(config.storage)))  # migrate once, not N at once
         listeners = bind_listeners(config)
+    except StartupFailed as exc:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.error("start-up failed: %s", exc)
+        return 1
     except BaseException:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         raise

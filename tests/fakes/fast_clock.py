@@ -10,6 +10,8 @@ would import it too early).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -19,7 +21,8 @@ from hector_py.server import workers
 from hector_py.server.listeners import Listeners
 
 SPEED = 60
-START = time.time()
+# replicas started apart share one clock when given the same FAST_CLOCK_START
+START = float(os.environ.get("FAST_CLOCK_START") or time.time())
 _work = workers._work
 
 
@@ -32,14 +35,20 @@ async def _sleep_until(clock: object, when: datetime) -> None:
         await asyncio.sleep(left / SPEED)
 
 
-def _fast_work(config: Config, listeners: Listeners, schedules: bool) -> None:
+def _fast_clock() -> None:
     from hector_py.server.triggers import Clock
 
     Clock.now = _now  # type: ignore[method-assign,assignment]
     Clock.sleep_until = _sleep_until  # type: ignore[method-assign,assignment]
+
+
+def _fast_work(config: Config, listeners: Listeners, schedules: bool) -> None:
+    _fast_clock()
     _work(config, listeners, schedules)
 
 
 if __name__ == "__main__":
     workers._work = _fast_work
+    if "--workers" not in sys.argv:  # one process: no multiprocess metrics to wait for
+        _fast_clock()
     main()

@@ -36,3 +36,14 @@ class NotAnLLM:
 
     def __init__(self, config: LLMConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
+
+
+class BrokenLLM(ShoutLLM):
+    """Streams a first chunk, then fails with an error no provider should raise (a bug)."""
+
+    provider = "broken"
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """A chunk, then ``RuntimeError``."""
+        yield LLMChunk(text="half an answer")
+        raise RuntimeError("a bug in a custom provider")

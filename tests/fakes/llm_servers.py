@@ -34,17 +34,20 @@ line and serving until SIGINT/SIGTERM::
     python -m tests.fakes.llm_servers --provider openai --port 0 \\
         [--tool-call NAME:JSONARGS]... [--reply TEXT]... [--usage P,C] [--delay S] \\
         [--chunk-size N] [--chunk-delay S] [--fail-first N [--status 429] [--retry-after S]
-        [--error-message TEXT] [--fault reset|cut|invalid_json]]
+        [--error-message TEXT] [--fault FAULT]]
 
 The script is: the ``--fail-first`` failures, then one tool-call reply per ``--tool-call``,
 then one text reply per ``--reply``, then the echo default. ``--usage``, ``--delay``,
-``--chunk-size`` and ``--chunk-delay`` apply to every reply.
+``--chunk-size`` and ``--chunk-delay`` apply to every reply. ``FAULT`` is one of
+``Fault`` (``reset``, ``cut``, ``invalid_json``, or a hostile one from
+``tests/fakes/hostile.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -52,12 +55,24 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
+from tests.fakes import hostile
+
 JSON = dict[str, Any]
-Fault = Literal["reset", "cut", "invalid_json"]
+Fault = Literal[
+    "reset",
+    "cut",
+    "invalid_json",
+    "gzip_bomb",
+    "huge",
+    "endless",
+    "long_line",
+    "bad_usage",
+    "invalid_arguments",
+]
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
 
 
@@ -71,7 +86,11 @@ class Reply:
     before the first byte; streams send ``chunk_size`` characters of text (or of tool
     arguments) per event, ``chunk_delay`` seconds apart. ``fault``: ``reset`` closes the
     connection without answering, ``cut`` drops it halfway through the body, and
-    ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON.
+    ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON; the hostile
+    faults (floods and tampers) are described in ``tests/fakes/hostile.py``.
+    ``set_cookie`` adds a ``Set-Cookie`` header to the answer. ``model`` is the model the
+    answer names (default: the one asked for); ``truncated`` ends the answer at the token
+    limit (OpenAI ``length``, Anthropic ``max_tokens``).
     """
 
     text: str | None = None
@@ -84,6 +103,9 @@ class Reply:
     chunk_size: int = 4
     chunk_delay: float = 0.0
     fault: Fault | None = None
+    set_cookie: str | None = None
+    model: str | None = None
+    truncated: bool = False
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -131,6 +153,7 @@ class Answer:
     calls: list[tuple[str, str, JSON]]  # (id, name, arguments)
     usage: tuple[int, int]
     chunk_size: int
+    truncated: bool = False
 
     def pieces(self, text: str) -> list[str]:
         """``text`` in ``chunk_size`` pieces."""
@@ -246,7 +269,7 @@ class AnthropicDialect(Dialect):
         return {
             **self._message(answer),
             "content": self._blocks(answer),
-            "stop_reason": "tool_use" if answer.calls else "end_turn",
+            "stop_reason": _anthropic_stop(answer),
             "usage": {"input_tokens": answer.usage[0], "output_tokens": answer.usage[1]},
         }
 
@@ -271,7 +294,7 @@ class AnthropicDialect(Dialect):
                 for piece in answer.pieces(whole)
             ]
             events.append({"type": "content_block_stop", "index": index})
-        stop = "tool_use" if answer.calls else "end_turn"
+        stop = _anthropic_stop(answer)
         events.append(
             {
                 "type": "message_delta",
@@ -501,10 +524,15 @@ class FakeLLMServer:
             error = dialect.error(reply.status, reply.error)
             self._note(index, completed=True)
             return web.json_response(error, status=reply.status, headers=headers)
+        cookie = {"Set-Cookie": reply.set_cookie} if reply.set_cookie else {}
+        if reply.fault in hostile.FLOODS:
+            stream = dialect.wants_stream(request, body)
+            note = functools.partial(self._note, index)
+            return await hostile.flood(request, reply.fault, stream, note, cookie)
         answer = self._answer(dialect, request, body, reply)
         if dialect.wants_stream(request, body):
-            return await self._stream(dialect, request, answer, reply, index)
-        data = json.dumps(dialect.answer(answer)).encode()
+            return await self._stream(dialect, request, answer, reply, index, cookie)
+        data = json.dumps(hostile.tamper(dialect.answer(answer), reply.fault)).encode()
         if reply.fault == "invalid_json":
             data = b'{"choices": [ this is not JSON'
         if reply.fault == "cut":
@@ -515,7 +543,7 @@ class FakeLLMServer:
             self._note(index, completed=False)
             return _drop(request, response)
         self._note(index, completed=True)
-        return web.Response(body=data, content_type="application/json")
+        return web.Response(body=data, content_type="application/json", headers=cookie)
 
     def _note(self, index: int, **outcome: Any) -> None:
         """Record how the answer to request ``index`` went."""
@@ -532,20 +560,29 @@ class FakeLLMServer:
         for name, args in reply.tool_calls:
             self._calls += 1
             calls.append((f"call_fake_{self._calls}", name, args))
-        model = dialect.model(request, body)
-        return Answer(model, text, calls, reply.usage, reply.chunk_size)
+        model = reply.model or dialect.model(request, body)
+        return Answer(model, text, calls, reply.usage, reply.chunk_size, reply.truncated)
 
     async def _stream(
-        self, dialect: Dialect, request: web.Request, answer: Answer, reply: Reply, index: int
+        self,
+        dialect: Dialect,
+        request: web.Request,
+        answer: Answer,
+        reply: Reply,
+        index: int,
+        headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        frames = [dialect.frame(event) for event in dialect.events(answer)]
+        events = dialect.events(answer)
+        frames = [dialect.frame(hostile.tamper(event, reply.fault)) for event in events]
         if reply.fault == "invalid_json":
             frames.insert(1, dialect.frame("{this is not JSON"))
         total = len(frames)
         if reply.fault == "cut":
             frames = frames[: max(1, len(frames) // 2)]
         self._note(index, events_total=total)
-        response = web.StreamResponse(headers={"Content-Type": dialect.stream_content_type})
+        response = web.StreamResponse(
+            headers={"Content-Type": dialect.stream_content_type, **(headers or {})}
+        )
         sent = 0
         try:
             await response.prepare(request)
@@ -590,7 +627,11 @@ def _text(content: Any) -> str:
 
 
 def _finish(answer: Answer) -> str:
-    return "tool_calls" if answer.calls else "stop"
+    return "tool_calls" if answer.calls else "length" if answer.truncated else "stop"
+
+
+def _anthropic_stop(answer: Answer) -> str:
+    return "tool_use" if answer.calls else "max_tokens" if answer.truncated else "end_turn"
 
 
 def _openai_usage(answer: Answer) -> JSON:
@@ -642,7 +683,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--status", type=int, default=500)
     parser.add_argument("--retry-after", default=None, metavar="SECONDS")
     parser.add_argument("--error-message", default="scripted failure")
-    parser.add_argument("--fault", choices=("reset", "cut", "invalid_json"), default=None)
+    parser.add_argument("--fault", choices=get_args(Fault), default=None)
     return parser.parse_args(argv)
 
 

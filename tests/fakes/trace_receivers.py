@@ -429,14 +429,24 @@ class _AiohttpReceiver(_Receiver):
 
 
 class OTLPHttpReceiver(_AiohttpReceiver):
-    """OTLP/HTTP protobuf collector: ``POST /v1/traces`` at ``.traces_url``."""
+    """OTLP/HTTP protobuf collector: ``POST {prefix}/v1/traces`` at ``.traces_url``
+    (``prefix`` is a gateway's base path, such as ``/otlp`` or ``/api/public/otel``)."""
+
+    def __init__(self, *, refuse: bool = False, delay: float = 0.0, prefix: str = "") -> None:
+        super().__init__(refuse=refuse, delay=delay)
+        self.prefix = prefix
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint with the prefix: what ``OTEL_EXPORTER_OTLP_ENDPOINT`` names."""
+        return f"{self.endpoint}{self.prefix}"
 
     @property
     def traces_url(self) -> str:
-        return f"{self.endpoint}/v1/traces"
+        return f"{self.base_url}/v1/traces"
 
     def _routes(self) -> list[web.RouteDef]:
-        return [web.post("/v1/traces", self._export)]
+        return [web.post(f"{self.prefix}/v1/traces", self._export)]
 
     async def _export(self, request: web.Request) -> web.Response:
         if (refused := await self._gate(request)) is not None:

@@ -1,5 +1,9 @@
-"""Store records and the one protocol every backend implements. A session (A2A ``contextId``)
-is the history."""
+"""Store records and the one protocol every backend implements.
+
+A session (A2A ``contextId``) is the history. Every task and session belongs to a tenant (the
+empty string is the anonymous tenant): a backend looks tasks and sessions up by tenant and id
+together, so another tenant's id reads exactly like an unknown one.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+    INPUT_REQUIRED = "input-required"
 
     @property
     def terminal(self) -> bool:
@@ -70,34 +75,56 @@ class Task:
         return cls(**raw)
 
 
+@dataclass(frozen=True)
+class TaskQuery:
+    """Which tasks :meth:`Store.list_tasks` returns: one tenant's tasks of one agent,
+    newest status first (``updated_at`` descending, then ``id``)."""
+
+    tenant: str
+    agent: str
+    context_id: str | None = None
+    state: TaskState | None = None
+    updated_after: float | None = None  # only tasks whose status changed after this time
+    limit: int = 50
+    offset: int = 0
+
+    def matches(self, task: Task) -> bool:
+        """Whether ``task`` passes the query's filters (paging aside)."""
+        return (
+            task.tenant == self.tenant
+            and task.agent == self.agent
+            and (self.context_id is None or task.context_id == self.context_id)
+            and (self.state is None or task.state == self.state)
+            and (self.updated_after is None or task.updated_at > self.updated_after)
+        )
+
+
 def new_id() -> str:
     """A fresh random identifier."""
     return str(uuid.uuid4())
 
 
 class Store(Protocol):
-    """Where tasks and session histories live."""
+    """Where tasks and session histories live, each scoped to its tenant."""
 
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with ``task_id``, if any."""
+    async def get_task(self, tenant: str, task_id: str) -> Task | None:
+        """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
         ...
 
     async def save_task(self, task: Task) -> None:
-        """Insert or replace ``task``."""
+        """Insert or replace ``task`` (owned by ``task.tenant``), stamping ``updated_at``."""
         ...
 
-    async def list_tasks(
-        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        """A page of ``agent``'s tasks, newest first, and the total that match."""
+    async def list_tasks(self, query: TaskQuery) -> tuple[list[Task], int]:
+        """A page of the tasks ``query`` selects, newest status first, and how many match."""
         ...
 
-    async def history(self, context_id: str, limit: int) -> list[Message]:
-        """The last ``limit`` messages of session ``context_id``, oldest first."""
+    async def history(self, tenant: str, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of ``tenant``'s session ``context_id``, oldest first."""
         ...
 
-    async def append(self, context_id: str, messages: list[Message]) -> None:
-        """Add ``messages`` to session ``context_id``."""
+    async def append(self, tenant: str, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to ``tenant``'s session ``context_id`` (created if new)."""
         ...
 
     async def usage(self, tenant: str, period: str) -> int:
@@ -105,7 +132,9 @@ class Store(Protocol):
         ...
 
     async def add_usage(self, tenant: str, period: str, tokens: int) -> int:
-        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
+        """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total.
+        ``tokens`` may be negative (budgets give back what a reservation held unused), and
+        concurrent calls must each see the others' (budgets rely on it)."""
         ...
 
     async def close(self) -> None:

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
-from hector_py.agent.stores.base import Task, TaskState
+from hector_py.agent.stores.base import Task, TaskQuery
 from hector_py.llm.base import Message
+
+SESSION_MAX_MESSAGES = 1_000
+SESSION_MAX_CHARS = 2_000_000
+
+
+class _Session:
+    """One session's most recent messages, within :data:`SESSION_MAX_MESSAGES` and
+    :data:`SESSION_MAX_CHARS` (older ones are dropped: the runner reads only the last few)."""
+
+    def __init__(self) -> None:
+        self.messages: deque[Message] = deque()
+        self.chars = 0
+
+    def extend(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.messages.append(message)
+            self.chars += len(message.content)
+        while self.messages and (
+            len(self.messages) > SESSION_MAX_MESSAGES or self.chars > SESSION_MAX_CHARS
+        ):
+            self.chars -= len(self.messages.popleft().content)
 
 
 class MemoryStore:
     """Keeps tasks and session histories in process memory, within bounds.
 
-    Past ``max_tasks`` it forgets the tasks that finished longest ago (never one still
-    submitted or working); past ``max_sessions``, the least recently used session's history.
+    Past ``max_tasks`` it forgets the tasks that finished longest ago (never one that has not
+    finished); past ``max_sessions``, the least recently used session. A session keeps only
+    its latest messages (:data:`SESSION_MAX_MESSAGES`, :data:`SESSION_MAX_CHARS`).
     """
 
     def __init__(self, max_tasks: int, max_sessions: int) -> None:
@@ -21,12 +43,13 @@ class MemoryStore:
         self._max_sessions = max_sessions
         self._tasks: dict[str, Task] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal ids, oldest first
-        self._sessions: OrderedDict[str, list[Message]] = OrderedDict()  # least recent first
+        self._sessions: OrderedDict[tuple[str, str], _Session] = OrderedDict()  # LRU first
         self._usage: dict[tuple[str, str], int] = {}
 
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with ``task_id``, if any."""
-        return self._tasks.get(task_id)
+    async def get_task(self, tenant: str, task_id: str) -> Task | None:
+        """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
+        task = self._tasks.get(task_id)
+        return task if task is not None and task.tenant == tenant else None
 
     async def save_task(self, task: Task) -> None:
         """Insert or replace ``task``, then forget the oldest finished tasks past the bound."""
@@ -34,41 +57,36 @@ class MemoryStore:
         self._tasks[task.id] = task
         if task.state.terminal:
             self._finished[task.id] = None
+        else:
+            self._finished.pop(task.id, None)  # resumed (input-required -> working)
         while len(self._tasks) > self._max_tasks and self._finished:
             del self._tasks[self._finished.popitem(last=False)[0]]
 
-    async def list_tasks(
-        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        """A page of ``agent``'s tasks, newest first, and the total that match."""
-        matching = [
-            task
-            for task in self._tasks.values()
-            if task.agent == agent
-            and (context_id is None or task.context_id == context_id)
-            and (state is None or task.state == state)
-        ]
-        matching.sort(key=lambda task: task.created_at, reverse=True)
-        return matching[offset : offset + limit], len(matching)
+    async def list_tasks(self, query: TaskQuery) -> tuple[list[Task], int]:
+        """A page of the tasks ``query`` selects, newest status first, and how many match."""
+        matching = [task for task in self._tasks.values() if query.matches(task)]
+        matching.sort(key=lambda task: (task.updated_at, task.id), reverse=True)
+        return matching[query.offset : query.offset + query.limit], len(matching)
 
-    async def history(self, context_id: str, limit: int) -> list[Message]:
-        """The last ``limit`` messages of session ``context_id``, oldest first."""
-        session = self._sessions.get(context_id)
-        if session is None:
+    async def history(self, tenant: str, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of ``tenant``'s session ``context_id``, oldest first."""
+        session = self._sessions.get((tenant, context_id))
+        if session is None or not limit:
             return []
-        self._sessions.move_to_end(context_id)
-        return session[-limit:] if limit else []
+        self._sessions.move_to_end((tenant, context_id))
+        return list(session.messages)[-limit:]
 
-    async def append(self, context_id: str, messages: list[Message]) -> None:
-        """Add ``messages`` to session ``context_id``, forgetting the least recently used
-        session past the bound."""
-        session = self._sessions.get(context_id)
+    async def append(self, tenant: str, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to ``tenant``'s session ``context_id``, forgetting the least
+        recently used session past the bound."""
+        key = (tenant, context_id)
+        session = self._sessions.get(key)
         if session is None:
-            session = self._sessions[context_id] = []
+            session = self._sessions[key] = _Session()
             if len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
         else:
-            self._sessions.move_to_end(context_id)
+            self._sessions.move_to_end(key)
         session.extend(messages)
 
     async def usage(self, tenant: str, period: str) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from hector_py.agent.stores.base import Store, Task, TaskState
+from typing import TYPE_CHECKING
+
+from hector_py.agent.stores.base import Store, Task, TaskQuery
 from hector_py.llm.base import Message
-from hector_py.observability.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from hector_py.observability.telemetry import Telemetry
 
 
 class TracedStore:
@@ -15,32 +19,35 @@ class TracedStore:
         self._telemetry = telemetry
         self._system = system
 
-    async def get_task(self, task_id: str) -> Task | None:
-        """The task with ``task_id``, if any."""
+    @property
+    def inner(self) -> Store:
+        """The store it wraps."""
+        return self._inner
+
+    async def get_task(self, tenant: str, task_id: str) -> Task | None:
+        """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
         with self._telemetry.store_op("select", "tasks", self._system):
-            return await self._inner.get_task(task_id)
+            return await self._inner.get_task(tenant, task_id)
 
     async def save_task(self, task: Task) -> None:
         """Insert or replace ``task``."""
         with self._telemetry.store_op("upsert", "tasks", self._system):
             await self._inner.save_task(task)
 
-    async def list_tasks(
-        self, agent: str, context_id: str | None, state: TaskState | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        """A page of ``agent``'s tasks, newest first, and the total that match."""
+    async def list_tasks(self, query: TaskQuery) -> tuple[list[Task], int]:
+        """A page of the tasks ``query`` selects, newest status first, and how many match."""
         with self._telemetry.store_op("select", "tasks", self._system):
-            return await self._inner.list_tasks(agent, context_id, state, limit, offset)
+            return await self._inner.list_tasks(query)
 
-    async def history(self, context_id: str, limit: int) -> list[Message]:
-        """The last ``limit`` messages of session ``context_id``, oldest first."""
+    async def history(self, tenant: str, context_id: str, limit: int) -> list[Message]:
+        """The last ``limit`` messages of ``tenant``'s session ``context_id``, oldest first."""
         with self._telemetry.store_op("select", "messages", self._system):
-            return await self._inner.history(context_id, limit)
+            return await self._inner.history(tenant, context_id, limit)
 
-    async def append(self, context_id: str, messages: list[Message]) -> None:
-        """Add ``messages`` to session ``context_id``."""
+    async def append(self, tenant: str, context_id: str, messages: list[Message]) -> None:
+        """Add ``messages`` to ``tenant``'s session ``context_id``."""
         with self._telemetry.store_op("insert", "messages", self._system):
-            await self._inner.append(context_id, messages)
+            await self._inner.append(tenant, context_id, messages)
 
     async def usage(self, tenant: str, period: str) -> int:
         """Tokens ``tenant`` used in ``period``."""

@@ -1,0 +1,113 @@
+"""GenAI semantic conventions for one model call: the chat span's attributes and the
+``hector_llm_*`` metrics it records when it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from hector_py.config.model import Pricing
+from hector_py.observability.metrics import Metrics
+from hector_py.observability.scopes import LLMScope, outcome
+
+
+def chat_attributes(provider: str, model: str, stream: bool, server: str | None) -> dict[str, Any]:
+    """The ``chat {model}`` span's attributes known before the call."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
+        "gen_ai.request.stream": stream,
+    }
+    if server:
+        _, _, host_port = server.partition("://")
+        host, _, port = host_port.split("/", 1)[0].rpartition(":")
+        attributes["server.address"] = host or port
+        if host and port.isdigit():
+            attributes["server.port"] = int(port)
+    return attributes
+
+
+def server_attributes(
+    headers: Mapping[str, str], scheme: str, client: str | None
+) -> dict[str, Any]:
+    """An HTTP server span's ``url.scheme``, ``server.address``/``port`` (from ``Host``),
+    ``client.address`` and ``user_agent.original``."""
+    attributes: dict[str, Any] = {"url.scheme": scheme}
+    host = headers.get("Host")
+    if host:
+        parts = urlsplit(f"//{host}")
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        with suppress(ValueError):
+            if parts.port is not None:
+                attributes["server.port"] = parts.port
+    if client:
+        attributes["client.address"] = client
+    agent = headers.get("User-Agent")
+    if agent:
+        attributes["user_agent.original"] = agent
+    return attributes
+
+
+def request_attributes(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """The chat span's configured request parameters."""
+    attributes: dict[str, Any] = {}
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    return attributes
+
+
+def finish_span(scope: LLMScope) -> None:
+    """Set what the answer told on the chat span (one call: the SDK locks per call). A
+    failed call has no response model or id, and token counts only if some were used."""
+    span = scope.span
+    if span is None:
+        return
+    attributes: dict[str, Any] = {}
+    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
+        attributes["gen_ai.usage.input_tokens"] = scope.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = scope.completion_tokens
+    if scope.error_type is None:
+        if scope.response_model:
+            attributes["gen_ai.response.model"] = scope.response_model
+        if scope.response_id:
+            attributes["gen_ai.response.id"] = scope.response_id
+    if scope.finish_reasons:
+        attributes["gen_ai.response.finish_reasons"] = scope.finish_reasons
+    if scope.first_token_at is not None:
+        attributes["gen_ai.response.time_to_first_chunk"] = scope.first_token_at - scope.started
+    span.set_attributes(attributes)
+
+
+def record_llm_metrics(
+    metrics: Metrics,
+    labels: tuple[str, str, str],
+    scope: LLMScope,
+    price: Pricing | None,
+    exemplar: dict[str, str] | None,
+) -> None:
+    """Duration, time to first token, tokens, cost and outcome of one call, as the
+    ``hector_llm_*`` metrics and the OTel GenAI client metrics."""
+    elapsed = time.perf_counter() - scope.started
+    metrics.llm_duration.labels(*labels).observe(elapsed, exemplar)
+    call = ("chat", labels[1], labels[2], scope.response_model or "")
+    metrics.genai_duration.labels(*call, scope.error_type or "").observe(elapsed, exemplar)
+    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
+        metrics.genai_tokens.labels(*call, "input").observe(scope.prompt_tokens)
+        metrics.genai_tokens.labels(*call, "output").observe(scope.completion_tokens)
+    if scope.first_token_at is not None:
+        metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
+    if scope.prompt_tokens:
+        metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
+    if scope.completion_tokens:
+        metrics.llm_tokens.labels(*labels, "completion").inc(scope.completion_tokens)
+    if price is not None and (scope.prompt_tokens or scope.completion_tokens):
+        cost = price.cost(scope.prompt_tokens, scope.completion_tokens)
+        metrics.llm_cost.labels(*labels).inc(cost)
+    metrics.llm_requests.labels(*labels, outcome(scope.error_type)).inc()

@@ -1,0 +1,183 @@
+"""The scope objects ``Telemetry`` yields, payload capture, and the span error helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from hector_py.observability.payloads import (
+    clean_value,
+    dumps,
+    input_attributes,
+    output_attributes,
+)
+from hector_py.observability.redact import Redactor
+
+SUCCESS, ERROR, CANCELED = "success", "error", "canceled"
+STOPPED = (asyncio.CancelledError, GeneratorExit)
+CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+def failure_type(exc: BaseException) -> str:
+    """The low-cardinality ``error.type`` of an exception that ended a scope: ``canceled``
+    when stopped, the error's own ``error_type`` (an LLM call's HTTP status, ``timeout``,
+    ``connection_error``), ``timeout``, else the exception's class name."""
+    if isinstance(exc, STOPPED):
+        return CANCELED
+    error_type = getattr(exc, "error_type", None)
+    if isinstance(error_type, str):
+        return error_type
+    return "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+
+
+def outcome(error_type: str | None) -> str:
+    if error_type is None:
+        return SUCCESS
+    return CANCELED if error_type == CANCELED else ERROR
+
+
+@dataclass
+class HttpScope:
+    """One HTTP request; the middleware sets ``code`` before the scope ends."""
+
+    code: int = 500
+
+
+@dataclass
+class LLMScope:
+    """One LLM call: mark the first token, report usage and finish reasons, or fail."""
+
+    span: Span | None
+    capture: Capture | None
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reasons: tuple[str, ...] = ()
+    response_model: str | None = None
+    response_id: str | None = None
+    error_type: str | None = None
+
+    def first_token(self) -> None:
+        """Call when the first chunk of a stream arrives (later calls are ignored)."""
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def answer(self, model: str | None, id: str | None, finish_reason: str | None) -> None:
+        """What the provider's answer names: its model, id and finish reason."""
+        self.response_model, self.response_id = model, id
+        if finish_reason:
+            self.finish_reasons = (finish_reason,)
+
+    def usage(self, prompt: int, completion: int) -> None:
+        """The call's token usage (streams report it at the end, or when cut)."""
+        self.prompt_tokens, self.completion_tokens = prompt, completion
+
+    def prompt(self, messages: Sequence[Any]) -> None:
+        """Record the system instructions and input messages when payload capture is on."""
+        if self.capture and self.span:
+            self.span.set_attributes(input_attributes(messages, self.capture.clean))
+
+    def completion(self, text: str, calls: Sequence[Any] = ()) -> None:
+        """Record the output message (text and tool calls) when payload capture is on."""
+        if self.capture and self.span:
+            finish = (*self.finish_reasons, "tool_calls" if calls else "stop")[0]
+            self.span.set_attributes(output_attributes(text, calls, finish, self.capture.clean))
+
+
+@dataclass
+class ToolScope:
+    """One tool call; set ``error_type`` when it fails."""
+
+    span: Span | None
+    capture: Capture | None
+    error_type: str | None = None
+
+    def payload(self, arguments: Mapping[str, Any], result: str) -> None:
+        """Record the tool's arguments (JSON) and result when payload capture is on."""
+        if self.capture and self.span:
+            clean = self.capture.clean
+            self.span.set_attributes(
+                {
+                    "gen_ai.tool.call.arguments": dumps(clean_value(arguments, clean)),
+                    "gen_ai.tool.call.result": clean(result),
+                }
+            )
+
+
+@dataclass
+class RunScope:
+    """One agent run; set ``error_type`` for a failure that did not raise."""
+
+    span: Span | None
+    error_type: str | None = None
+
+
+@dataclass
+class GuardrailScope:
+    """One guardrail check; report each violation with the action taken."""
+
+    span: Span | None
+    count: Callable[[str], None] | None
+    violations: int = 0
+
+    def violation(self, check: str, action: str) -> None:
+        """Count a violation of ``check`` handled by ``action`` (block|redact|warn)."""
+        self.violations += 1
+        if self.count is not None:
+            self.count(action)
+        if self.span is not None:
+            self.span.add_event(
+                "guardrail.violation", {"guardrail.check": check, "guardrail.action": action}
+            )
+
+
+@dataclass
+class TriggerScope:
+    """One trigger firing; set ``status`` (``success``, ``error`` or ``rejected``)."""
+
+    span: Span | None
+    status: str = ERROR
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Payload capture: redaction, then truncation."""
+
+    max_chars: int
+    redact: Redactor
+
+    def clean(self, text: str) -> str:
+        """``text`` without secrets or the configured PII, cut to ``max_chars``."""
+        text = self.redact(text)
+        return text if len(text) <= self.max_chars else text[: self.max_chars] + "…[truncated]"
+
+
+def mark_error(
+    span: Span, error_type: str, exc: BaseException | None = None, redact: Redactor | None = None
+) -> None:
+    """Status ERROR, ``error.type`` and (for an exception) an exception event, redacted."""
+    clean = redact or Redactor()
+    span.set_status(Status(StatusCode.ERROR, clean(str(exc)) if exc else error_type))
+    span.set_attribute("error.type", error_type)
+    if exc is not None:
+        stack = "".join(traceback.format_exception(exc))
+        span.record_exception(
+            exc,
+            attributes={"exception.message": clean(str(exc)), "exception.stacktrace": clean(stack)},
+        )
+
+
+def mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) -> None:
+    """A failed run is an error on its span and on the server span of the request that
+    ran it, although a protocol answers a failed task with HTTP 200."""
+    if not raised:  # a raised error is marked by ``_span``, with its exception event
+        mark_error(span, error_type)
+    if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
+        mark_error(request, error_type)

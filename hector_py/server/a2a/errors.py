@@ -1,0 +1,68 @@
+"""A2A JSON-RPC errors: codes, and the ``google.rpc.ErrorInfo`` detail v1.0 puts in ``data``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+TASK_NOT_FOUND = -32001
+TASK_NOT_CANCELABLE = -32002
+PUSH_NOT_SUPPORTED = -32003
+UNSUPPORTED_OPERATION = -32004
+CONTENT_TYPE_NOT_SUPPORTED = -32005
+VERSION_NOT_SUPPORTED = -32009
+GUARDRAIL_BLOCKED = -32010
+BUDGET_EXCEEDED = -32011
+SUBSCRIBER_TOO_SLOW = -32012
+
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+A2A_DOMAIN = "a2a-protocol.org"
+HECTOR_DOMAIN = "hector"
+
+REASONS = {
+    PARSE_ERROR: "PARSE_ERROR",
+    INVALID_REQUEST: "INVALID_REQUEST",
+    METHOD_NOT_FOUND: "METHOD_NOT_FOUND",
+    INVALID_PARAMS: "INVALID_PARAMS",
+    TASK_NOT_FOUND: "TASK_NOT_FOUND",
+    TASK_NOT_CANCELABLE: "TASK_NOT_CANCELABLE",
+    PUSH_NOT_SUPPORTED: "PUSH_NOTIFICATION_NOT_SUPPORTED",
+    UNSUPPORTED_OPERATION: "UNSUPPORTED_OPERATION",
+    CONTENT_TYPE_NOT_SUPPORTED: "CONTENT_TYPE_NOT_SUPPORTED",
+    VERSION_NOT_SUPPORTED: "VERSION_NOT_SUPPORTED",
+}
+OWN_REASONS = {  # ours, outside the spec's codes
+    GUARDRAIL_BLOCKED: "GUARDRAIL_BLOCKED",
+    BUDGET_EXCEEDED: "BUDGET_EXCEEDED",
+    SUBSCRIBER_TOO_SLOW: "SUBSCRIBER_TOO_SLOW",
+}
+
+
+class RpcError(Exception):
+    """A JSON-RPC error to send back to the caller."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    def body(self, *, details: bool) -> dict[str, Any]:
+        """The ``error`` member; with ``details`` (v1.0), ``data`` is a list holding one
+        ``google.rpc.ErrorInfo`` (reason such as ``TASK_NOT_FOUND``, domain
+        ``a2a-protocol.org``)."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if details:
+            if self.code in REASONS:
+                reason, domain = REASONS[self.code], A2A_DOMAIN
+            else:
+                reason, domain = OWN_REASONS.get(self.code, "INTERNAL_ERROR"), HECTOR_DOMAIN
+            info = {"@type": ERROR_INFO_TYPE, "reason": reason, "domain": domain, "metadata": {}}
+            error["data"] = [info]
+        return error
+
+
+def not_found(task_id: str) -> RpcError:
+    """-32001 for ``task_id``: unknown, another agent's or another tenant's alike."""
+    return RpcError(TASK_NOT_FOUND, f"task '{task_id}' not found")

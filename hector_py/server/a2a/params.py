@@ -1,0 +1,142 @@
+"""A2A call parameters: typed field access and the incoming message, checked (-32602 naming
+the field, -32005 for content the agent cannot read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from hector_py.agent.runner import Agent
+from hector_py.server.a2a.errors import CONTENT_TYPE_NOT_SUPPORTED, INVALID_PARAMS, RpcError
+from hector_py.server.a2a_wire import Dialect
+from hector_py.server.state import ServerState
+
+MAX_ID_CHARS = 256
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "dict": "an object",
+    "bool": "a boolean",
+    "list": "a list",
+}
+_CONTENT_KEYS = ("raw", "url", "data", "file")  # parts the agent cannot read (text only)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One JSON-RPC call, resolved to its agent, dialect and caller's tenant."""
+
+    request: web.Request
+    state: ServerState
+    agent: Agent
+    dialect: Dialect
+    params: dict[str, Any]
+    request_id: Any
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """The user message of a send, checked."""
+
+    text: str
+    message_id: str
+    context_id: str | None
+    task_id: str | None
+
+
+def field(params: dict[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
+    """``params[path]`` (dotted) if present; -32602 naming the field if of the wrong type."""
+    value: Any = params
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+    if value is not None and wrong:
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise RpcError(INVALID_PARAMS, f"params.{path}: must be {_TYPE_WORDS.get(names, names)}")
+    return value
+
+
+def identifier(params: dict[str, Any], path: str, *, required: bool = False) -> str | None:
+    """An id field: a non-empty string of at most :data:`MAX_ID_CHARS` characters."""
+    value: str | None = field(params, path, str)
+    if value is None or value == "":
+        if required:
+            raise RpcError(INVALID_PARAMS, f"params.{path}: required")
+        return None
+    if len(value) > MAX_ID_CHARS:
+        raise RpcError(
+            INVALID_PARAMS, f"params.{path}: {len(value)} characters, over {MAX_ID_CHARS}"
+        )
+    return value
+
+
+def history_length(params: dict[str, Any], path: str) -> int | None:
+    """A ``historyLength`` parameter (>= 0) if given."""
+    length: int | None = field(params, path, int)
+    if length is not None and length < 0:
+        raise RpcError(INVALID_PARAMS, f"params.{path}: must be >= 0")
+    return length
+
+
+def incoming_message(call: Call) -> IncomingMessage:
+    """The send's ``message``: ``messageId``, ``role`` (the dialect's names) and non-empty
+    ``parts`` required; v0.3 parts need ``kind``; only text parts (-32005 for others)."""
+    message = call.params.get("message")
+    if not isinstance(message, dict):
+        raise RpcError(INVALID_PARAMS, "params.message: required, an object")
+    message_id = identifier(call.params, "message.messageId", required=True)
+    assert message_id is not None
+    roles = (call.dialect.user_role, call.dialect.agent_role)
+    if message.get("role") not in roles:
+        raise RpcError(INVALID_PARAMS, f"params.message.role: must be one of {', '.join(roles)}")
+    parts = message.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise RpcError(INVALID_PARAMS, "params.message.parts: must be a non-empty list")
+    texts = [_part_text(call.dialect, part, index) for index, part in enumerate(parts)]
+    text = "\n".join(t for t in texts if t)
+    if not text.strip():
+        raise RpcError(INVALID_PARAMS, "params.message: has no text")
+    limit = call.state.config.server.max_message_chars
+    if len(text) > limit:
+        raise RpcError(
+            INVALID_PARAMS,
+            f"params.message: {len(text)} characters is over the limit of {limit} "
+            "(server.max_message_chars)",
+        )
+    return IncomingMessage(
+        text=text,
+        message_id=message_id,
+        context_id=identifier(call.params, "message.contextId"),
+        task_id=identifier(call.params, "message.taskId"),
+    )
+
+
+def _part_text(dialect: Dialect, part: Any, index: int) -> str:
+    where = f"params.message.parts[{index}]"
+    if not isinstance(part, dict):
+        raise RpcError(INVALID_PARAMS, f"{where}: must be an object")
+    if dialect.kinds:
+        kind = part.get("kind")
+        if kind not in ("text", "file", "data"):
+            raise RpcError(INVALID_PARAMS, f"{where}.kind: must be text, file or data")
+        if kind != "text":
+            raise RpcError(
+                CONTENT_TYPE_NOT_SUPPORTED, f"{where}: {kind} parts are not supported (text only)"
+            )
+    elif "text" not in part:
+        found = next((key for key in _CONTENT_KEYS if key in part), None)
+        if found is None:
+            raise RpcError(INVALID_PARAMS, f"{where}: needs text, raw, url or data")
+        raise RpcError(
+            CONTENT_TYPE_NOT_SUPPORTED, f"{where}: {found} parts are not supported (text only)"
+        )
+    media_type = part.get("mediaType") or "text/plain"
+    if not isinstance(media_type, str) or not media_type.startswith("text/"):
+        raise RpcError(CONTENT_TYPE_NOT_SUPPORTED, f"{where}.mediaType: only text/* is read")
+    text = part.get("text")
+    if not isinstance(text, str):
+        raise RpcError(INVALID_PARAMS, f"{where}.text: must be a string")
+    return text
