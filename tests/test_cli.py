@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,16 @@ def test_call_prints_the_failure_reason_to_stderr_in_both_modes(serve: Any, tmp_
         assert len(reason) == 1 and "openai" in reason[0], (mode, result.stderr)
         assert "failed" in result.stderr
         assert "openai" not in result.stdout, mode
+
+
+def test_demo_model_answers_plain_requests_with_the_offered_tool(serve: Any) -> None:
+    server: Server = serve("-c", str(Path(__file__).parent.parent / "configs" / "example.yaml"))
+    calc = hector("call", "--url", server.url, "calculate 2+2")
+    assert calc.returncode == 0, calc.stderr
+    assert "→ calculator" in calc.stderr and '"expression": "2+2"' in calc.stderr
+    assert "The tool returned: 4" in calc.stdout
+    clock = hector("call", "--url", server.url, "--no-stream", "what time is it?")
+    assert clock.returncode == 0, clock.stderr
+    assert re.search(r"The tool returned: \d{4}-\d\d-\d\dT\d\d:\d\d", clock.stdout)
+    plain = hector("call", "--url", server.url, "--no-stream", "hello")
+    assert 'You said: "hello"' in plain.stdout
