@@ -333,7 +333,9 @@ def validate(
         else:
             print(f"storage.dsn: {connection[1]} ({file})")
         raise typer.Exit(1)
-    resolved = cfg.model_dump(mode="json")
+    from hector_py.config.masking import mask_urls
+
+    resolved = mask_urls(cfg.model_dump(mode="json"))
     if fmt == "json":
         report: dict[str, Any] = {"valid": True, "file": str(file)}
         if connection is not None:

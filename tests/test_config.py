@@ -168,3 +168,17 @@ def test_validate_rejects_const_labels_that_would_break_scrapes(tmp_path: Path) 
     assert result.returncode == 1
     assert "observability.metrics.const_labels.le" in result.stdout
     assert "observability.metrics.const_labels.agent" in result.stdout
+
+
+def test_print_config_masks_credentials_embedded_in_urls(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "llms:\n  default:\n    provider: openai\n    model: gpt-4o\n"
+        "    base_url: http://bob:pw-in-url-123@127.0.0.1:9/v1?api-key=q-secret-456&region=eu\n"
+    )
+    for fmt in ("text", "json"):
+        result = hector("validate", str(path), "--print-config", "--format", fmt)
+        assert result.returncode == 0, result.stderr
+        assert "pw-in-url-123" not in result.stdout and "q-secret-456" not in result.stdout
+        assert "bob:**********@127.0.0.1:9/v1" in result.stdout, result.stdout
+        assert "region=eu" in result.stdout
