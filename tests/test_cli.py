@@ -7,6 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from hector_py import __version__
 from tests.conftest import Server, clean_env, hector
 
@@ -116,3 +118,18 @@ def test_demo_model_answers_plain_requests_with_the_offered_tool(serve: Any) -> 
     assert re.search(r"The tool returned: \d{4}-\d\d-\d\dT\d\d:\d\d", clock.stdout)
     plain = hector("call", "--url", server.url, "--no-stream", "hello")
     assert 'You said: "hello"' in plain.stdout
+
+
+def test_first_mistakes_get_answers_that_say_what_to_do(serve: Any) -> None:
+    server: Server = serve()
+    missing = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert missing.status_code == 400
+    error = missing.json()["error"]
+    assert error["param"] == "model" and error["code"] == "missing_required_parameter"
+    assert "assistant" in error["message"]
+    off = httpx.get(server.url + "/metrics", timeout=5)
+    assert off.status_code == 404 and "--metrics" in off.json()["error"]

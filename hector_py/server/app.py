@@ -100,6 +100,17 @@ async def check_buildable(config: Config) -> None:
         build_agents(config, session, Telemetry(ObservabilityConfig()))
 
 
+async def metrics_off(_: web.Request) -> web.Response:
+    """The metrics endpoint while metrics are off: a 404 that says how to turn them on."""
+    return web.json_response(
+        {
+            "error": "metrics are off: start with --metrics (or --observe), "
+            "or set observability.metrics.enabled: true"
+        },
+        status=404,
+    )
+
+
 def metrics_app(telemetry: Telemetry, endpoint: str) -> web.Application:
     """A bare app serving only the metrics endpoint (for ``observability.metrics.port``)."""
     app = web.Application()
@@ -203,6 +214,8 @@ async def build_app(
     metrics = config.observability.metrics
     if telemetry.metrics is not None and metrics.port is None:
         app.router.add_get(metrics.endpoint, telemetry.scrape)
+    elif telemetry.metrics is None:
+        app.router.add_get(metrics.endpoint, metrics_off)
 
     scheduler = triggers.Scheduler(state, clock or Clock())
     leader = schedule_leader(config.storage, scheduler.start, scheduler.close)

@@ -145,7 +145,14 @@ def _guarded(
 def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
     agents = request.app[STATE].agents
     model = body.get("model")
-    if not isinstance(model, str) or model not in agents:
+    if not isinstance(model, str):
+        raise ApiError(
+            400,
+            f"model: required, the name of an agent (one of: {', '.join(agents)})",
+            param="model",
+            code="missing_required_parameter" if model is None else "invalid_type",
+        )
+    if model not in agents:
         raise ApiError(
             404,
             f"model '{model}' not found; models are agents: {', '.join(agents)}",
