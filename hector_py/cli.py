@@ -171,7 +171,8 @@ def serve(
     tracing_endpoint: Annotated[
         str | None,
         typer.Option(
-            envvar="HECTOR_TRACING_ENDPOINT", help="OTLP endpoint HOST:PORT; enables tracing."
+            envvar="HECTOR_TRACING_ENDPOINT",
+            help="OTLP endpoint HOST:PORT, or stdout to print spans; enables tracing.",
         ),
     ] = None,
     log_level: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -133,3 +134,17 @@ def test_first_mistakes_get_answers_that_say_what_to_do(serve: Any) -> None:
     assert "assistant" in error["message"]
     off = httpx.get(server.url + "/metrics", timeout=5)
     assert off.status_code == 404 and "--metrics" in off.json()["error"]
+
+
+def test_tracing_endpoint_stdout_prints_spans_without_a_collector(serve: Any) -> None:
+    server: Server = serve("--tracing-endpoint", "stdout", "--log-format", "json")
+    reply = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "assistant", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    assert server.stop() == 0
+    lines = [json.loads(line) for line in server.log_lines()]
+    names = {line["name"] for line in lines if "context" in line and "name" in line}
+    assert {"POST /v1/chat/completions", "invoke_agent assistant", "chat demo"} <= names

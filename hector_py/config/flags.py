@@ -132,7 +132,9 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
         observability["metrics"] = {"enabled": True}
     if flags.observe:
         observability["tracing"] = {"enabled": True}
-    if flags.tracing_endpoint:
+    if flags.tracing_endpoint == "stdout":  # spans on stdout, no collector needed
+        observability["tracing"] = {"enabled": True, "exporter": "stdout"}
+    elif flags.tracing_endpoint:
         observability["tracing"] = {"enabled": True, "endpoint": flags.tracing_endpoint}
     if observability:
         out["observability"] = observability
