@@ -260,6 +260,10 @@ def serve(
     except OSError as exc:
         fail(f"logging.file: cannot open {cfg.logging.file}: {exc.strerror}")
     log = logging.getLogger("hector")
+    from hector_py.config.flags import missing_keys
+
+    for warning in missing_keys(cfg, os.environ):
+        log.warning(warning)
     if demo_fallback:
         log.info(
             "no model and no provider key found: using the offline demo model "

@@ -53,7 +53,13 @@ def test_zero_config_picks_provider_from_env_key_and_never_prints_it(serve: Any)
 
 def test_serve_model_name_infers_provider(serve: Any) -> None:
     server: Server = serve("--model", "gpt-4o-mini")
-    assert "openai/gpt-4o-mini" in "\n".join(server.log_lines())
+    log = "\n".join(server.log_lines())
+    assert "openai/gpt-4o-mini" in log
+    # no key anywhere: one warning at start-up rather than a 502 at the first request
+    assert log.count("no API key for openai/gpt-4o-mini") == 1
+    assert "OPENAI_API_KEY" in log
+    keyed: Server = serve("--model", "gpt-4o-mini", env=clean_env(OPENAI_API_KEY="sk-x"))
+    assert "no API key" not in "\n".join(keyed.log_lines())
     unknown = hector("serve", "--model", "mystery-model")
     assert unknown.returncode == 1
     assert "--model: cannot tell the provider of 'mystery-model'; pass --provider" in unknown.stderr

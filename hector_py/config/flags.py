@@ -173,3 +173,20 @@ def zero_config_flags(flags: ServeFlags, environ: Mapping[str, str]) -> tuple[Se
     if provider is None:
         return ServeFlags(**{**vars(flags), "provider": "demo"}), True
     return ServeFlags(**{**vars(flags), "provider": provider}), False
+
+
+def missing_keys(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """One warning per model an agent uses whose provider's own endpoint needs a key that
+    neither the config nor the environment holds (its first request would fail)."""
+    used = {agent.llm for agent in config.agents.values()}
+    warnings = []
+    for name in sorted(used):
+        llm = config.llms[name]
+        names = PROVIDER_KEYS.get(llm.provider, ((), ""))[0]
+        keyless = not any(environ.get(env) for env in names)
+        if names and keyless and llm.api_key is None and llm.base_url is None:
+            warnings.append(
+                f"llms.{name}: no API key for {llm.provider}/{llm.model}: its requests will "
+                f"fail until you set {' or '.join(names)} (or api_key in the config)"
+            )
+    return warnings
