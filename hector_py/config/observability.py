@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from hector_py.config.base import Strict
 from hector_py.config.names import LogFormat, LogLevel
-from hector_py.observability.redact import compile_rule
+from hector_py.config.redaction import compile_rule
 
 
 class MetricsConfig(Strict):
