@@ -278,7 +278,9 @@ def serve(
 
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
-        fail([str(problem) for problem in exc.problems])
+        from hector_py.config.loader import masked
+
+        fail([str(problem) for problem in masked(exc.problems, config, os.environ)])
     except OSError as exc:
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
 
@@ -323,11 +325,14 @@ def validate(
 
         asyncio.run(check_buildable(cfg))
     except ConfigError as exc:
+        from hector_py.config.loader import masked
+
+        found = masked(exc.problems, file, os.environ)
         if fmt == "json":
-            problems = [vars(problem) for problem in exc.problems]
+            problems = [vars(problem) for problem in found]
             print(json.dumps({"valid": False, "file": str(file), "problems": problems}))
         else:
-            for problem in exc.problems:
+            for problem in found:
                 print(problem)
         raise typer.Exit(1) from None
     connection = asyncio.run(check_store(cfg)) if check_connections else None

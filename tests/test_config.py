@@ -182,3 +182,26 @@ def test_print_config_masks_credentials_embedded_in_urls(tmp_path: Path) -> None
         assert "pw-in-url-123" not in result.stdout and "q-secret-456" not in result.stdout
         assert "bob:**********@127.0.0.1:9/v1" in result.stdout, result.stdout
         assert "region=eu" in result.stdout
+
+
+def test_config_errors_never_echo_a_value_from_an_env_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "llms:\n  default:\n    provider: ${PROV}\n    model: demo\n"
+        "agents:\n  assistant:\n    tools: ['${TOOL_NAME}']\n"
+    )
+    env = clean_env(PROV="leaky-provider-123", TOOL_NAME="tool-secret-456")
+    result = hector("validate", str(path), env=env)
+    assert result.returncode == 1
+    assert "llms.default.provider: unknown provider '**********'" in result.stdout
+    assert "leaky-provider-123" not in result.stdout + result.stderr
+    assert "tool-secret-456" not in result.stdout + result.stderr
+
+
+def test_build_time_errors_mask_env_values_and_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("agents:\n  assistant:\n    tools: ['${TOOL_NAME}']\n")
+    result = hector("validate", str(path), env=clean_env(TOOL_NAME="tool-secret-456"))
+    assert result.returncode == 1
+    assert "tool-secret-456" not in result.stdout + result.stderr
+    assert "unknown tool '**********'" in result.stdout and f"({path})" in result.stdout

@@ -18,6 +18,7 @@ from dotenv import load_dotenv
 from pydantic import ValidationError
 from pydantic_settings import EnvSettingsSource, SettingsError
 
+from hector_py.config.masking import MASK
 from hector_py.config.model import Config
 
 ENV_PREFIX = "HECTOR_"
@@ -140,8 +141,12 @@ class _Source:
         self.origin: dict[ConfigPath, str] = {}
         self.problems: list[Problem] = []
         self.expansion_failed: list[ConfigPath] = []
+        # Values that came from ${VAR} expansion: masked in messages, as they may be secrets.
+        self.from_env: set[str] = set()
 
     def add(self, loc: ConfigPath, message: str) -> None:
+        for value in sorted(self.from_env, key=len, reverse=True):
+            message = message.replace(value, MASK)
         self.problems.append(Problem(_dotted(loc), message, self._where(loc)))
 
     def _where(self, loc: ConfigPath) -> str:
@@ -244,6 +249,11 @@ class _Source:
             return items
         value = self._scalar(loader, node, loc)
         if isinstance(value, str):
+            self.from_env.update(
+                environ[m.group(1)]
+                for m in _VAR.finditer(value)
+                if m.group(1) and len(environ.get(m.group(1)) or "") >= 4
+            )
             value, missing = expand_vars(value, environ)
             for name in missing:
                 self.expansion_failed.append(loc)
@@ -282,3 +292,25 @@ def _message(error: Any) -> str:
     if error["type"] == "missing":
         return "required"
     return str(error["msg"])
+
+
+def masked(problems: list[Problem], path: Path | None, environ: Mapping[str, str]) -> list[Problem]:
+    """``problems`` found after loading (tools, providers) with every value a ``${VAR}`` of
+    ``path`` expanded to masked, and the file named where they only say ``config``."""
+    try:
+        text = path.read_text(encoding="utf-8") if path else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    values = {
+        environ[m.group(1)]
+        for m in _VAR.finditer(text)
+        if m.group(1) and len(environ.get(m.group(1)) or "") >= 4
+    }
+    fixed = []
+    for problem in problems:
+        message = problem.message
+        for value in sorted(values, key=len, reverse=True):
+            message = message.replace(value, MASK)
+        where = str(path) if problem.where == "config" and path else problem.where
+        fixed.append(Problem(problem.path, message, where))
+    return fixed
