@@ -111,6 +111,10 @@ def test_stdio_server_tools_round_trip_and_survive_a_killed_child(
     invalid = ask(server, 'use shop_order {"customer": "ann", "items": [{"sku": "x"}]}')
     assert "invalid arguments: items[0].quantity: required" in invalid, invalid
 
+    tools_before = health(server)["tools.shop"]["tools"]
+    assert ask(server, "use shop_grow") == "The tool returned: grown"
+    wait_for(lambda: health(server)["tools.shop"]["tools"] == tools_before + 1, "the re-listing")
+
     child = pid_in(first)
     os.kill(child, signal.SIGKILL)
     wait_for(lambda: gone(child), "the killed child")
@@ -232,7 +236,7 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
         (
             stdio_tool("shop"),
             "[shop.nope]",
-            "agents.assistant.tools[0]: toolset 'shop' offers no tool 'nope' (offers: broken, ",
+            "agents.assistant.tools[0]: toolset 'shop' offers no tool 'nope' (offers: broken, fore",
         ),
         (
             stdio_tool("a", extra="    prefix: ''\n") + stdio_tool("b", extra="    prefix: ''\n"),

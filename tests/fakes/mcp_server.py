@@ -8,7 +8,8 @@ Run as a child process::
     python -m tests.fakes.mcp_server garbage         # answers every line with invalid JSON-RPC
 
 Tools: ``order`` (nested schema with ``$ref``), ``forecast`` (``structuredContent``),
-``pixel`` (an image), ``broken`` (raises: an ``isError`` result), ``nap`` (sleeps).
+``pixel`` (an image), ``broken`` (raises: an ``isError`` result), ``nap`` (sleeps),
+``grow`` (adds the tool ``extra`` and sends ``notifications/tools/list_changed``).
 Each call of ``order`` answers with this process's pid, so a test sees a restart.
 """
 
@@ -19,7 +20,7 @@ import base64
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.types import Image
 from mcp.types import CallToolResult
@@ -64,6 +65,17 @@ def broken() -> str:
 async def nap(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "rested"
+
+
+@server.tool(description="Adds the tool 'extra' and says the tool list changed.")
+async def grow(ctx: Context) -> str:
+    server.add_tool(extra, name="extra", description="Added later.")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
+
+
+def extra() -> str:
+    return "extra here"
 
 
 def _bad(kind: str) -> None:

@@ -223,8 +223,12 @@ class McpToolset:
             await self._list(self._client)
 
     async def _hold(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
+        # mode legacy: the initialize handshake (protocol 2025-11-25), which published servers
+        # speak; it also brings notifications/tools/list_changed to _on_message
         try:
-            async with Client(self._transport(), message_handler=self._on_message) as client:
+            async with Client(
+                self._transport(), message_handler=self._on_message, mode="legacy"
+            ) as client:
                 ready.set_result(client)
                 await stop.wait()
         except asyncio.CancelledError:
@@ -274,6 +278,9 @@ class McpToolset:
             for tool in page.tools:
                 if self._wanted(tool.name):
                     found[tool.name] = self._tool(tool)
+                    if tool.name in self._tools:  # agents hold this object: update it
+                        self._tools[tool.name].spec = found[tool.name].spec
+                        found[tool.name] = self._tools[tool.name]
             cursor = page.next_cursor
             if not cursor:
                 break
