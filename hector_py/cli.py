@@ -41,9 +41,23 @@ ConfigOption = Annotated[
 ]
 
 
+JSON_ERRORS: set[bool] = set()
+"""Holds ``True`` once ``serve`` knows its logs are JSON: fatal errors are log lines then."""
+
+
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:
-    """Print one-line errors to stderr and exit with ``code``."""
-    for line in [lines] if isinstance(lines, str) else lines:
+    """Print one-line errors to stderr (as JSON log lines under ``--log-format json``) and
+    exit with ``code``."""
+    lines = [lines] if isinstance(lines, str) else lines
+    if JSON_ERRORS:
+        from hector_py.observability.logs import configure_logging
+
+        if not logging.getLogger().handlers:
+            configure_logging("info", "json", None)
+        for line in lines:
+            logging.getLogger("hector").critical(line)
+        raise typer.Exit(code)
+    for line in lines:
         err.print(f"error: {line}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -182,7 +196,11 @@ def serve(
         tools=tools,
         mcp_url=mcp_url,
     )
+    if log_format == "json":
+        JSON_ERRORS.add(True)
     cfg, demo_fallback = resolve(config, flags)
+    if cfg.logging.format == "json":
+        JSON_ERRORS.add(True)
     from hector_py.observability.logs import configure_logging
     from hector_py.observability.redact import Redactor
 
@@ -416,6 +434,36 @@ def call(
     err.print(f"[dim]session {result.context_id} · {result.state}[/dim]")
     if result.state != "completed":
         raise typer.Exit(1)
+
+
+@app.command("ops-kit")
+def ops_kit(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the kit into.")],
+    namespace: Annotated[
+        str, typer.Option(help="observability.metrics.namespace of the servers.")
+    ] = "hector",
+    subsystem: Annotated[
+        str, typer.Option(help="observability.metrics.subsystem of the servers.")
+    ] = "",
+    source: Annotated[
+        Path | None, typer.Option("--from", help="The configs/ directory to start from.")
+    ] = None,
+) -> None:
+    """Write the dashboards, recording rules and alerts for a custom metric namespace."""
+    from pydantic import ValidationError
+
+    from hector_py.config.observability import MetricsConfig
+    from hector_py.observability.opskit import OpsKitError, write_kit
+
+    try:
+        MetricsConfig(namespace=namespace, subsystem=subsystem)
+    except ValidationError as exc:
+        fail([f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()])
+    try:
+        written = write_kit(out, namespace, subsystem, source)
+    except OpsKitError as exc:
+        fail(str(exc))
+    err.print(f"wrote {len(written)} files under {out}")
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """GenAI answers as the provider gave them: ``/v1/chat/completions`` passes the model's
-real finish reason through, blocking and streamed (issue 16)."""
+real finish reason through, and the OTel GenAI client metrics are scraped (issue 16)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_fake_llm
+from tests.conftest import Server, rpc, start_fake_llm, v03_message
+from tests.metrics_helpers import scrape
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
@@ -46,3 +47,35 @@ def test_v1_passes_the_real_finish_reason_through(
     finally:
         fake.stop()
     assert finishes == ["length", "length", "stop", "stop"]
+
+
+def test_genai_client_metrics_in_prometheus_form(serve: Any, tmp_path: Path) -> None:
+    fake = start_fake_llm("openai", "--usage", "11,7")
+    try:
+        config = tmp_path / "m.yaml"
+        config.write_text(
+            f"llms:\n  default: {{provider: openai, model: m, api_key: k, "
+            f'base_url: "{fake.base_url}", max_retries: 0}}\n'
+            "agents:\n  assistant: {}\n"
+            "observability:\n  metrics: {enabled: true}\n"
+        )
+        server: Server = serve("-c", str(config))
+        fake.script({"text": "ok", "model": "m-2024"}, {"status": 429})
+        for _ in range(2):
+            rpc(server.url + "/", "message/send", v03_message("hi"))
+        metrics = scrape(server.url + "/metrics")
+    finally:
+        fake.stop()
+    call = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai"}
+    call["gen_ai_request_model"] = "m"
+    answered = {**call, "gen_ai_response_model": "m-2024"}
+    tokens = "gen_ai_client_token_usage"
+    assert metrics.value(f"{tokens}_sum", **answered, gen_ai_token_type="input") == 11
+    assert metrics.value(f"{tokens}_sum", **answered, gen_ai_token_type="output") == 7
+    assert metrics.value(f"{tokens}_count", **answered, gen_ai_token_type="output") == 1
+    duration = "gen_ai_client_operation_duration_seconds_count"
+    assert metrics.value(duration, **answered, error_type="") == 1
+    # the refused call: a duration with its cause, no response model and no token counts
+    failed = {**call, "gen_ai_response_model": ""}
+    assert metrics.value(duration, **failed, error_type="429") == 1
+    assert not metrics.matching(f"{tokens}_count", **failed)

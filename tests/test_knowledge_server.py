@@ -82,7 +82,10 @@ def test_search_tool_cites_is_traced_counted_and_watches(serve: Any, tmp_path: P
             file.write(f"  tracing: {{enabled: true, endpoint: '{receiver.endpoint}'}}\n")
         server: Server = serve("-c", str(config))
         health = wait_ready(server)
-        assert health["components"]["knowledge"] == {"status": "ok", "stores": 1}
+        assert health["components"]["knowledge"] == {
+            "status": "ok",
+            "stores": {"handbook": {"status": "ok", "documents": 2, "chunks": 3, "skipped": 0}},
+        }
         reply = search_reply(server, "how many days of paid leave")
         assert "source: policy.html#pto" in reply and "27 days" in reply
         spans = receiver.wait_for(

@@ -316,10 +316,20 @@ def test_errors_retries_and_payload_capture_on_spans(serve: Any, tmp_path: Path)
     chat = one(spans, "chat gpt-4o")
     events = dict(chat.events)
     assert events["retry"]["retry.reason"] == "429"
-    prompt = events["gen_ai.prompt"]["gen_ai.prompt"]
-    completion = events["gen_ai.completion"]["gen_ai.completion"]
-    assert "sk-test-secret-999" not in prompt and "[REDACTED]" in prompt
-    assert completion == "the key is [REDACTED] ok"
+    # the GenAI conventions' structured JSON, which Phoenix and Langfuse show
+    inputs = json.loads(chat.attributes["gen_ai.input.messages"])
+    [user] = [m for m in inputs if m["role"] == "user"]
+    [part] = user["parts"]
+    assert part["type"] == "text" and part["content"].endswith("my token is [REDACTED]")
+    assert "sk-test-secret-999" not in chat.attributes["gen_ai.input.messages"]
+    outputs = json.loads(chat.attributes["gen_ai.output.messages"])
+    assert outputs == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "the key is [REDACTED] ok"}],
+            "finish_reason": "stop",
+        }
+    ]
 
 
 def test_failed_llm_call_marks_spans_as_errors(serve: Any, tmp_path: Path) -> None:
@@ -366,12 +376,13 @@ def test_chat_span_carries_the_answers_model_id_and_finish_reason(
                 tmp_path,
                 f"    endpoint: {receiver.traces_url}\n",
                 llm=f"provider: {provider}\n    model: asked\n    api_key: k\n"
-                f"    base_url: {fake.base_url}",
+                f"    base_url: {fake.base_url}\n    temperature: 0.2\n    max_tokens: 64",
             )
             server: Server = serve("-c", str(config))
             method = "message/stream" if stream else "message/send"
             body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": v03_message("hi")}
-            httpx.post(server.url + "/", json=body, timeout=20).raise_for_status()
+            headers = {"User-Agent": "probe/1.0"}
+            httpx.post(server.url + "/", json=body, headers=headers, timeout=20).raise_for_status()
             spans = receiver.wait_for(
                 lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
             )
@@ -384,3 +395,44 @@ def test_chat_span_carries_the_answers_model_id_and_finish_reason(
         "chatcmpl-fake" if provider == "openai" else "msg_fake"
     )
     assert list(chat.attributes["gen_ai.response.finish_reasons"]) == ["length"]
+    assert chat.attributes["gen_ai.request.temperature"] == 0.2
+    assert chat.attributes["gen_ai.request.max_tokens"] == 64
+    request = one(spans, "POST /")
+    assert request.attributes["url.scheme"] == "http"
+    assert request.attributes["server.address"] == "127.0.0.1"
+    assert request.attributes["server.port"] == int(server.url.rsplit(":", 1)[1])
+    assert request.attributes["client.address"] == "127.0.0.1"
+    assert request.attributes["user_agent.original"] == "probe/1.0"
+
+
+def test_captured_tool_calls_and_system_instructions_are_json(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tracing_config(tmp_path, f"    endpoint: {receiver.traces_url}\n")
+        config.write_text(
+            config.read_text().replace(
+                "    tools: [calculator]\n",
+                "    tools: [calculator]\n    instruction: Be brief.\n",
+            )
+        )
+        env = clean_env(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
+        server: Server = serve("-c", str(config), env=env)
+        rpc(server.url + "/", "message/send", v03_message(TOOL_ASK))
+        spans = receiver.wait_for(
+            lambda got: any(s.kind == "SERVER" for s in got), what="the server span"
+        )
+    first, second = [s for s in spans if s.name == "chat demo"]
+    assert json.loads(first.attributes["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "Be brief."}
+    ]
+    [call] = json.loads(first.attributes["gen_ai.output.messages"])[0]["parts"]
+    assert call["type"] == "tool_call" and call["name"] == "calculator"
+    assert call["arguments"] == {"expression": "6*7"}
+    [tool_turn] = [
+        m for m in json.loads(second.attributes["gen_ai.input.messages"]) if m["role"] == "tool"
+    ]
+    assert tool_turn["parts"][0]["type"] == "tool_call_response"
+    assert tool_turn["parts"][0]["id"] == call["id"]
+    tool = one(spans, "execute_tool calculator")
+    assert tool.attributes["gen_ai.tool.type"] == "function"
+    assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"expression": "6*7"}
+    assert tool.attributes["gen_ai.tool.call.result"] == "42"

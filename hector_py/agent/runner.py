@@ -149,8 +149,15 @@ class Agent:
                 step_text: list[str] = []
                 calls: tuple[ToolCall, ...] = ()
                 server = getattr(llm, "base_url", None)
+                settings = getattr(llm, "config", None)  # the HTTP providers' llms.<name>
                 with self.telemetry.llm_call(
-                    self.name, llm.provider, llm.model, stream=stream, server=server
+                    self.name,
+                    llm.provider,
+                    llm.model,
+                    stream=stream,
+                    server=server,
+                    temperature=getattr(settings, "temperature", None),
+                    max_tokens=getattr(settings, "max_tokens", None),
                 ) as scope:
                     try:
                         scope.prompt(request.messages)
@@ -173,7 +180,7 @@ class Agent:
                                 step_text.append(response.message.content)
                                 if not hold:
                                     yield TextDelta(response.message.content)
-                        scope.completion("".join(step_text))
+                        scope.completion("".join(step_text), calls)
                     finally:
                         meter.add(scope.prompt_tokens, scope.completion_tokens)
                 produced.extend(step_text)

@@ -102,9 +102,19 @@ class Knowledge:
             log.warning("document store %s: stopped watching %s: %s", store.name, store.root, exc)
 
     def health(self) -> dict[str, Any]:
-        """``indexing`` until every store's first pass is done, then ``ok``."""
+        """``indexing`` until every store's first pass is done, then ``ok``; each store's
+        state and counts after its last refresh."""
+        stores = {
+            name: {
+                "status": "ok" if store.ready else "indexing",
+                "documents": store.last.documents,
+                "chunks": store.last.chunks,
+                "skipped": store.last.skipped,
+            }
+            for name, store in self.stores.items()
+        }
         ready = all(store.ready for store in self.stores.values())
-        return {"status": "ok" if ready else "indexing", "stores": len(self.stores)}
+        return {"status": "ok" if ready else "indexing", "stores": stores}
 
     async def search(self, names: Iterable[str], query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` best chunks of the stores called ``names``."""

@@ -93,6 +93,7 @@ class DocumentStore:
             price = config.embedder.cost_per_million_tokens if config.embedder else None
             self.embedding = Embedding(name, embedder, self.telemetry, price)
         self.ready = False  # the first refresh is done
+        self.last = Report()  # what the last refresh did
         self._lock = threading.Lock()
         self._closing = False
         self._reported: set[tuple[str, int, int]] = set()  # skipped file versions, logged
@@ -115,6 +116,7 @@ class DocumentStore:
             finally:
                 self.index.commit()
         self.ready = True
+        self.last = report
         self.telemetry.indexed(self.name, report.documents, report.chunks)
         return report
 

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit
 
 from hector_py.config.model import Pricing
 from hector_py.observability.metrics import Metrics
@@ -25,6 +28,38 @@ def chat_attributes(provider: str, model: str, stream: bool, server: str | None)
         attributes["server.address"] = host or port
         if host and port.isdigit():
             attributes["server.port"] = int(port)
+    return attributes
+
+
+def server_attributes(
+    headers: Mapping[str, str], scheme: str, client: str | None
+) -> dict[str, Any]:
+    """An HTTP server span's ``url.scheme``, ``server.address``/``port`` (from ``Host``),
+    ``client.address`` and ``user_agent.original``."""
+    attributes: dict[str, Any] = {"url.scheme": scheme}
+    host = headers.get("Host")
+    if host:
+        parts = urlsplit(f"//{host}")
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        with suppress(ValueError):
+            if parts.port is not None:
+                attributes["server.port"] = parts.port
+    if client:
+        attributes["client.address"] = client
+    agent = headers.get("User-Agent")
+    if agent:
+        attributes["user_agent.original"] = agent
+    return attributes
+
+
+def request_attributes(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """The chat span's configured request parameters."""
+    attributes: dict[str, Any] = {}
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
     return attributes
 
 
@@ -57,8 +92,15 @@ def record_llm_metrics(
     price: Pricing | None,
     exemplar: dict[str, str] | None,
 ) -> None:
-    """Duration, time to first token, tokens, cost and outcome of one call."""
-    metrics.llm_duration.labels(*labels).observe(time.perf_counter() - scope.started, exemplar)
+    """Duration, time to first token, tokens, cost and outcome of one call, as the
+    ``hector_llm_*`` metrics and the OTel GenAI client metrics."""
+    elapsed = time.perf_counter() - scope.started
+    metrics.llm_duration.labels(*labels).observe(elapsed, exemplar)
+    call = ("chat", labels[1], labels[2], scope.response_model or "")
+    metrics.genai_duration.labels(*call, scope.error_type or "").observe(elapsed, exemplar)
+    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
+        metrics.genai_tokens.labels(*call, "input").observe(scope.prompt_tokens)
+        metrics.genai_tokens.labels(*call, "output").observe(scope.completion_tokens)
     if scope.first_token_at is not None:
         metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
     if scope.prompt_tokens:

@@ -40,7 +40,12 @@ from hector_py.observability.exposition import (
 # Bucket boundaries (seconds). LLM calls follow the OpenTelemetry GenAI semantic conventions
 # (gen_ai.client.operation.duration, gen_ai.server.time_to_first_token); HTTP follows
 # http.server.request.duration; agent runs span several LLM calls, tools are usually quick.
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60)
+# HTTP, LLM and run buckets reach past the longest call a model may take (llms.*.timeout.total,
+# 600 s by default), so a slow run lands in a bucket instead of +Inf.
+HTTP_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60),
+    *(120, 300, 600, 1200),
+)
 LLM_BUCKETS = (
     0.01,
     0.02,
@@ -56,6 +61,9 @@ LLM_BUCKETS = (
     20.48,
     40.96,
     81.92,
+    163.84,
+    327.68,
+    655.36,
 )
 TTFT_BUCKETS = (
     0.001,
@@ -75,8 +83,16 @@ TTFT_BUCKETS = (
     7.5,
     10.0,
 )
-AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
+AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
 TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# gen_ai.client.token.usage's advised boundaries (OpenTelemetry GenAI conventions).
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+GENAI_CALL = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
 SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
 
@@ -155,6 +171,21 @@ class Metrics:
             )
 
         llm = ("agent", "provider", "model")
+        # The OTel GenAI client metrics in Prometheus form: their own names (no namespace).
+        self.genai_tokens = CachedHistogram(
+            "gen_ai_client_token_usage",
+            "Tokens per model call by gen_ai_token_type (OTel gen_ai.client.token.usage)",
+            (*GENAI_CALL, "gen_ai_token_type"),
+            registry=owner,
+            buckets=TOKEN_BUCKETS,
+        )
+        self.genai_duration = CachedHistogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Model call duration (OTel gen_ai.client.operation.duration); error_type on failure",
+            (*GENAI_CALL, "error_type"),
+            registry=owner,
+            buckets=LLM_BUCKETS,
+        )
         self.requests = counter(
             "requests_total",
             "HTTP requests by route pattern and outcome",
@@ -188,6 +219,11 @@ class Metrics:
         )
         self.llm_tokens = counter(
             "llm_tokens_total", "Tokens used, by type (prompt|completion)", (*llm, "type")
+        )
+        self.tenant_tokens = counter(
+            "tenant_tokens_total",
+            "Tokens used by a tenant's runs, by type; tenants not configured are 'other'",
+            ("tenant", "type"),
         )
         self.llm_retries = counter(
             "llm_retries_total",

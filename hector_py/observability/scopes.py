@@ -9,8 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from hector_py.observability.payloads import (
+    clean_value,
+    dumps,
+    input_attributes,
+    output_attributes,
+)
 from hector_py.observability.redact import Redactor
 
 SUCCESS, ERROR, CANCELED = "success", "error", "canceled"
@@ -74,17 +80,15 @@ class LLMScope:
         self.prompt_tokens, self.completion_tokens = prompt, completion
 
     def prompt(self, messages: Sequence[Any]) -> None:
-        """Record the prompt as a span event when payload capture is on."""
+        """Record the system instructions and input messages when payload capture is on."""
         if self.capture and self.span:
-            text = "\n".join(f"{m.role}: {m.content}" for m in messages)
-            self.span.add_event("gen_ai.prompt", {"gen_ai.prompt": self.capture.clean(text)})
+            self.span.set_attributes(input_attributes(messages, self.capture.clean))
 
-    def completion(self, text: str) -> None:
-        """Record the completion as a span event when payload capture is on."""
+    def completion(self, text: str, calls: Sequence[Any] = ()) -> None:
+        """Record the output message (text and tool calls) when payload capture is on."""
         if self.capture and self.span:
-            self.span.add_event(
-                "gen_ai.completion", {"gen_ai.completion": self.capture.clean(text)}
-            )
+            finish = (*self.finish_reasons, "tool_calls" if calls else "stop")[0]
+            self.span.set_attributes(output_attributes(text, calls, finish, self.capture.clean))
 
 
 @dataclass
@@ -96,14 +100,14 @@ class ToolScope:
     error_type: str | None = None
 
     def payload(self, arguments: Mapping[str, Any], result: str) -> None:
-        """Record the tool's arguments and result when payload capture is on."""
+        """Record the tool's arguments (JSON) and result when payload capture is on."""
         if self.capture and self.span:
-            self.span.add_event(
-                "gen_ai.tool.io",
+            clean = self.capture.clean
+            self.span.set_attributes(
                 {
-                    "gen_ai.tool.call.arguments": self.capture.clean(str(dict(arguments))),
-                    "gen_ai.tool.call.result": self.capture.clean(result),
-                },
+                    "gen_ai.tool.call.arguments": dumps(clean_value(arguments, clean)),
+                    "gen_ai.tool.call.result": clean(result),
+                }
             )
 
 
@@ -168,3 +172,12 @@ def mark_error(
             exc,
             attributes={"exception.message": clean(str(exc)), "exception.stacktrace": clean(stack)},
         )
+
+
+def mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) -> None:
+    """A failed run is an error on its span and on the server span of the request that
+    ran it, although a protocol answers a failed task with HTTP 200."""
+    if not raised:  # a raised error is marked by ``_span``, with its exception event
+        mark_error(span, error_type)
+    if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
+        mark_error(request, error_type)

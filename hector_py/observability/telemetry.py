@@ -9,12 +9,10 @@ metrics and tracing off the scopes are no-ops that cost next to nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,8 +26,15 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
+from hector_py.observability.counters import Counters
 from hector_py.observability.exporters import disabled_reason
-from hector_py.observability.genai import chat_attributes, finish_span, record_llm_metrics
+from hector_py.observability.genai import (
+    chat_attributes,
+    finish_span,
+    record_llm_metrics,
+    request_attributes,
+    server_attributes,
+)
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.redact import Redactor
 from hector_py.observability.scopes import (
@@ -47,6 +52,7 @@ from hector_py.observability.scopes import (
     TriggerScope,
     failure_type,
     mark_error,
+    mark_failed_run,
     outcome,
 )
 from hector_py.observability.tracing import Tracing, build_tracing
@@ -65,7 +71,7 @@ __all__ = [
 ]
 
 
-class Telemetry:
+class Telemetry(Counters):
     """Metrics and tracing for one app, built once from ``observability:``."""
 
     def __init__(
@@ -74,8 +80,11 @@ class Telemetry:
         redactor: Redactor | None = None,
         pricing: Mapping[tuple[str, str], Pricing] | None = None,
         environ: Mapping[str, str] | None = None,
+        tenants: Iterable[str] = (),
     ) -> None:
+        """``tenants``: the configured ones, which label usage; any other is ``other``."""
         environ = os.environ if environ is None else environ
+        self.tenants = frozenset(tenants)
         self.config = config
         self.pricing = dict(pricing or {})  # (provider, model) -> prices
         self.redact = redactor or Redactor()
@@ -148,7 +157,14 @@ class Telemetry:
 
     @contextmanager
     def http_request(
-        self, method: str, route: str, path: str, headers: Mapping[str, str]
+        self,
+        method: str,
+        route: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        scheme: str = "http",
+        client: str | None = None,
     ) -> Iterator[HttpScope]:
         """One HTTP request: server span (parent from ``traceparent``), metrics by route."""
         scope = HttpScope()
@@ -158,7 +174,13 @@ class Telemetry:
             return
         traced = self.tracer is not None and route not in self._untraced_routes
         parent = propagate.extract(headers) if traced else None
-        attributes = {"http.request.method": method_label, "http.route": route, "url.path": path}
+        attributes: dict[str, Any] = {
+            "http.request.method": method_label,
+            "http.route": route,
+            "url.path": path,
+        }
+        if traced:
+            attributes.update(server_attributes(headers, scheme, client))
         started = time.perf_counter()
         if metrics is not None:
             metrics.active_requests.inc()
@@ -178,11 +200,6 @@ class Telemetry:
                     metrics.request_duration.labels(method_label, route).observe(
                         time.perf_counter() - started, self._exemplar(span)
                     )
-
-    def agent_request(self, agent: str, ok: bool) -> None:
-        """Count one protocol request addressed to ``agent``."""
-        if self.metrics is not None:
-            self.metrics.agent_requests.labels(agent, SUCCESS if ok else ERROR).inc()
 
     @contextmanager
     def agent_run(
@@ -211,7 +228,7 @@ class Telemetry:
                 raise
             finally:
                 if span is not None and scope.error_type not in (None, CANCELED):
-                    _mark_failed_run(span, request, str(scope.error_type), raised)
+                    mark_failed_run(span, request, str(scope.error_type), raised)
                 if metrics is not None:
                     metrics.active_agent_runs.labels(agent).dec()
                     metrics.agent_request_duration.labels(agent).observe(
@@ -222,10 +239,20 @@ class Telemetry:
 
     @contextmanager
     def llm_call(
-        self, agent: str, provider: str, model: str, *, stream: bool, server: str | None = None
+        self,
+        agent: str,
+        provider: str,
+        model: str,
+        *,
+        stream: bool,
+        server: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> Iterator[LLMScope]:
         """One LLM call: ``chat {model}`` client span; tokens count even if it fails."""
         attributes = chat_attributes(provider, model, stream, server)
+        if self.tracer is not None:
+            attributes.update(request_attributes(temperature, max_tokens))
         with self._span(f"chat {model}", SpanKind.CLIENT, attributes) as span:
             scope = LLMScope(span, self.capture)
             try:
@@ -268,6 +295,7 @@ class Telemetry:
         attributes = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "function",
             "gen_ai.tool.call.id": call_id,
             **({"gen_ai.tool.type": tool_type} if tool_type else {}),
             **({"mcp.server.name": mcp_server} if mcp_server else {}),
@@ -340,21 +368,6 @@ class Telemetry:
                 if self.metrics is not None:
                     self.metrics.scheduler_triggers.labels(agent, kind, scope.status).inc()
 
-    def budget(
-        self, tenant: str, period: str, limit: int, remaining: int, charged: int = 0
-    ) -> None:
-        """A tenant's ``limit`` for ``period`` has ``remaining`` tokens (after ``charged``)."""
-        if self.metrics is not None:
-            self.metrics.budget_limit.labels(tenant, period).set(limit)
-            self.metrics.budget_remaining.labels(tenant, period).set(remaining)
-            if charged:
-                self.metrics.budget_used.labels(tenant, period).inc(charged)
-
-    def notification(self, agent: str, event: str, ok: bool) -> None:
-        """Count one outbound notification delivery, after its retries."""
-        if self.metrics is not None:
-            self.metrics.notifications.labels(agent, event, SUCCESS if ok else ERROR).inc()
-
     @contextmanager
     def store_op(self, operation: str, table: str, system: str) -> Iterator[None]:
         """One store operation as a ``db`` client span."""
@@ -365,25 +378,6 @@ class Telemetry:
         }
         with self._span(f"{operation} {table}", SpanKind.CLIENT, attributes):
             yield
-
-    def auth_failure(self, reason: str) -> None:
-        """Count one refused request (``missing`` or ``invalid`` key)."""
-        if self.metrics is not None:
-            self.metrics.auth_failures.labels(reason).inc()
-
-    def connection_refused(self, reason: str) -> None:
-        """Count a connection refused at a cap (``server_limit`` or ``client_limit``)."""
-        if self.metrics is not None:
-            self.metrics.connections_refused.labels(reason).inc()
-
-    def error(self, component: str, error_type: str) -> None:
-        """Count one error of ``component``."""
-        if self.metrics is not None:
-            self.metrics.errors.labels(component, error_type).inc()
-
-    def _count_error(self, component: str, error_type: str | None) -> None:
-        if error_type is not None and error_type != CANCELED:
-            self.error(component, error_type)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -404,17 +398,7 @@ class Telemetry:
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""
-        if self.tracing is None:
-            return {}
-        exporter = self.tracing.exporter
-        part: dict[str, Any] = {
-            "status": "ok" if exporter.healthy else "degraded",
-            "exporter": exporter.target.exporter,
-            "endpoint": exporter.target.endpoint,
-        }
-        if exporter.last_error:
-            part["error"] = exporter.last_error
-        return {"tracing": part}
+        return {} if self.tracing is None else {"tracing": self.tracing.health()}
 
     async def scrape(self, request: web.Request) -> web.Response:
         """The ``/metrics`` handler."""
@@ -426,30 +410,8 @@ class Telemetry:
 
     async def shutdown(self, timeout: float) -> None:
         """Flush spans, waiting at most ``timeout`` seconds (a dead collector never hangs)."""
-        if self.tracing is None:
-            return
-        done = threading.Event()
-
-        def flush() -> None:
-            assert self.tracing is not None
-            self.tracing.provider.shutdown()
-            done.set()
-
-        threading.Thread(target=flush, name="hector-trace-flush", daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not done.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if not done.is_set():
-            log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
-
-
-def _mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) -> None:
-    """A failed run is an error on its span and on the server span of the request that
-    ran it, although a protocol answers a failed task with HTTP 200."""
-    if not raised:  # a raised error is marked by ``_span``, with its exception event
-        mark_error(span, error_type)
-    if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
-        mark_error(request, error_type)
+        if self.tracing is not None:
+            await self.tracing.shutdown(timeout)
 
 
 def _in_unsampled_trace() -> bool:

@@ -6,12 +6,15 @@ config wins. Heavy exporters (gRPC) are imported only when configured.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -137,6 +140,33 @@ class Tracing:
 
     provider: TracerProvider
     exporter: ReportingExporter
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` part: ``degraded`` (never down) while exports fail."""
+        exporter = self.exporter
+        part: dict[str, Any] = {
+            "status": "ok" if exporter.healthy else "degraded",
+            "exporter": exporter.target.exporter,
+            "endpoint": exporter.target.endpoint,
+        }
+        if exporter.last_error:
+            part["error"] = exporter.last_error
+        return part
+
+    async def shutdown(self, timeout: float) -> None:
+        """Flush spans on a thread, waiting at most ``timeout`` seconds."""
+        done = threading.Event()
+
+        def flush() -> None:
+            self.provider.shutdown()
+            done.set()
+
+        threading.Thread(target=flush, name="hector-trace-flush", daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not done.is_set():
+            log.warning("trace flush did not finish within %.1f s; unsent spans dropped", timeout)
 
 
 def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = None) -> Tracing:

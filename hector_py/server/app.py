@@ -19,6 +19,7 @@ from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
+from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
 from hector_py.llm.base import LLM
 from hector_py.llm.factory import build_llm
@@ -118,7 +119,10 @@ async def build_app(
         if llm.pricing is not None
     }
     redactor = Redactor(config.logging.redact, config.secret_values())
-    telemetry = Telemetry(config.observability, redactor, pricing)
+    tenants = {key.tenant for key in config.server.auth.api_keys if isinstance(key, ApiKey)}
+    telemetry = Telemetry(
+        config.observability, redactor, pricing, tenants=tenants | set(config.budgets)
+    )
     # aiohttp's default pool holds 100 connections; with more concurrent runs allowed, runs
     # would queue for a connection to their model, adding latency no setting explains.
     connector = aiohttp.TCPConnector(limit=max(100, config.server.max_concurrent_runs))
@@ -165,6 +169,8 @@ async def build_app(
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)
         budgets.task_changed(task)
+        if task.state.terminal:
+            telemetry.tenant_usage(task.tenant, task.prompt_tokens, task.completion_tokens)
 
     state = ServerState(
         config=config,

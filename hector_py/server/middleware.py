@@ -45,7 +45,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     telemetry = request.app[STATE].telemetry
     with (
         bind(request_id=request_id),
-        telemetry.http_request(request.method, route, request.path, request.headers) as scope,
+        telemetry.http_request(
+            request.method,
+            route,
+            request.path,
+            request.headers,
+            scheme=request.scheme,
+            client=request.remote,
+        ) as scope,
     ):
         try:
             await _read_body(request)

@@ -220,6 +220,9 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 slot.release()
         finally:
             await asyncio.shield(budgets.settle(reservation, meter.total))
+            request.app[STATE].telemetry.tenant_usage(
+                request_tenant(request), meter.prompt_tokens, meter.completion_tokens
+            )
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
 

@@ -79,11 +79,6 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     call.state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
-        reservation = await call.state.budgets.reserve(call.tenant)
-    except BudgetExceeded as exc:
-        raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
-    call.state.budgets.bind(reservation, task.id)  # settled when the task ends
-    try:
         return await call.state.tasks.start(call.agent, task, text, stream=stream)
     except BaseException as exc:
         await asyncio.shield(call.state.budgets.release(task.id))
