@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, clean_env, hector, rpc, v03_message
+from tests.fakes.trace_receivers import OTLPGrpcReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 30.0
@@ -333,3 +334,22 @@ def test_server_everything_over_streamable_http(
         "The tool returned: Echo: hi there"
     )
     assert health(server)["tools.everything"]["tools"] > 1  # its whole list, one offered
+
+
+def test_mcp_tool_spans_name_the_tool_type_and_server(serve: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path, stdio_tool("shop"), "[shop, calculator]")
+    with OTLPGrpcReceiver() as receiver:
+        server: Server = serve("-c", str(config), "--tracing-endpoint", receiver.endpoint)
+        ask(server, 'use shop_forecast {"city": "Oslo"}')
+        ask(server, 'use calculator {"expression": "1 + 1"}')
+        spans = receiver.wait_for(
+            lambda got: (
+                {"execute_tool shop_forecast", "execute_tool calculator"} <= {s.name for s in got}
+            ),
+            what="both tool spans",
+        )
+    by_name = {s.name: s.attributes for s in spans}
+    mcp_span = by_name["execute_tool shop_forecast"]
+    assert mcp_span["gen_ai.tool.type"] == "mcp" and mcp_span["mcp.server.name"] == "shop"
+    builtin = by_name["execute_tool calculator"]
+    assert builtin["gen_ai.tool.type"] == "function" and "mcp.server.name" not in builtin
