@@ -250,8 +250,21 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
             "tools.x: type: mcp needs either command (stdio) or url (streamable HTTP)",
         ),
         ("  shop:\n    type: mcp\n    command: y\n", "[shop.a.b, nope.x]", "unknown tool 'nope.x'"),
+        (
+            "  x:\n    type: mcp\n    url: http://127.0.0.1:1/mcp\n    env: {A: b}\n",
+            "[x]",
+            "tools.x: env: only for a stdio MCP server (command)",
+        ),
     ],
-    ids=["never_initializes", "invalid_json_rpc", "unknown_tool", "name_clash", "both", "unknown"],
+    ids=[
+        "never_initializes",
+        "invalid_json_rpc",
+        "unknown_tool",
+        "name_clash",
+        "both",
+        "unknown",
+        "stdio_field_on_http",
+    ],
 )
 def test_bad_mcp_servers_are_one_line_config_errors(
     tmp_path: Path, tools: str, agent_tools: str, error: str
@@ -353,3 +366,14 @@ def test_mcp_tool_spans_name_the_tool_type_and_server(serve: Any, tmp_path: Path
     assert mcp_span["gen_ai.tool.type"] == "mcp" and mcp_span["mcp.server.name"] == "shop"
     builtin = by_name["execute_tool calculator"]
     assert builtin["gen_ai.tool.type"] == "function" and "mcp.server.name" not in builtin
+
+
+def test_mcp_env_and_headers_are_secrets(tmp_path: Path) -> None:
+    tools = stdio_tool("shop", extra="    env: {SHOP_TOKEN: env-s3cret}\n") + (
+        "  docs:\n    type: mcp\n    url: http://127.0.0.1:1/mcp\n"
+        "    headers: {Authorization: Bearer hdr-s3cret}\n"
+    )
+    result = hector("validate", str(write_config(tmp_path, tools, "[shop]")), "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert "SHOP_TOKEN" in result.stdout and "Authorization" in result.stdout
+    assert "env-s3cret" not in result.stdout and "hdr-s3cret" not in result.stdout

@@ -86,8 +86,13 @@ class ToolConfig(Strict):
             )
         allowed = _TYPE_FIELDS[self.type] | _COMMON_FIELDS
         extra = sorted(self.model_fields_set - allowed)
-        if self.type == "mcp" and self.url is not None:
-            extra += [name for name in ("args", "env", "cwd") if name in self.model_fields_set]
+        stdio_only = [n for n in ("args", "env", "cwd") if n in self.model_fields_set]
+        if self.type == "mcp" and self.url is not None and stdio_only and not extra:
+            raise PydanticCustomError(
+                "tool_config",
+                "{fields}: only for a stdio MCP server (command)",
+                {"fields": ", ".join(stdio_only)},
+            )
         if extra:
             owners = [t for t, fields in _TYPE_FIELDS.items() if extra[0] in fields]
             raise PydanticCustomError(
