@@ -146,9 +146,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_http_mcp(port: int) -> subprocess.Popen[bytes]:
+def start_http_mcp(port: int, mode: str = "http") -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.mcp_server", "http", str(port)],
+        [sys.executable, "-m", "tests.fakes.mcp_server", mode, str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -377,3 +377,20 @@ def test_mcp_env_and_headers_are_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "SHOP_TOKEN" in result.stdout and "Authorization" in result.stdout
     assert "env-s3cret" not in result.stdout and "hdr-s3cret" not in result.stdout
+
+
+def test_legacy_sse_server(serve: Any, tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_http_mcp(port, "sse")
+    try:
+        tools = (
+            f"  shop:\n    type: mcp\n    url: http://127.0.0.1:{port}/sse\n"
+            "    transport: sse\n    timeout: 10\n"
+        )
+        server: Server = serve("-c", str(write_config(tmp_path, tools, "[shop.order]")))
+        reply = ask(server, ORDER)
+        assert reply.startswith("The tool returned: order for ann: 3 items"), reply
+        assert health(server)["tools.shop"]["transport"] == "sse"
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -17,7 +17,7 @@ _TYPE_FIELDS: dict[str, frozenset[str]] = {
     "http": frozenset({"method", "url", "parameters", "headers", "max_response_bytes"}),
     "mcp": frozenset(
         {"command", "args", "env", "cwd", "url", "headers", "allow", "deny", "prefix"}
-        | {"max_response_bytes"}
+        | {"max_response_bytes", "transport"}
     ),
 }
 _COMMON_FIELDS = frozenset({"type", "description", "enabled", "timeout"})
@@ -66,6 +66,9 @@ class ToolConfig(Strict):
         default_factory=dict, description="type mcp: extra environment (secret values)."
     )
     cwd: str | None = Field(None, description="type mcp: its working directory.")
+    transport: Literal["streamable_http", "sse"] = Field(
+        "streamable_http", description="type mcp with url: sse for servers that only have it."
+    )
     allow: list[str] | None = Field(
         None, description="type mcp: only these of the server's tools (default: all)."
     )

@@ -4,6 +4,7 @@ Run as a child process::
 
     python -m tests.fakes.mcp_server stdio
     python -m tests.fakes.mcp_server http PORT       # streamable HTTP on 127.0.0.1:PORT/mcp
+    python -m tests.fakes.mcp_server sse PORT        # legacy SSE on 127.0.0.1:PORT/sse
     python -m tests.fakes.mcp_server silent          # reads stdin, never answers (bad server)
     python -m tests.fakes.mcp_server garbage         # answers every line with invalid JSON-RPC
 
@@ -91,6 +92,8 @@ def main() -> None:
         server.run("stdio")
     elif mode == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif mode == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         _bad(mode)
 
