@@ -255,6 +255,11 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
             "[x]",
             "tools.x: env: only for a stdio MCP server (command)",
         ),
+        (
+            "  x:\n    type: mcp\n    command: y\n    transport: sse\n",
+            "[x]",
+            "tools.x: transport: only for an MCP server with url",
+        ),
     ],
     ids=[
         "never_initializes",
@@ -264,6 +269,7 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
         "both",
         "unknown",
         "stdio_field_on_http",
+        "transport_on_stdio",
     ],
 )
 def test_bad_mcp_servers_are_one_line_config_errors(

@@ -96,6 +96,10 @@ class ToolConfig(Strict):
                 "{fields}: only for a stdio MCP server (command)",
                 {"fields": ", ".join(stdio_only)},
             )
+        if self.type == "mcp" and self.command is not None and "transport" in self.model_fields_set:
+            raise PydanticCustomError(
+                "tool_config", "transport: only for an MCP server with url (stdio has none)"
+            )
         if extra:
             owners = [t for t, fields in _TYPE_FIELDS.items() if extra[0] in fields]
             raise PydanticCustomError(
