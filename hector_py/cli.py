@@ -152,15 +152,31 @@ def serve(
             help="Index this folder (watched) and give the agent the search_knowledge tool.",
         ),
     ] = None,
+    tools: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_TOOLS",
+            help="Give the agent tools: 'all' built-ins, or a comma list of tool names.",
+        ),
+    ] = None,
+    mcp_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HECTOR_MCP_URL",
+            help="A streamable-HTTP MCP server whose tools the agent gets.",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
 
-    from hector_py.agent.stores import StoreUnavailable
-    from hector_py.agent.stores.pg_schema import SchemaTooNew
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
 
+    if os.environ.get("HECTOR_TOOLS", "").lstrip().startswith("{"):
+        tools = None if tools == os.environ["HECTOR_TOOLS"] else tools  # the tools: section
+    elif "HECTOR_TOOLS" in os.environ:
+        del os.environ["HECTOR_TOOLS"]  # the --tools flag's, not the tools: section as JSON
     flags = ServeFlags(
         model=model,
         provider=provider,
@@ -177,6 +193,8 @@ def serve(
         log_format=log_format,
         log_file=log_file,
         docs_folder=docs_folder,
+        tools=tools,
+        mcp_url=mcp_url,
     )
     if log_format == "json":
         JSON_ERRORS.add(True)
@@ -211,8 +229,6 @@ def serve(
         asyncio.run(run_server(cfg))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    except (StoreUnavailable, SchemaTooNew) as exc:
-        fail(f"storage: {exc}")
     except OSError as exc:
         fail(f"server: cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror or exc}")
 
@@ -298,13 +314,17 @@ def index(
     ] = None,
 ) -> None:
     """Build or refresh document store indexes offline and print their counts."""
+    import asyncio
+
     from hector_py.config.flags import ServeFlags
     from hector_py.config.loader import ConfigError
     from hector_py.observability.logs import configure_logging
-    from hector_py.server.app import check_sources
+    from hector_py.observability.redact import Redactor
+    from hector_py.server.knowledge import index_offline
 
     cfg, _ = resolve(config, ServeFlags(docs_folder=docs_folder))
-    configure_logging(cfg.logging.level, cfg.logging.format, None)
+    redactor = Redactor(cfg.logging.redact, cfg.secret_values())
+    configure_logging(cfg.logging.level, cfg.logging.format, None, redactor)
     names = list(cfg.document_stores)
     if store is not None:
         if store not in cfg.document_stores:
@@ -313,14 +333,10 @@ def index(
     elif not names:
         fail("no document_stores in the config (or pass --docs-folder DIR)")
     try:
-        check_sources(cfg)
+        indexed = asyncio.run(index_offline(cfg, names))
     except ConfigError as exc:
         fail([str(problem) for problem in exc.problems])
-    import asyncio
-
-    from hector_py.server.knowledge import index_offline
-
-    for done in asyncio.run(index_offline(cfg, names)):
+    for done in indexed:
         report = done.report
         vectors = (
             f", {done.embedded} chunks embedded" if cfg.document_stores[done.name].embedder else ""

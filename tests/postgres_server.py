@@ -5,6 +5,7 @@ other's rows."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -79,9 +80,9 @@ def new_schema() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """One PostgreSQL for the whole test session."""
+@contextlib.contextmanager
+def cluster() -> Iterator[Postgres]:
+    """A fresh cluster, running until the block ends (also used by scripts/bench_stores.py)."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="hector-pg-"))
     data_dir = root / "data"
@@ -101,3 +102,10 @@ def postgres() -> Iterator[Postgres]:
             server.stop("immediate")
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL for the whole test session."""
+    with cluster() as server:
+        yield server

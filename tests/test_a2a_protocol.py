@@ -158,6 +158,7 @@ def test_json_rpc_needs_a_json_content_type(server: Server) -> None:
         headers = {"Content-Type": content_type} if content_type else {}
         reply = httpx.post(server.url + "/", content=body, headers=headers, timeout=10)
         assert reply.status_code == 415, (content_type, reply.text)
+        assert reply.json()["error"]["code"] == -32005
     ok = httpx.post(
         server.url + "/agents/assistant/",  # the trailing slash some clients add
         content=body,

@@ -4,21 +4,26 @@ by ``taskId``, streams that never kill a task, late subscribers, tenant-scoped t
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from a2a.client import Client
 from a2a.client.client import ClientCallContext
 from a2a.helpers import new_text_message
 from a2a.types.a2a_pb2 import (
+    CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Role,
     SendMessageRequest,
     StreamResponse,
     SubscribeToTaskRequest,
     TaskState,
 )
+from a2a.utils.errors import TaskNotFoundError
 
 from hector_py.agent.stores import ChatTurn, SqliteStore, Task
 from hector_py.agent.stores import TaskState as StoredState
@@ -188,13 +193,11 @@ def _wait_for_state(server: Server, task_id: str, state: str) -> dict[str, Any]:
         task: dict[str, Any] = call(server.url + "/", "GetTask", {"id": task_id}, KEY_A)["result"]
         if task["status"]["state"] == state:
             return task
-        asyncio.run(asyncio.sleep(0.05))
+        time.sleep(0.05)
     raise AssertionError(f"task {task_id} never reached {state}: {task}")
 
 
 def test_quiet_streams_get_keep_alive_comments(serve: Any, tmp_path: Path) -> None:
-    import httpx
-
     server: Server = serve("-c", config(tmp_path, 0.5, "a2a:\n  keepalive_seconds: 0.1\n"))
     body = {
         "jsonrpc": "2.0",
@@ -243,3 +246,34 @@ def test_another_tenants_task_looks_unknown(serve: Any, tmp_path: Path) -> None:
     assert _wait_for_state(server, running["id"], "TASK_STATE_COMPLETED")
     own = call(url, "ListTasks", {}, KEY_A)["result"]
     assert own["totalSize"] == 3  # A's two tasks and A's follow-up, none of B's
+
+
+@pytest.mark.parametrize("version", DIALECTS)
+def test_sdk_client_of_another_tenant_sees_an_unknown_task(
+    serve: Any, tmp_path: Path, version: str
+) -> None:
+    server: Server = serve("-c", config(tmp_path, 0.3))
+
+    async def scenario() -> None:
+        owner = await sdk_client(server.url, version, KEY_A)
+        other = await sdk_client(server.url, version, KEY_B)
+        async with owner, other:
+            stream, first = await _stream_start(owner, "private words of A")
+            task_id = first.task.id
+            takeover = new_text_message("mine now", task_id=task_id, role=Role.ROLE_USER)
+            attempts = [
+                other.get_task(GetTaskRequest(id=task_id), context=CONTEXT),
+                other.cancel_task(CancelTaskRequest(id=task_id), context=CONTEXT),
+                collect(other.subscribe(SubscribeToTaskRequest(id=task_id), context=CONTEXT)),
+                collect(other.send_message(SendMessageRequest(message=takeover), context=CONTEXT)),
+            ]
+            for attempt in attempts:
+                with pytest.raises(TaskNotFoundError):
+                    await attempt
+            if version == "1.0":
+                listed = await other.list_tasks(ListTasksRequest(), context=CONTEXT)
+                assert list(listed.tasks) == []
+            rest = await collect(stream)  # A's own stream went on untouched
+        assert rest[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+
+    asyncio.run(scenario())

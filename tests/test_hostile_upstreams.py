@@ -8,6 +8,7 @@ handled, and the server must keep serving with bounded memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -17,12 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
+from hector_py.llm.base import LLMError
 from tests.conftest import FakeLLM, Server, rpc, start_fake_llm, start_server, v03_message
+from tests.fakes.llm_servers import PROVIDERS, Reply
+from tests.fakes.tool_server import ToolServer
+from tests.test_providers import HELLO, collect
+from tests.test_providers import upstream as provider_upstream
 
 CAP = 1024 * 1024
 CONFIG = """\
 llms:
-  default: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0,
+  default: {{provider: openai, model: gpt-fake, base_url: "{local}", max_retries: 0,
              max_response_bytes: {cap}}}
   roomy: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0,
            max_response_bytes: {roomy}}}
@@ -51,10 +57,17 @@ def upstream() -> Iterator[FakeLLM]:
 def server(upstream: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("hostile")
     config = workdir / "hector.yaml"
-    config.write_text(CONFIG.format(url=upstream.base_url, cap=CAP, roomy=8 * CAP))
+    local = localhost(upstream.base_url)  # a cookie jar would keep cookies of a name, not an IP
+    config.write_text(CONFIG.format(url=upstream.base_url, local=local, cap=CAP, roomy=8 * CAP))
     server = start_server(workdir, "-c", str(config))
     yield server
     server.stop()
+
+
+def localhost(url: str) -> str:
+    """``url`` naming its host ``localhost``: aiohttp's default cookie jar ignores cookies
+    from IP addresses, so only a name proves there is no jar."""
+    return url.replace("//127.0.0.1:", "//localhost:")
 
 
 def chat(server: Server, agent: str = "assistant", **extra: Any) -> httpx.Response:
@@ -204,3 +217,50 @@ def test_a_cookie_set_on_one_tenants_call_is_not_sent_on_anothers(
     assert chat(server, headers={"X-Tenant": "b"}).status_code == 200
     _, second = upstream.requests()[seen:]
     assert "Cookie" not in second["headers"], second["headers"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_provider_reads_a_bounded_answer(provider: str) -> None:
+    """The bounds live in the shared transport: a gzip bomb (blocking) and an endless line
+    (streamed) fail every provider's call, naming the limit."""
+
+    async def scenario() -> None:
+        script = [Reply(fault="gzip_bomb"), Reply(fault="long_line")]
+        async with provider_upstream(
+            provider, script, max_response_bytes=4 * CAP, max_retries=0
+        ) as (
+            llm,
+            _,
+        ):
+            with pytest.raises(LLMError, match=r"reply is over max_response_bytes"):
+                await llm.complete(HELLO)
+            chunks, error = await collect(llm, HELLO)
+            assert chunks == [] and error is not None
+            assert "a stream line is over 1048576 bytes" in str(error)
+
+    asyncio.run(scenario())
+
+
+def test_a_cookie_a_tool_received_for_one_tenant_is_not_sent_for_another(
+    upstream: FakeLLM, tmp_path: Path
+) -> None:
+    with ToolServer() as site:
+        config = tmp_path / "cookies.yaml"
+        config.write_text(
+            f"llms:\n  default: {{provider: openai, model: m, base_url: '{upstream.base_url}'}}\n"
+            f"tools:\n  site: {{type: http, url: '{localhost(site.url)}/cookie',"
+            " parameters: {type: object}}\n"
+            "agents:\n  visitor: {tools: [site]}\n"
+            "server:\n  auth: {tenant_header: X-Tenant}\n"
+        )
+        server = start_server(tmp_path, "-c", str(config))
+        try:
+            visit = {"tool_calls": [["site", {}]]}
+            upstream.script(visit, {"text": "visited"}, visit, {"text": "visited"})
+            for tenant in ("a", "b"):
+                response = chat(server, "visitor", headers={"X-Tenant": tenant})
+                assert response.status_code == 200, response.text
+        finally:
+            server.stop()
+    first, second = (headers for _, path, headers in site.requests if path == "/cookie")
+    assert "Cookie" not in first and "Cookie" not in second, second

@@ -84,7 +84,7 @@ def test_chunks_keep_to_size_and_headings_with_overlap() -> None:
     chunks = chunk(parse("a.md", markdown.encode()).blocks, config)
     assert all(len(c.text) <= 300 for c in chunks)
     assert {c.heading for c in chunks} == {"One", "Two"}
-    assert [c.text for c in chunks if c.heading == "Two"] == ["# Two\nshort text"]
+    assert [c.text for c in chunks if c.heading == "Two"] == ["short text"]
     ones = [c for c in chunks if c.heading == "One"]
     assert len(ones) > 5
     for before, after in itertools.pairwise(ones[1:]):
@@ -105,7 +105,7 @@ def test_index_search_ranks_and_cites(tmp_path: Path) -> None:
     assert (report.added, report.documents, report.skipped) == (3, 3, 0)
     assert report.chunks >= 5
     assert search(store, "how many days of paid leave?")[0] == "policy.html#pto"
-    assert search(store, "roll back a release")[0] == "guides/deploy.md (lines 5-7)"
+    assert search(store, "roll back a release")[0] == "guides/deploy.md (line 7)"
     assert search(store, "coffee")[0] == "notes.txt (lines 1-5)"
     assert search(store, "earlier releases")[0].startswith("guides/deploy.md")  # stemmed
     assert search(store, 'NEAR( "zzz" OR) * ^ :') == []  # FTS5 syntax in a query is just text
@@ -133,7 +133,7 @@ def test_refresh_is_incremental(tmp_path: Path) -> None:
     assert search(store, "coffee") == []
     assert search(store, "kettle") == ["notes.txt (line 1)"]
     assert search(store, "paid leave") == []
-    assert search(store, "quarterly planning") == ["guides/new.md (lines 1-3)"]
+    assert search(store, "quarterly planning") == ["guides/new.md (line 3)"]
     store.close()
     reopened = store_for(tmp_path)  # the index is a file: a restart starts from it
     assert reopened.refresh().unchanged == 3
@@ -223,3 +223,55 @@ def test_search_over_several_stores_interleaves_their_rankings(tmp_path: Path) -
         return [hit.text for hit in hits]
 
     assert sorted(asyncio.run(scenario())) == ["Paid leave: 27 days.", "Paid parking: B2."]
+
+
+def test_a_failing_search_leaves_inject_without_context(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_corpus(tmp_path / "docs")
+    config = DocumentStoreConfig.model_validate(
+        {
+            "source": {"path": str(tmp_path / "docs"), "watch": False},
+            "index": {"path": str(tmp_path / "index.db")},
+        }
+    )
+
+    async def scenario() -> str | None:
+        knowledge = Knowledge.build({"docs": config}, None)
+        store = knowledge.stores["docs"]
+        await asyncio.to_thread(store.refresh)
+        store.index.close()  # every search now fails
+        return await knowledge.context(["docs"], 2, "paid leave")
+
+    with caplog.at_level(logging.WARNING, logger="hector.knowledge"):
+        assert asyncio.run(scenario()) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "knowledge search for the prompt failed: ProgrammingError"
+    ]
+
+
+def test_polling_watch_picks_up_changes(tmp_path: Path) -> None:
+    """The fallback when the OS cannot watch the folder (out of inotify watches...)."""
+    write_corpus(tmp_path / "docs")
+    store = store_for(tmp_path)
+    store.refresh()
+
+    async def found(query: str) -> list[str]:
+        return [cite(hit) for hit in await store.search(query, 5)]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(store.watch(stop, polling=True))
+        added = tmp_path / "docs" / "added.txt"
+        for _ in range(100):  # at most 10 s
+            # written again until seen: a write before the watcher's first look is no change
+            added.write_text("The espresso machine is in the lobby.\n")
+            if await found("espresso"):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(watching, 10)
+        assert await found("espresso") == ["added.txt (line 1)"]
+
+    asyncio.run(scenario())
+    store.close()

@@ -100,3 +100,19 @@ def test_index_command_embeds_offline(tmp_path: Path) -> None:
     embedded = int(first.stdout.split(", ")[-1].split()[0])
     assert embedded >= 2
     assert "0 chunks embedded" in second.stdout  # nothing new to embed
+
+
+def test_an_embedder_must_name_an_openai_or_ollama_llm(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "document_stores:\n"
+        f"  h:\n    source: {{path: '{tmp_path}'}}\n    embedder: {{llm: nope, model: m}}\n"
+        f"  g:\n    source: {{path: '{tmp_path}'}}\n    embedder: {{llm: default, model: m}}\n"
+    )
+    result = hector("validate", str(config))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"document_stores.h.embedder.llm: unknown llm 'nope' (known: default) ({config}:4)",
+        "document_stores.g.embedder.llm: llm 'default' must be an openai or ollama provider"
+        f" ({config}:7)",
+    ]

@@ -82,7 +82,10 @@ def test_search_tool_cites_is_traced_counted_and_watches(serve: Any, tmp_path: P
             file.write(f"  tracing: {{enabled: true, endpoint: '{receiver.endpoint}'}}\n")
         server: Server = serve("-c", str(config))
         health = wait_ready(server)
-        assert health["components"]["knowledge"] == {"status": "ok", "stores": 1}
+        assert health["components"]["knowledge"] == {
+            "status": "ok",
+            "stores": {"handbook": {"status": "ok", "documents": 2, "chunks": 3, "skipped": 0}},
+        }
         reply = search_reply(server, "how many days of paid leave")
         assert "source: policy.html#pto" in reply and "27 days" in reply
         spans = receiver.wait_for(
@@ -170,6 +173,32 @@ def test_inject_adds_the_best_chunks_before_the_first_call(
     assert metrics.value("hector_vectorstore_searches_total", store="handbook") == 1
 
 
+def test_openai_model_calls_the_tool_and_gets_the_chunks(serve: Any, tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    fake = start_fake_llm(
+        "openai",
+        "--tool-call",
+        'search_knowledge:{"query": "paid leave"}',
+        "--reply",
+        "27 days, says policy.html#pto.",
+    )
+    try:
+        llm = (
+            "provider: openai\n    model: gpt-4o\n    api_key: sk-test\n"
+            f"    base_url: {fake.base_url}"
+        )
+        server: Server = serve("-c", str(config_file(tmp_path, "knowledge: [handbook]", llm)))
+        wait_ready(server)
+        assert ask(server, "How much leave do I get?") == "27 days, says policy.html#pto."
+        first, second = (request["body"] for request in fake.requests())
+    finally:
+        fake.stop()
+    [tool] = [t for t in first["tools"] if t["function"]["name"] == "search_knowledge"]
+    assert tool["function"]["parameters"]["required"] == ["query"]
+    [result] = [m for m in second["messages"] if m["role"] == "tool"]
+    assert "source: policy.html#pto" in result["content"] and "27 days" in result["content"]
+
+
 def test_index_command_and_config_errors(tmp_path: Path) -> None:
     write_docs(tmp_path / "docs")
     config = config_file(tmp_path, "knowledge: [handbook]")
@@ -213,7 +242,7 @@ def test_docs_folder_zero_config(serve: Any, tmp_path: Path) -> None:
     wait_ready(server)
     result = hector("call", "--url", server.url, 'use search_knowledge {"query": "rollback"}')
     assert result.returncode == 0, result.stderr
-    assert "source: guides/deploy.md (lines 5-7)" in result.stdout
+    assert "source: guides/deploy.md (line 7)" in result.stdout
     assert (tmp_path / ".hector" / "knowledge" / "docs.db").is_file()
     refused = hector("serve", "--docs-folder", str(tmp_path / "absent"), "--port", "0")
     assert refused.returncode == 1
@@ -230,3 +259,19 @@ def test_docs_folder_with_a_config_adds_a_store_to_the_default_agent(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["handbook", "docs"]
+
+
+def test_an_index_file_that_is_not_a_database_is_one_error_line(tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs")
+    index = tmp_path / ".hector" / "knowledge" / "docs.db"
+    index.parent.mkdir(parents=True)
+    index.write_text("not a database " * 100)
+    expected = (
+        "error: document_stores.docs.index.path: cannot open .hector/knowledge/docs.db:"
+        " file is not a database (config)"
+    )
+    for command in (("index",), ("serve", "--port", "0", "--host", "127.0.0.1")):
+        result = hector(*command, "--docs-folder", "docs", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == expected
+        assert "Traceback" not in result.stderr

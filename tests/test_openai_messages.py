@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import FakeLLM, Server, clean_env, start_fake_llm, start_server
+from tests.fakes.trace_receivers import OTLPHttpReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """\
@@ -26,6 +27,7 @@ agents:
 guardrails:
   strict:
     input:
+      max_length: {{max_chars: 200}}
       blocked_patterns: {{patterns: ['drop\\s+table']}}
       prompt_injection: {{}}
   mask:
@@ -88,6 +90,14 @@ def test_every_caller_message_is_checked(
     assert upstream.requests()[seen:] == []  # nothing reached the model
 
 
+def test_max_length_bounds_what_the_caller_writes_not_earlier_replies(server: Server) -> None:
+    long_reply = {"role": "assistant", "content": "a long earlier answer " * 20}
+    assert chat(server, user("hi"), long_reply, user("go on")).status_code == 200
+    response = chat(server, user("x" * 300), long_reply, user("go on"))
+    assert response.status_code == 400
+    assert "over the limit of 200 (a user message)" in response.json()["error"]["message"]
+
+
 def test_every_caller_message_is_redacted(server: Server, upstream: FakeLLM) -> None:
     seen = len(upstream.requests())
     response = chat(
@@ -129,3 +139,27 @@ def test_a_crash_after_the_stream_started_ends_it_with_an_error_event(server: Se
     assert text["choices"][0]["delta"]["content"] == "half an answer"
     assert last["error"]["type"] == "server_error"
     assert chat(server, user("still there?")).status_code == 200
+
+
+def test_each_guardrail_checks_a_conversation_under_one_span(
+    upstream: FakeLLM, tmp_path: Path
+) -> None:
+    with OTLPHttpReceiver() as receiver:
+        tracing = (
+            "observability:\n  tracing:\n    enabled: true\n    protocol: http\n"
+            f"    endpoint: 127.0.0.1:{receiver.port}\n"
+        )
+        server = start(upstream, tmp_path, tracing)
+        try:
+            turns = [user(f"turn {n} from bob@example.com") for n in range(10)]
+            assert chat(server, *turns).status_code == 200
+            spans = receiver.wait_for(
+                lambda got: any(s.name.startswith("invoke_agent") for s in got),
+                what="the agent run span",
+            )
+        finally:
+            server.stop()
+    checks = [s for s in spans if s.name == "guardrail.check"]
+    assert sorted(s.attributes["guardrail.name"] for s in checks) == ["mask", "strict"], spans
+    (mask,) = (s for s in checks if s.attributes["guardrail.name"] == "mask")
+    assert sum(name == "guardrail.violation" for name, _ in mask.events) == 10

@@ -117,7 +117,13 @@ def traffic(server: Server, fake: FakeLLM, out: Outputs) -> None:
             )
             return out.response(name, response)
 
-        v03 = {"message": {"messageId": "m", "role": "user", "parts": [{"text": "hello"}]}}
+        v03 = {
+            "message": {
+                "messageId": "m",
+                "role": "user",
+                "parts": [{"kind": "text", "text": "hello"}],
+            }
+        }
         set_script(fake, [])
         ok = send("a2a v0.3 ok", "message/send", v03, AUTH).json()["result"]
         assert ok["status"]["state"] == "completed", ok
@@ -280,7 +286,13 @@ def test_a_tool_error_that_echoes_its_credentials_is_masked(
         server = start_server(tmp_path, "-c", str(config), env=env)
         try:
             set_script(fake, [{"tool_calls": [["leaky_tool", {}]]}])
-            params = {"message": {"messageId": "m", "role": "user", "parts": [{"text": "go"}]}}
+            params = {
+                "message": {
+                    "messageId": "m",
+                    "role": "user",
+                    "parts": [{"kind": "text", "text": "go"}],
+                }
+            }
             response = HTTP.post(
                 server.url + "/", json=rpc_body("message/send", params), headers=AUTH, timeout=30
             )

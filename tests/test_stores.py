@@ -61,12 +61,12 @@ def test_list_tasks_newest_status_first_and_filters(opener: object, tmp_path: Pa
         for task in tasks:
             await store.save_task(task)
             await asyncio.sleep(0.01)  # distinct status timestamps
-        cutoff = tasks[2].updated_at
+        cutoff = tasks[1].updated_at
         tasks[0].state = TaskState.COMPLETED
         await store.save_task(tasks[0])  # its status is now the newest
         page, total = await store.list_tasks(TaskQuery("", "a"))
         assert [t.id for t in page] == ["t0", "t2", "t1"] and total == 3
-        after, _ = await store.list_tasks(TaskQuery("", "a", updated_since=cutoff))
+        after, _ = await store.list_tasks(TaskQuery("", "a", updated_after=cutoff))
         assert [t.id for t in after] == ["t0", "t2"]
         done, _ = await store.list_tasks(TaskQuery("", "a", state=TaskState.COMPLETED))
         assert [t.id for t in done] == ["t0"]

@@ -404,9 +404,18 @@ def test_http_request_calls_only_allowed_hosts(tmp_path: Path) -> None:
         for url in (f"ftp://127.0.0.1:{port}/", "/hello", "http://127.0.0.1:99999/"):
             refused = await call(registry, "http_request", url=url)
             assert not refused.ok and refused.error_type == "ToolError", url
+        for header in ("Host", "host ", "Connection", "Transfer-Encoding", "Proxy-Authorization"):
+            smuggled = await call(
+                registry, "http_request", url=base + "/hello", headers={header: "internal.example"}
+            )
+            assert smuggled == ToolOutcome(
+                False, f"error: header {header} may not be set", "ToolError"
+            ), header
+        plain = await call(registry, "http_request", url=base + "/hello", headers={"Accept": "*/*"})
+        assert plain.ok
         wrong = await call(registry, "http_request", url=base + "/echo", method="DELETE")
         assert wrong.error_type == "invalid_arguments"
-        assert "method: must be one of" in wrong.output
+        assert "method: 'DELETE' is not one of" in wrong.output
 
     run_against_upstream(tmp_path, tools, body)
 
@@ -459,7 +468,7 @@ def test_declared_get_tool_fills_the_url_template_and_sends_secret_headers(
         assert invalid == ToolOutcome(
             False,
             "error: invalid arguments: city: expected string; "
-            'units: must be one of "metric", "imperial"',
+            "units: 'kelvin' is not one of ['metric', 'imperial']",
             "invalid_arguments",
         )
         missing = await call(registry, "weather")

@@ -31,7 +31,12 @@ INJECTION = re.compile(
 
 
 class GuardrailBlocked(Exception):
-    """An input refused by a guardrail; the message says which one and why."""
+    """An input refused by a guardrail; the message says which one and why, ``index``
+    which of the texts checked together."""
+
+    def __init__(self, message: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Check:
     action: str
     find: Callable[[str], str | None]
     redact: Callable[[str], str] | None = None
+    roles: frozenset[str] | None = None
+    """The roles of the messages it checks; ``None``: every role."""
 
 
 def _pattern_check(name: str, config: PatternCheck, what: str) -> Check:
@@ -73,6 +80,8 @@ class Guardrail:
                         if len(text) > limit
                         else None
                     ),
+                    # what the caller writes: an earlier (or forged) reply may be longer
+                    roles=frozenset({"user"}),
                 )
             )
         if checks.blocked_patterns is not None:
@@ -125,21 +134,31 @@ class Guardrails:
         """``text`` after the input checks (redacted where asked).
 
         Raises ``GuardrailBlocked`` naming the guardrail and the reasons."""
+        return self.check_inputs([text], ["user"])[0]
+
+    def check_inputs(self, texts: Sequence[str], roles: Sequence[str]) -> list[str]:
+        """The messages of one request (``roles`` theirs) after the input checks
+        (redacted where asked), each guardrail checking them all under one span.
+
+        Raises ``GuardrailBlocked`` naming the guardrail, the reasons and the first
+        message blocked (``index``)."""
+        checked = list(texts)
         for guardrail in self.guardrails:
-            text, blocked = self._run(guardrail, "input", guardrail.input, text)
+            blocked = self._run(guardrail, "input", guardrail.input, checked, roles)
             if blocked:
+                index, reasons = blocked
                 raise GuardrailBlocked(
-                    f"blocked by guardrail '{guardrail.name}': {'; '.join(blocked)}"
+                    f"blocked by guardrail '{guardrail.name}': {'; '.join(reasons)}", index
                 )
-        return text
+        return checked
 
     def check_output(self, text: str) -> str:
         """The reply after the output checks: redacted, or replaced when blocked."""
+        reply = [text]
         for guardrail in self.guardrails:
-            text, blocked = self._run(guardrail, "output", guardrail.output, text)
-            if blocked:
+            if self._run(guardrail, "output", guardrail.output, reply):
                 return guardrail.config.blocked_reply
-        return text
+        return reply[0]
 
     def denied_tool(self, tool: str) -> str | None:
         """Why ``tool`` may not run (the tool result the model gets), or ``None``."""
@@ -154,26 +173,37 @@ class Guardrails:
         return None
 
     def _run(
-        self, guardrail: Guardrail, stage: str, checks: list[Check], text: str
-    ) -> tuple[str, list[str]]:
-        """Run one guardrail's checks; the (possibly redacted) text and blocking reasons."""
-        blocked: list[str] = []
+        self,
+        guardrail: Guardrail,
+        stage: str,
+        checks: list[Check],
+        texts: list[str],
+        roles: Sequence[str] | None = None,
+    ) -> tuple[int, list[str]] | None:
+        """Run one guardrail's checks on ``texts``, redacting them in place; the first
+        blocked text's index and its reasons, or ``None``."""
         if not checks:
-            return text, blocked
+            return None
         with self.telemetry.guardrail_check(self.agent, guardrail.name, stage) as scope:
-            for check in checks:
-                reason = check.find(text)
-                if reason is None:
-                    continue
-                scope.violation(check.name, check.action)
-                self._log(guardrail, stage, check.name, check.action, reason)
-                if check.action == "block":
-                    blocked.append(reason)
-                    if guardrail.config.chain_mode == "fail_fast":
-                        break
-                elif check.action == "redact" and check.redact is not None:
-                    text = check.redact(text)
-        return text, blocked
+            for index, text in enumerate(texts):
+                blocked: list[str] = []
+                for check in checks:
+                    if check.roles is not None and roles and roles[index] not in check.roles:
+                        continue
+                    reason = check.find(text)
+                    if reason is None:
+                        continue
+                    scope.violation(check.name, check.action)
+                    self._log(guardrail, stage, check.name, check.action, reason)
+                    if check.action == "block":
+                        blocked.append(reason)
+                        if guardrail.config.chain_mode == "fail_fast":
+                            break
+                    elif check.action == "redact" and check.redact is not None:
+                        text = texts[index] = check.redact(text)
+                if blocked:
+                    return index, blocked
+        return None
 
     def _log(self, guardrail: Guardrail, stage: str, check: str, action: str, reason: str) -> None:
         log.warning(

@@ -251,7 +251,8 @@ class Agent:
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
         label = call.name if tool is not None else "unknown"  # model-chosen names stay bounded
-        with self.telemetry.tool_call(self.name, label, call.id) as scope:
+        kind, server = (tool.kind, getattr(tool, "server", None)) if tool else (None, None)
+        with self.telemetry.tool_call(self.name, label, call.id, kind, server) as scope:
             if tool is None or self.registry is None:
                 outcome = ToolOutcome(False, f"error: unknown tool '{call.name}'", "unknown_tool")
             elif self.guardrails and (denied := self.guardrails.denied_tool(call.name)):

@@ -157,9 +157,11 @@ class TaskManager:
         return self._running.get(task_id)
 
     def follow(self, task: Task) -> Execution | None:
-        """The execution of ``task`` here, or one relaying another process's run of it."""
+        """The execution of ``task`` here, or one relaying another process's run of it (a
+        task waiting for input runs nowhere)."""
         execution = self._running.get(task.id)
-        if execution is None and self.remote is not None and not task.state.terminal:
+        running = task.state in (TaskState.SUBMITTED, TaskState.WORKING)
+        if execution is None and self.remote is not None and running:
             return self.remote.follow(task)
         return execution
 

@@ -57,9 +57,12 @@ class ServeFlags:
     log_format: str | None = None
     log_file: str | None = None
     docs_folder: str | None = None
+    tools: str | None = None
+    mcp_url: str | None = None
 
 
 DOCS_STORE = "docs"
+MCP_TOOLSET = "mcp"  # the toolset key --mcp-url declares
 
 
 def infer_provider(model: str, base_url: str | None = None) -> ProviderName | None:
@@ -109,6 +112,12 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
         out["document_stores"] = {DOCS_STORE: {"source": {"path": flags.docs_folder}}}
         knowledge = base.agents[agent_name].knowledge
         agent["knowledge"] = [*knowledge, DOCS_STORE] if DOCS_STORE not in knowledge else knowledge
+    tools = _agent_tools(flags)
+    if tools:
+        agent["tools"] = list(dict.fromkeys([*base.agents[agent_name].tools, *tools]))
+    if flags.mcp_url:
+        # unprefixed, as in Hector: the server's tool names reach the model as they are
+        out["tools"] = {MCP_TOOLSET: {"type": "mcp", "url": flags.mcp_url, "prefix": ""}}
     if agent:
         out["agents"] = {agent_name: agent}
     server = {
@@ -139,6 +148,16 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
     if logging:
         out["logging"] = logging
     return out
+
+
+def _agent_tools(flags: ServeFlags) -> list[str]:
+    """The tools ``--tools`` (``all``: every built-in without settings) and ``--mcp-url`` add."""
+    names = [n.strip() for n in (flags.tools or "").split(",") if n.strip()]
+    if "all" in names:
+        from hector_py.agent.tools.builtins import BUILTINS
+
+        names = [n for n in names if n != "all"] + list(BUILTINS)
+    return names + ([MCP_TOOLSET] if flags.mcp_url else [])
 
 
 def zero_config_flags(flags: ServeFlags, environ: Mapping[str, str]) -> tuple[ServeFlags, bool]:

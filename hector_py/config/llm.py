@@ -57,10 +57,10 @@ class LLMConfig(Strict):
         0.5, ge=0, description="Seconds; retry n waits up to retry_backoff * 2**n (jittered)."
     )
     max_response_bytes: int = Field(
-        32 * 1024 * 1024,
+        16 * 1024 * 1024,
         ge=1024,
-        description="Most bytes read from one answer (a reply, or a whole stream), after "
-        "decompression; a larger answer fails the call.",
+        description="Most bytes read from one answer (a reply, or a whole stream, about "
+        "80,000 streamed tokens), after decompression; a larger answer fails the call.",
     )
     pricing: Pricing | None = Field(
         None, description="USD per million tokens; feeds llm_cost_usd_total."

@@ -120,6 +120,7 @@ class Config(Strict):
         values += list(self.observability.tracing.headers.values())
         values += list(self.observability.metrics.otlp.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
+        values += [v for tool in self.tools.values() for v in tool.env.values()]
         for agent in self.agents.values():
             for hook in agent.notifications:
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]

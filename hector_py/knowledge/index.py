@@ -19,6 +19,7 @@ from typing import Any
 import numpy
 
 from hector_py.knowledge.chunking import Chunk
+from hector_py.knowledge.stopwords import STOP_WORDS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -63,76 +64,6 @@ MAX_REMEMBERED_TERMS = 10_000
 # BM25 column weights: a match in the page title or section heading says more.
 RANKING = "bm25(4.0, 2.0, 1.0)"
 _TERM = re.compile(r"\w+", re.UNICODE)
-# English function words (the usual short list): no question is answered by them.
-STOP_WORDS = frozenset(
-    {
-        "a",
-        "about",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "get",
-        "got",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "too",
-        "use",
-        "using",
-        "very",
-        "was",
-        "we",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -203,9 +134,10 @@ class SqliteIndex:
         return connection
 
     def documents(self) -> dict[str, Indexed]:
-        """Every indexed file by path."""
-        rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
-        return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
+        """Every indexed file by path (as the writer sees it)."""
+        with self._write_lock:
+            rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
+            return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
 
     @contextmanager
     def _change(self) -> Iterator[sqlite3.Connection]:

@@ -116,7 +116,7 @@ def _html(data: bytes, fallback_title: str) -> Document:
 
     def flush() -> None:
         text = _clean("".join(pieces))
-        if text:
+        if text and text != heading:  # a heading's own text is the blocks' heading
             blocks.append(Block(heading, f"#{anchor}" if anchor else "", text))
         pieces.clear()
 
@@ -155,10 +155,11 @@ def _markdown(text: str, fallback_title: str) -> Document:
         if token.level != 0 or token.map is None or token.nesting == -1:
             continue
         start, end = token.map
-        if token.type == "heading_open":
+        if token.type == "heading_open":  # the blocks that follow carry it
             heading = tokens[index + 1].content.strip()
             if token.tag == "h1" and not title:
                 title = heading
+            continue
         source = "\n".join(lines[start:end]).strip()
         if source:
             blocks.append(Block(heading, _lines(start + 1, end), source))

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from hector_py.config.knowledge import DocumentStoreConfig
 from hector_py.knowledge.hybrid import Embeds, fuse
@@ -86,18 +86,35 @@ class Knowledge:
                 report.skipped,
             )
         await store.embed_pending()
-        if store.config.source.watch and store.root.is_dir():
-            try:
-                await store.watch(self._stop)
-            except Exception as exc:  # e.g. the folder was removed: serve what is indexed
-                log.warning(
-                    "document store %s: stopped watching %s: %s", store.name, store.root, exc
-                )
+        if not (store.config.source.watch and store.root.is_dir()):
+            return
+        try:
+            await store.watch(self._stop)
+        except Exception as exc:  # e.g. out of inotify watches: poll instead
+            log.warning(
+                "document store %s: cannot watch %s (%s); polling it", store.name, store.root, exc
+            )
+        else:
+            return
+        try:
+            await store.watch(self._stop, polling=True)
+        except Exception as exc:  # e.g. the folder was removed: serve what is indexed
+            log.warning("document store %s: stopped watching %s: %s", store.name, store.root, exc)
 
     def health(self) -> dict[str, Any]:
-        """``indexing`` until every store's first pass is done, then ``ok``."""
+        """``indexing`` until every store's first pass is done, then ``ok``; each store's
+        state and counts after its last refresh."""
+        stores = {
+            name: {
+                "status": "ok" if store.ready else "indexing",
+                "documents": store.last.documents,
+                "chunks": store.last.chunks,
+                "skipped": store.last.skipped,
+            }
+            for name, store in self.stores.items()
+        }
         ready = all(store.ready for store in self.stores.values())
-        return {"status": "ok" if ready else "indexing", "stores": len(self.stores)}
+        return {"status": "ok" if ready else "indexing", "stores": stores}
 
     async def search(self, names: Iterable[str], query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` best chunks of the stores called ``names``."""
@@ -129,8 +146,13 @@ class Knowledge:
         return SearchKnowledgeTool(spec, SEARCH_TIMEOUT_S, self, tuple(names), top_k)
 
     async def context(self, names: list[str], top_k: int, query: str) -> str | None:
-        """The best ``top_k`` chunks for ``query`` as a system message, or ``None``."""
-        hits = await self.search(names, query, top_k)
+        """The best ``top_k`` chunks for ``query`` as a system message, or ``None`` (also
+        when the search fails: the run goes on without them)."""
+        try:
+            hits = await self.search(names, query, top_k)
+        except Exception as exc:  # counted by the search's telemetry
+            log.warning("knowledge search for the prompt failed: %s", type(exc).__name__)
+            return None
         if not hits:
             return None
         return (
@@ -159,6 +181,7 @@ class SearchKnowledgeTool:
     knowledge: Knowledge
     stores: tuple[str, ...]
     top_k: int
+    kind: ClassVar[str] = "knowledge"  # the Tool protocol's kind, for telemetry
 
     async def call(self, arguments: dict[str, Any]) -> str:
         """The best chunks for ``query``, each with its source."""

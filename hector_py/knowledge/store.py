@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from pathlib import Path
 import watchfiles
 
 from hector_py.config.knowledge import DirectorySource, DocumentStoreConfig
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import ObservabilityConfig
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.hybrid import Embedding, Embeds, fuse
@@ -78,13 +80,20 @@ class DocumentStore:
         self.name = name
         self.config = config
         self.root = Path(config.source.path)
-        self.index = SqliteIndex(config.index_path(name))
+        path = config.index_path(name)
+        try:
+            self.index = SqliteIndex(path)
+        except (sqlite3.Error, OSError) as exc:
+            where = f"document_stores.{name}.index.path"
+            problem = Problem(where, f"cannot open {path}: {exc}", "config")
+            raise ConfigError([problem]) from None
         self.telemetry = telemetry or KnowledgeTelemetry(Telemetry(ObservabilityConfig()))
         self.embedding = None
         if embedder is not None:
             price = config.embedder.cost_per_million_tokens if config.embedder else None
             self.embedding = Embedding(name, embedder, self.telemetry, price)
         self.ready = False  # the first refresh is done
+        self.last = Report()  # what the last refresh did
         self._lock = threading.Lock()
         self._closing = False
         self._reported: set[tuple[str, int, int]] = set()  # skipped file versions, logged
@@ -107,6 +116,7 @@ class DocumentStore:
             finally:
                 self.index.commit()
         self.ready = True
+        self.last = report
         self.telemetry.indexed(self.name, report.documents, report.chunks)
         return report
 
@@ -250,8 +260,10 @@ class DocumentStore:
         near = await asyncio.to_thread(self.index.nearest, embedding.model, vectors[0], depth)
         return fuse([lexical, near])[:top_k]
 
-    async def watch(self, stop: asyncio.Event) -> None:
-        """Refresh whenever an included file is added, changed or removed, until ``stop``."""
+    async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
+        """Refresh whenever an included file is added, changed or removed, until ``stop``;
+        ``polling`` checks the files every ``WATCH_DEBOUNCE_MS`` instead of asking the OS
+        (when inotify is out of watches, or does not see a mounted folder's changes)."""
         source, root = self.config.source, self.root.resolve()
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change else
 
@@ -268,6 +280,8 @@ class DocumentStore:
             stop_event=stop,
             debounce=WATCH_DEBOUNCE_MS,
             recursive=True,
+            force_polling=polling,
+            poll_delay_ms=WATCH_DEBOUNCE_MS,
         ):
             report = await asyncio.to_thread(self.refresh)
             await self.embed_pending()

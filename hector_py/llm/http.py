@@ -136,7 +136,7 @@ class HTTPClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self.error(f"stream interrupted: {_describe(exc)}", retryable=True) from exc
 
-    def parse_json(self, raw: bytes | str) -> Any:
+    def parse_json(self, raw: bytes | bytearray | str) -> Any:
         """``raw`` decoded; ``LLMError`` when it is not JSON."""
         try:
             return orjson.loads(raw)
@@ -215,7 +215,7 @@ class HTTPClient:
         try:
             raw = await _read_body(response, ERROR_BODY_BYTES)
         except (aiohttp.ClientError, TimeoutError):
-            raw = b""
+            raw = bytearray()
         status = response.status
         return self.error(
             f"HTTP {status} {response.reason or ''}: {_error_detail(raw)}",
@@ -247,14 +247,14 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
-async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytearray:
     """At most ``limit`` bytes of the body (decompressed), read in bounded chunks."""
     body = bytearray()
     async for chunk in response.content.iter_chunked(READ_CHUNK):
         body += chunk[: limit - len(body)]
         if len(body) >= limit:
             break
-    return bytes(body)
+    return body
 
 
 def _describe(exc: BaseException) -> str:
@@ -275,7 +275,7 @@ def upstream_message(data: Any) -> str | None:
     return str(error) if error else None
 
 
-def _error_detail(raw: bytes) -> str:
+def _error_detail(raw: bytes | bytearray) -> str:
     """An error body's message, on one line, shortened."""
     try:
         message = upstream_message(orjson.loads(raw))

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from hector_py.observability.scopes import CANCELED, ERROR, SUCCESS, failure_type
+from hector_py.observability.scopes import failure_type, outcome
 from hector_py.observability.telemetry import Telemetry
 
 
@@ -77,9 +77,7 @@ class KnowledgeTelemetry:
             finally:
                 metrics = self.metrics
                 if metrics is not None:
-                    status = SUCCESS if error_type is None else ERROR
-                    if error_type == CANCELED:
-                        status = CANCELED
+                    status = outcome(error_type)
                     metrics.vectorstore_searches.labels(store, status).inc()
                     metrics.vectorstore_search_duration.labels(store).observe(
                         time.perf_counter() - started, self.telemetry._exemplar(span)

@@ -237,6 +237,14 @@ class Metrics:
         self.tool_duration = histogram(
             "tool_call_duration_seconds", "Tool call duration", ("agent", "tool"), TOOL_BUCKETS
         )
+        self.mcp_requests = counter(
+            "mcp_requests_total",
+            "Requests to MCP servers (server: the tools: key) by method and outcome",
+            ("server", "method", "status"),
+        )
+        self.mcp_session_up = gauge(
+            "mcp_session_up", "1 while the MCP server's session is up, else 0", ("server",), "max"
+        )
         self.auth_failures = counter(
             "auth_failures_total", "Requests refused for a missing or invalid API key", ("reason",)
         )
@@ -291,11 +299,13 @@ class Metrics:
             ("store",),
             RESULT_BUCKETS,
         )
+        # Every worker indexes the same file: the count set last is the current one (a
+        # stopped worker's larger count must not stick, as it would with max).
         self.knowledge_documents = gauge(
-            "knowledge_documents", "Documents in a store's index", ("store",), mode="max"
+            "knowledge_documents", "Documents in a store's index", ("store",), mode="mostrecent"
         )
         self.knowledge_chunks = gauge(
-            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="max"
+            "knowledge_chunks", "Chunks in a store's index", ("store",), mode="mostrecent"
         )
         self.knowledge_index_errors = counter(
             "knowledge_index_errors_total",

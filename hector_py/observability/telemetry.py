@@ -287,13 +287,23 @@ class Telemetry(Counters):
             )
 
     @contextmanager
-    def tool_call(self, agent: str, tool: str, call_id: str) -> Iterator[ToolScope]:
-        """One tool call: ``execute_tool {tool}`` span; set ``error_type`` on failure."""
+    def tool_call(
+        self,
+        agent: str,
+        tool: str,
+        call_id: str,
+        tool_type: str | None = None,
+        mcp_server: str | None = None,
+    ) -> Iterator[ToolScope]:
+        """One tool call: ``execute_tool {tool}`` span; set ``error_type`` on failure.
+        ``tool_type`` is the tool's kind; ``mcp_server`` the MCP toolset's key."""
         attributes = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
             "gen_ai.tool.type": "function",
             "gen_ai.tool.call.id": call_id,
+            **({"gen_ai.tool.type": tool_type} if tool_type else {}),
+            **({"mcp.server.name": mcp_server} if mcp_server else {}),
         }
         metrics = self.metrics
         started = time.perf_counter()
@@ -313,6 +323,16 @@ class Telemetry(Counters):
                     )
                     metrics.tool_calls.labels(agent, tool, outcome(scope.error_type)).inc()
                 self._count_error("tool", scope.error_type)
+
+    def mcp_request(self, server: str, method: str, ok: bool) -> None:
+        """Count one request to the MCP server ``server`` (a ``tools:`` key)."""
+        if self.metrics is not None:
+            self.metrics.mcp_requests.labels(server, method, "success" if ok else "error").inc()
+
+    def mcp_session(self, server: str, up: bool) -> None:
+        """Record whether the MCP server's session is up."""
+        if self.metrics is not None:
+            self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
     @contextmanager
     def guardrail_check(self, agent: str, guardrail: str, stage: str) -> Iterator[GuardrailScope]:

@@ -17,8 +17,7 @@ from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
-from hector_py.agent.tools import build_registry
-from hector_py.config.loader import ConfigError, Problem
+from hector_py.agent.tools import ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
@@ -32,7 +31,7 @@ from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.hosts import host_guard
-from hector_py.server.knowledge import build_embedders
+from hector_py.server.knowledge import build_embedders, check_sources
 from hector_py.server.middleware import request_context
 from hector_py.server.state import STATE, ServerState
 from hector_py.server.triggers import Clock
@@ -46,13 +45,15 @@ def build_agents(
     session: aiohttp.ClientSession,
     telemetry: Telemetry,
     knowledge: Knowledge | None = None,
+    registry: ToolRegistry | None = None,
 ) -> dict[str, Agent]:
     """One ``Agent`` per ``agents:`` entry, with its model client and tools (and, with
-    ``knowledge``, the ``search_knowledge`` tool or injected chunks of its stores).
+    ``knowledge``, the ``search_knowledge`` tool or injected chunks of its stores). Tools
+    come from ``registry``, started, or else a registry whose toolsets are not started.
 
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
-    registry = build_registry(config, session)
+    registry = registry or build_registry(config, session)
     llms: dict[str, LLM] = {}
     for name, llm in config.llms.items():
         provider, model = llm.provider, llm.model
@@ -86,19 +87,6 @@ def build_agents(
             context,
         )
     return agents
-
-
-def check_sources(config: Config) -> None:
-    """Raise ``ConfigError`` for a document store whose folder is not a directory."""
-    problems = [
-        Problem(
-            f"document_stores.{name}.source.path", f"not a directory: {store.source.path}", "config"
-        )
-        for name, store in config.document_stores.items()
-        if not os.path.isdir(store.source.path)
-    ]
-    if problems:
-        raise ConfigError(problems)
 
 
 async def check_buildable(config: Config) -> None:
@@ -146,18 +134,22 @@ async def build_app(
         middlewares=telemetry.client_middlewares(),
     )
     knowledge = None
+    registry = ToolRegistry({})
     try:
         check_sources(config)
+        registry = build_registry(config, session, telemetry)
+        await registry.start()  # discovers MCP tools; ConfigError if one cannot start
         if config.document_stores:
             knowledge = Knowledge.build(
                 config.document_stores,
                 KnowledgeTelemetry(telemetry),
                 build_embedders(config, session, telemetry),
             )
-        agents = build_agents(config, session, telemetry, knowledge)
+        agents = build_agents(config, session, telemetry, knowledge, registry)
         store_health = StoreHealth()
         store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
+        await registry.close()
         if knowledge is not None:
             await knowledge.close()
         await session.close()
@@ -189,6 +181,7 @@ async def build_app(
         budgets=budgets,
         store_health=store_health,
         knowledge=knowledge,
+        tools=registry,
     )
     fleet = join_fleet(store, state.tasks, config.storage.lease_seconds)
     app = web.Application(
@@ -234,6 +227,7 @@ async def build_app(
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
+        await registry.close()  # stops MCP stdio children
         await session.close()
         await state.store.close()
         if knowledge is not None:

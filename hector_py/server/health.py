@@ -22,6 +22,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         },
         "server": {"status": "draining" if state.draining else "ok"},
         **state.telemetry.health(),
+        **(state.tools.health() if state.tools else {}),
         **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
     }
 

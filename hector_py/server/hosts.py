@@ -5,8 +5,8 @@ cards build URLs from it, and a browser tricked by DNS rebinding sends a foreign
 are ``server.public_url``'s host, ``server.allowed_hosts`` (``*``: any), the bind address and
 the loopback names. Probes and the metrics scrape, which load balancers and Prometheus send
 to a pod address, are exempt. A JSON-RPC POST must say ``Content-Type: application/json``
-(415 otherwise), which a cross-site form or ``text/plain`` fetch cannot send without a
-CORS preflight.
+(else HTTP 415 with a JSON-RPC -32005 body), which a cross-site form or ``text/plain``
+fetch cannot send without a CORS preflight.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from hector_py.config.model import Config
+from hector_py.server.a2a.errors import CONTENT_TYPE_NOT_SUPPORTED, RpcError
 from hector_py.server.middleware import json_error
 
 LOOPBACK = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
@@ -68,7 +69,11 @@ def host_guard(config: Config) -> Middleware:
             and resource.canonical in RPC_ROUTES
             and request.content_type != "application/json"
         ):
-            return json_error(415, "JSON-RPC needs Content-Type: application/json")
+            error = RpcError(
+                CONTENT_TYPE_NOT_SUPPORTED, "JSON-RPC needs Content-Type: application/json"
+            )
+            body = {"jsonrpc": "2.0", "id": None, "error": error.body(details=True)}
+            return web.json_response(body, status=415)
         return await handler(request)
 
     return guard

@@ -4,16 +4,31 @@ offline indexing for ``hector index``."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 
 import aiohttp
 
+from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.knowledge.hybrid import Embeds
 from hector_py.knowledge.store import DocumentStore, Report
 from hector_py.llm.embeddings import Embedder
 from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.telemetry import Telemetry
+
+
+def check_sources(config: Config) -> None:
+    """Raise ``ConfigError`` for a document store whose folder is not a directory."""
+    problems = [
+        Problem(
+            f"document_stores.{name}.source.path", f"not a directory: {store.source.path}", "config"
+        )
+        for name, store in config.document_stores.items()
+        if not os.path.isdir(store.source.path)
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 def build_embedders(
@@ -49,7 +64,11 @@ class Indexed:
 
 
 async def index_offline(config: Config, names: list[str]) -> list[Indexed]:
-    """Build or refresh the stores called ``names`` (vectors too, with an embedder)."""
+    """Build or refresh the stores called ``names`` (vectors too, with an embedder).
+
+    Raises ``ConfigError`` for a source that is not a directory or an index that cannot
+    be opened."""
+    check_sources(config)
     telemetry = Telemetry(ObservabilityConfig())
     results = []
     async with aiohttp.ClientSession() as session:

@@ -13,6 +13,8 @@ from typing import TypeVar
 from aiohttp import web
 
 from hector_py import __version__
+from hector_py.agent.stores import StoreUnavailable
+from hector_py.agent.stores.pg_schema import SchemaTooNew
 from hector_py.config.loader import ConfigError
 from hector_py.config.model import Config, ServerConfig
 from hector_py.server.app import build_app, metrics_app
@@ -117,12 +119,14 @@ class StartupFailed(Exception):
     """The app could not be built or started (a config problem stays a ``ConfigError``)."""
 
 
-async def _starting(work: Awaitable[T]) -> T:
+async def starting(work: Awaitable[T]) -> T:
     """``work``'s result; a failure other than a ``ConfigError`` is a ``StartupFailed``."""
     try:
         return await work
     except ConfigError:
         raise
+    except (StoreUnavailable, SchemaTooNew) as exc:
+        raise StartupFailed(f"storage: {exc}") from exc
     except Exception as exc:
         raise StartupFailed(f"{type(exc).__name__}: {exc}") from exc
 
@@ -130,7 +134,7 @@ async def _starting(work: Awaitable[T]) -> T:
 async def _run(
     config: Config, listeners: Listeners, *, announce_start: bool, schedules: bool
 ) -> None:
-    app = await _starting(build_app(config, schedules=schedules))
+    app = await starting(build_app(config, schedules=schedules))
     server = config.server
     telemetry = app[STATE].telemetry
     watch_accept_errors(asyncio.get_running_loop(), telemetry)
@@ -139,7 +143,7 @@ async def _run(
         server.max_connections_per_client,
         telemetry,
     )
-    runners = [await _starting(_start(app, listeners.api, server, guard))]
+    runners = [await starting(_start(app, listeners.api, server, guard))]
     try:
         if listeners.metrics is not None and telemetry.metrics is not None:
             metrics = metrics_app(telemetry, config.observability.metrics.endpoint)

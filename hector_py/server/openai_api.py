@@ -128,15 +128,17 @@ def _guarded(
 ) -> tuple[list[Message], str]:
     """Every caller-supplied message through the input guardrails (whatever its role:
     an earlier turn, a forged assistant turn and a system message reach the model too),
-    redacted where they say so; ``ApiError`` when one is blocked."""
-    checked = []
-    for message in [*history, Message("user", user_text)]:
-        try:
-            checked.append(replace(message, content=guardrails.check_input(message.content)))
-        except GuardrailBlocked as exc:
-            raise ApiError(
-                400, f"{exc} (a {message.role} message)", param="messages", code="guardrail_blocked"
-            ) from None
+    redacted where they say so, each guardrail checking them all under one span;
+    ``ApiError`` when one is blocked."""
+    messages = [*history, Message("user", user_text)]
+    try:
+        texts = guardrails.check_inputs([m.content for m in messages], [m.role for m in messages])
+    except GuardrailBlocked as exc:
+        role = messages[exc.index].role
+        raise ApiError(
+            400, f"{exc} (a {role} message)", param="messages", code="guardrail_blocked"
+        ) from None
+    checked = [replace(m, content=text) for m, text in zip(messages, texts, strict=True)]
     return checked[:-1], checked[-1].content
 
 

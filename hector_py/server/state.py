@@ -11,6 +11,7 @@ from hector_py.agent.budgets import Budgets
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import Store, StoreHealth
 from hector_py.agent.tasks import TaskManager
+from hector_py.agent.tools import ToolRegistry
 from hector_py.config.model import Config
 from hector_py.knowledge.service import Knowledge
 from hector_py.observability.telemetry import Telemetry
@@ -26,6 +27,7 @@ class ServerState:
     tasks: TaskManager
     telemetry: Telemetry
     budgets: Budgets
+    tools: ToolRegistry | None = None
     store_health: StoreHealth = field(default_factory=StoreHealth)
     knowledge: Knowledge | None = None
     started_at: float = field(default_factory=time.monotonic)

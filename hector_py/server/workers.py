@@ -46,12 +46,16 @@ def run_workers(config: Config) -> int:
     os.environ[MULTIPROC_ENV] = metrics_dir
     from hector_py.agent.stores import prepare_store
     from hector_py.server.app import check_buildable
-    from hector_py.server.lifecycle import announce
+    from hector_py.server.lifecycle import StartupFailed, announce, starting
 
     try:
-        asyncio.run(check_buildable(config))  # fail here, not in N crashing workers
-        asyncio.run(prepare_store(config.storage))  # migrate once, not N times at once
+        asyncio.run(starting(check_buildable(config)))  # fail here, not in N crashing workers
+        asyncio.run(starting(prepare_store(config.storage)))  # migrate once, not N at once
         listeners = bind_listeners(config)
+    except StartupFailed as exc:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.error("start-up failed: %s", exc)
+        return 1
     except BaseException:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         raise

@@ -34,11 +34,13 @@ line and serving until SIGINT/SIGTERM::
     python -m tests.fakes.llm_servers --provider openai --port 0 \\
         [--tool-call NAME:JSONARGS]... [--reply TEXT]... [--usage P,C] [--delay S] \\
         [--chunk-size N] [--chunk-delay S] [--fail-first N [--status 429] [--retry-after S]
-        [--error-message TEXT] [--fault reset|cut|invalid_json]]
+        [--error-message TEXT] [--fault FAULT]]
 
 The script is: the ``--fail-first`` failures, then one tool-call reply per ``--tool-call``,
 then one text reply per ``--reply``, then the echo default. ``--usage``, ``--delay``,
-``--chunk-size`` and ``--chunk-delay`` apply to every reply.
+``--chunk-size`` and ``--chunk-delay`` apply to every reply. ``FAULT`` is one of
+``Fault`` (``reset``, ``cut``, ``invalid_json``, or a hostile one from
+``tests/fakes/hostile.py``).
 """
 
 from __future__ import annotations
@@ -101,9 +103,9 @@ class Reply:
     chunk_size: int = 4
     chunk_delay: float = 0.0
     fault: Fault | None = None
+    set_cookie: str | None = None
     model: str | None = None
     truncated: bool = False
-    set_cookie: str | None = None
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:

@@ -11,6 +11,7 @@ Routes:
     GET|POST /slow    never answers until the server stops (then 503)
     GET|POST /fail    500 whose body echoes the request's Authorization and X-Api-Key
                       headers, as a careless upstream does ("invalid key: ...")
+    GET|POST /cookie  200 "ok" with ``Set-Cookie: site_session=...`` (a site's session)
 
 ``.requests`` lists (method, path, headers) of every request received.
 """
@@ -36,7 +37,12 @@ class ToolServer(BackgroundServer):
     async def _app(self) -> web.Application:
         self._stop = asyncio.Event()
         app = web.Application()
-        for path, handler in (("/ok", self._ok), ("/slow", self._slow), ("/fail", self._fail)):
+        for path, handler in (
+            ("/ok", self._ok),
+            ("/slow", self._slow),
+            ("/fail", self._fail),
+            ("/cookie", self._cookie),
+        ):
             app.router.add_route("GET", path, handler)
             app.router.add_route("POST", path, handler)
         return app
@@ -58,6 +64,12 @@ class ToolServer(BackgroundServer):
             f"{name}={request.headers.get(name, '')}" for name in ("Authorization", "X-Api-Key")
         )
         return web.Response(status=500, text=f"upstream refused the credentials: {echoed}")
+
+    async def _cookie(self, request: web.Request) -> web.Response:
+        self._note(request)
+        response = web.Response(text="ok")
+        response.set_cookie("site_session", "set-for-the-first-caller", path="/")
+        return response
 
     def _note(self, request: web.Request) -> None:
         self.requests.append((request.method, request.path, dict(request.headers)))

@@ -84,7 +84,7 @@ class TaskQuery:
     agent: str
     context_id: str | None = None
     state: TaskState | None = None
-    updated_since: float | None = None  # only tasks whose status changed at or after it
+    updated_after: float | None = None  # only tasks whose status changed after this time
     limit: int = 50
     offset: int = 0
 
@@ -95,7 +95,7 @@ class TaskQuery:
             and task.agent == self.agent
             and (self.context_id is None or task.context_id == self.context_id)
             and (self.state is None or task.state == self.state)
-            and (self.updated_since is None or task.updated_at >= self.updated_since)
+            and (self.updated_after is None or task.updated_at > self.updated_after)
         )
 
 

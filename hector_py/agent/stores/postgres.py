@@ -51,6 +51,12 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 logging.getLogger("asyncpg.pool").addFilter(_without_traceback)
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Hand a connection back to the pool as it is. The store's statements change no session
+    state (no LISTEN, SET or advisory lock; asyncpg still rolls back an open transaction),
+    so asyncpg's default reset query would only add a round trip to every operation."""
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -93,6 +99,7 @@ class PostgresStore:
                 max_size=pool_max,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=COMMAND_TIMEOUT_S,
+                reset=_keep_session,
                 server_settings={"search_path": schema, "application_name": "hector"},
             )
         except UNREACHABLE as exc:
@@ -161,7 +168,7 @@ class PostgresStore:
         filters = (
             ("context_id =", query.context_id),
             ("state =", query.state and query.state.value),
-            ("updated_at >=", query.updated_since),
+            ("updated_at >", query.updated_after),
         )
         for condition, value in filters:
             if value is not None:
@@ -325,7 +332,10 @@ class PostgresStore:
         with contextlib.suppress(StoreUnavailable):
             async with self._conn() as conn:
                 await conn.execute("DELETE FROM replicas WHERE owner = $1", self.owner)
-        await asyncio.wait_for(self._pool.close(), COMMAND_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(self._pool.close(), COMMAND_TIMEOUT_S)
+        except Exception:  # the database is gone (or too slow): drop the connections
+            self._pool.terminate()
 
 
 async def check_connection(dsn: str, schema: str) -> tuple[bool, str]:

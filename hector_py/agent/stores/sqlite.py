@@ -131,9 +131,9 @@ class SqliteStore(SqliteLeases):
         if query.state is not None:
             where.append("state = ?")
             args.append(query.state.value)
-        if query.updated_since is not None:
-            where.append("updated_at >= ?")
-            args.append(query.updated_since)
+        if query.updated_after is not None:
+            where.append("updated_at > ?")
+            args.append(query.updated_after)
         clause = " AND ".join(where)
         async with self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE {clause}", args) as cur:
             row = await cur.fetchone()

@@ -176,7 +176,7 @@ async def list_tasks(call: Call) -> Result:
         agent=call.agent.name,
         context_id=identifier(call.params, "contextId"),
         state=status,
-        updated_since=_after(field(call.params, "statusTimestampAfter", str)),
+        updated_after=_after(field(call.params, "statusTimestampAfter", str)),
         limit=page_size,
         offset=offset,
     )
@@ -210,13 +210,14 @@ def _offset(token: str | None) -> int:
 
 
 def _after(value: str | None) -> float | None:
-    """The earliest status time shown (in whole milliseconds, as the wire has them) as later
-    than the RFC 3339 ``value``."""
+    """``TaskQuery.updated_after`` for tasks whose status time, as the wire shows it (whole
+    milliseconds), is later than the RFC 3339 ``value``."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        return (math.floor(moment * 1000) + 1) / 1000
+        # shown later means at or after the next whole millisecond: just after the float below
+        return math.nextafter((math.floor(moment * 1000) + 1) / 1000, -math.inf)
     except ValueError:
         raise RpcError(
             INVALID_PARAMS, "params.statusTimestampAfter: must be an RFC 3339 timestamp"
