@@ -106,6 +106,7 @@ class Reply:
     set_cookie: str | None = None
     model: str | None = None
     truncated: bool = False
+    details: tuple[int, int] = (0, 0)  # OpenAI's cached prompt and reasoning tokens
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -154,6 +155,7 @@ class Answer:
     usage: tuple[int, int]
     chunk_size: int
     truncated: bool = False
+    details: tuple[int, int] = (0, 0)
 
     def pieces(self, text: str) -> list[str]:
         """``text`` in ``chunk_size`` pieces."""
@@ -561,7 +563,9 @@ class FakeLLMServer:
             self._calls += 1
             calls.append((f"call_fake_{self._calls}", name, args))
         model = reply.model or dialect.model(request, body)
-        return Answer(model, text, calls, reply.usage, reply.chunk_size, reply.truncated)
+        return Answer(
+            model, text, calls, reply.usage, reply.chunk_size, reply.truncated, tuple(reply.details)
+        )
 
     async def _stream(
         self,
@@ -636,11 +640,16 @@ def _anthropic_stop(answer: Answer) -> str:
 
 def _openai_usage(answer: Answer) -> JSON:
     prompt, completion = answer.usage
-    return {
+    usage: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    cached, reasoning = answer.details
+    if cached or reasoning:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 def script_from_args(args: argparse.Namespace) -> tuple[list[Reply], Reply]:
