@@ -272,12 +272,12 @@ class AnthropicDialect(Dialect):
             **self._message(answer),
             "content": self._blocks(answer),
             "stop_reason": _anthropic_stop(answer),
-            "usage": {"input_tokens": answer.usage[0], "output_tokens": answer.usage[1]},
+            "usage": _anthropic_usage(answer, answer.usage[1]),
         }
 
     def events(self, answer: Answer) -> list[JSON | str]:
         start = {**self._message(answer), "content": [], "stop_reason": None}
-        start["usage"] = {"input_tokens": answer.usage[0], "output_tokens": 1}
+        start["usage"] = _anthropic_usage(answer, 1)
         events: list[JSON | str] = [{"type": "message_start", "message": start}, {"type": "ping"}]
         for index, block in enumerate(self._blocks(answer)):
             if block["type"] == "text":
@@ -632,6 +632,15 @@ def _text(content: Any) -> str:
 
 def _finish(answer: Answer) -> str:
     return "tool_calls" if answer.calls else "length" if answer.truncated else "stop"
+
+
+def _anthropic_usage(answer: Answer, output: int) -> JSON:
+    """Anthropic counts prompt tokens read from its cache apart from ``input_tokens``."""
+    cached = answer.details[0]
+    usage: JSON = {"input_tokens": answer.usage[0] - cached, "output_tokens": output}
+    if cached:
+        usage["cache_read_input_tokens"] = cached
+    return usage
 
 
 def _anthropic_stop(answer: Answer) -> str:
