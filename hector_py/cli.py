@@ -29,9 +29,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hector-py {__version__} (python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """hector-py: a self-hosted LLM agent runner (A2A + OpenAI API) with observability."""
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -92,7 +116,11 @@ def serve(
     ] = None,
     provider: Annotated[
         ProviderName | None,
-        typer.Option(envvar="HECTOR_PROVIDER", help="LLM provider (default: inferred)."),
+        typer.Option(
+            envvar="HECTOR_PROVIDER",
+            help="LLM provider.",
+            show_default="inferred from --model or the API key in the env",
+        ),
     ] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="HECTOR_API_KEY", help="Provider API key.")
@@ -104,12 +132,21 @@ def serve(
         str | None, typer.Option(envvar="HECTOR_INSTRUCTION", help="System instruction.")
     ] = None,
     host: Annotated[
-        str | None, typer.Option(envvar="HECTOR_HOST", help="Bind address [default: 0.0.0.0].")
+        str | None,
+        typer.Option(
+            envvar="HECTOR_HOST",
+            help="Bind address (every interface by default; auth is off unless configured).",
+            show_default="0.0.0.0",
+        ),
     ] = None,
     port: Annotated[
         int | None,
         typer.Option(
-            envvar="HECTOR_PORT", min=0, max=65535, help="Port (0 = any free) [default: 8080]."
+            envvar="HECTOR_PORT",
+            min=0,
+            max=65535,
+            help="Port (0 = any free).",
+            show_default="8080",
         ),
     ] = None,
     workers: Annotated[
@@ -118,7 +155,8 @@ def serve(
             envvar="HECTOR_WORKERS",
             min=1,
             max=64,
-            help="Processes sharing the port; /metrics adds them up [default: 1].",
+            help="Processes sharing the port; /metrics adds them up.",
+            show_default="1",
         ),
     ] = None,
     observe: Annotated[
@@ -137,13 +175,20 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[
-        LogLevel | None, typer.Option(envvar="HECTOR_LOG_LEVEL", help="[default: info]")
+        LogLevel | None,
+        typer.Option(envvar="HECTOR_LOG_LEVEL", help="Log level.", show_default="info"),
     ] = None,
     log_format: Annotated[
-        LogFormat | None, typer.Option(envvar="HECTOR_LOG_FORMAT", help="[default: text]")
+        LogFormat | None,
+        typer.Option(
+            envvar="HECTOR_LOG_FORMAT",
+            help="text for people, json for log shippers.",
+            show_default="text",
+        ),
     ] = None,
     log_file: Annotated[
-        str | None, typer.Option(envvar="HECTOR_LOG_FILE", help="[default: stderr]")
+        str | None,
+        typer.Option(envvar="HECTOR_LOG_FILE", help="Log file path.", show_default="stderr"),
     ] = None,
     docs_folder: Annotated[
         str | None,
@@ -362,7 +407,7 @@ def schema() -> None:
 @app.command()
 def version() -> None:
     """Print the version."""
-    print(f"hector-py {__version__} (python {platform.python_version()})")
+    _print_version(True)
 
 
 @app.command()
@@ -431,6 +476,8 @@ def call(
     except CallError as exc:
         fail(str(exc))
     out.print()
+    if result.error:
+        err.print(f"error: {result.error}", markup=False, soft_wrap=True)
     err.print(f"[dim]session {result.context_id} · {result.state}[/dim]")
     if result.state != "completed":
         raise typer.Exit(1)

@@ -20,11 +20,13 @@ class CallError(Exception):
 
 @dataclass(frozen=True)
 class CallResult:
-    """The end of a call: final state, reply text and the session to continue."""
+    """The end of a call: final state, reply text, the session to continue, and the
+    reason the server gave when the task failed."""
 
     state: str
     text: str
     context_id: str
+    error: str = ""
 
 
 @dataclass
@@ -71,10 +73,12 @@ def _state(status: dict[str, Any]) -> str:
 
 def _outcome(task: dict[str, Any]) -> CallResult:
     status = task.get("status", {})
+    state = _state(status)
     text = "".join(_texts(a.get("parts", [])) for a in task.get("artifacts", []))
-    if not text and "message" in status:
-        text = _texts(status["message"].get("parts", []))
-    return CallResult(_state(status), text, task.get("contextId", ""))
+    message = _texts(status.get("message", {}).get("parts", []))
+    if state == "failed":
+        return CallResult(state, text, task.get("contextId", ""), message)
+    return CallResult(state, text or message, task.get("contextId", ""))
 
 
 async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -140,4 +144,4 @@ async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallRes
                     printer.tool(part["data"])
             if state == "failed":
                 error = _texts(parts)
-    return CallResult(state, "".join(text) or error, context_id)
+    return CallResult(state, "".join(text), context_id, error)

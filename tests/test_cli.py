@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,46 @@ def test_serve_port_in_use_is_one_line_error() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_shows_defaults_and_version_flags() -> None:
+    help_text = hector("serve", "-h", env=clean_env(COLUMNS="200")).stdout
+    for default in ("[default: (0.0.0.0)]", "[default: (8080)]", "[default: (info)]"):
+        assert default in help_text, default
+    assert "auth is off unless configured" in help_text
+    for flag in ("--version", "-V"):
+        result = hector(flag)
+        assert result.returncode == 0
+        assert result.stdout.startswith(f"hector-py {__version__}")
+
+
+def test_call_prints_the_failure_reason_to_stderr_in_both_modes(serve: Any, tmp_path: Path) -> None:
+    with socket.socket() as gone:  # a port nothing listens on once closed
+        gone.bind(("127.0.0.1", 0))
+        dead = gone.getsockname()[1]
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "llms:\n  default:\n    provider: openai\n    model: gpt-fake\n"
+        f"    base_url: http://127.0.0.1:{dead}/v1\n    max_retries: 0\n"
+    )
+    server: Server = serve("-c", str(path))
+    for mode in ("--stream", "--no-stream"):
+        result = hector("call", "--url", server.url, mode, "hello")
+        assert result.returncode == 1, (mode, result.stderr)
+        reason = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(reason) == 1 and "openai" in reason[0], (mode, result.stderr)
+        assert "failed" in result.stderr
+        assert "openai" not in result.stdout, mode
+
+
+def test_demo_model_answers_plain_requests_with_the_offered_tool(serve: Any) -> None:
+    server: Server = serve("-c", str(Path(__file__).parent.parent / "configs" / "example.yaml"))
+    calc = hector("call", "--url", server.url, "calculate 2+2")
+    assert calc.returncode == 0, calc.stderr
+    assert "→ calculator" in calc.stderr and '"expression": "2+2"' in calc.stderr
+    assert "The tool returned: 4" in calc.stdout
+    clock = hector("call", "--url", server.url, "--no-stream", "what time is it?")
+    assert clock.returncode == 0, clock.stderr
+    assert re.search(r"The tool returned: \d{4}-\d\d-\d\dT\d\d:\d\d", clock.stdout)
+    plain = hector("call", "--url", server.url, "--no-stream", "hello")
+    assert 'You said: "hello"' in plain.stdout

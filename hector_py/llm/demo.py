@@ -1,7 +1,8 @@
 """The offline ``demo`` model: deterministic, no network, no key.
 
 It echoes the last user message, counts words as tokens, and calls a tool when
-asked with ``use TOOL {json args}`` and that tool is offered. Streams go word by word.
+asked with ``use TOOL {json args}`` and that tool is offered, or for a plain "what time
+is it" / "calculate 2+2" when ``current_time`` / ``calculator`` is. Streams go word by word.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import Any
 from hector_py.llm.base import LLMChunk, LLMRequest, LLMResponse, Message, ToolCall, Usage
 
 _TOOL_COMMAND = re.compile(r"^\s*use\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
+# Plain requests the demo recognises when the matching tool is offered.
+_TIME_REQUEST = re.compile(r"\bwhat\s+time\b|\bcurrent\s+time\b|\bwhat'?s\s+the\s+time\b", re.I)
+_CALC_REQUEST = re.compile(
+    r"^\s*(?:calculate|compute|what\s+is)\s+([-+*/%().\d\s]+?)\s*\??\s*$", re.I
+)
 
 
 class DemoLLM:
@@ -73,10 +79,24 @@ class DemoLLM:
         if command and arguments is not None and command.group(1) in offered:
             call = ToolCall(id=f"call_{turns}", name=command.group(1), arguments=arguments)
             return Message("assistant", "", tool_calls=(call,))
+        plain = _plain_request(last.content, offered)
+        if plain is not None:
+            call = ToolCall(id=f"call_{turns}", name=plain[0], arguments=plain[1])
+            return Message("assistant", "", tool_calls=(call,))
         text = " ".join(last.content.split()) or "(nothing)"
         return Message(
             "assistant", f'You said: "{text}". This is the offline demo model (turn {turns}).'
         )
+
+
+def _plain_request(text: str, offered: set[str]) -> tuple[str, dict[str, Any]] | None:
+    """A tool call for "what time is it" or "calculate 2+2" when that tool is offered."""
+    if "current_time" in offered and _TIME_REQUEST.search(text):
+        return "current_time", {}
+    match = _CALC_REQUEST.match(text)
+    if "calculator" in offered and match:
+        return "calculator", {"expression": match.group(1).strip()}
+    return None
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
