@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
@@ -270,27 +270,37 @@ def build_exporter(
             endpoint=target.endpoint, timeout=int(target.timeout), session=session
         )
     if target.protocol == "grpc":
-        import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
-        algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
-        return GrpcExporter(
-            endpoint=target.endpoint,
-            insecure=target.insecure,
-            headers={k.lower(): v for k, v in headers.items()},
-            timeout=target.timeout,
-            compression=algorithm.get(target.compression, grpc.Compression.NoCompression),
-        )
-    from opentelemetry.exporter.otlp.proto.http import Compression
+        return GrpcExporter(**otlp_arguments(target, headers))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
 
-    return HttpExporter(
-        endpoint=target.endpoint,
-        headers=headers,
-        timeout=target.timeout,
-        compression=Compression(target.compression),
-    )
+    return HttpExporter(**otlp_arguments(target, headers))
+
+
+def otlp_arguments(target: Target, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of the SDK's OTLP exporters (spans and metrics alike) for
+    ``target``: gRPC takes lower-case metadata keys and grpc's compression enum."""
+    if target.protocol == "grpc":
+        import grpc
+
+        algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+        return {
+            "endpoint": target.endpoint,
+            "insecure": target.insecure,
+            "headers": {k.lower(): v for k, v in headers.items()},
+            "timeout": target.timeout,
+            "compression": algorithm.get(target.compression, grpc.Compression.NoCompression),
+        }
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    return {
+        "endpoint": target.endpoint,
+        "headers": dict(headers),
+        "timeout": target.timeout,
+        "compression": Compression(target.compression),
+    }

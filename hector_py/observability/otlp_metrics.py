@@ -15,7 +15,12 @@ from opentelemetry.sdk.resources import Resource
 
 from hector_py import __version__
 from hector_py.config.observability import ObservabilityConfig, OtlpMetricsConfig
-from hector_py.observability.exporters import Target, resolve_headers, resolve_target
+from hector_py.observability.exporters import (
+    Target,
+    otlp_arguments,
+    resolve_headers,
+    resolve_target,
+)
 from hector_py.observability.metrics import LLM_BUCKETS, TOKEN_BUCKETS
 from hector_py.observability.scopes import LLMScope
 from hector_py.observability.tracing import build_resource
@@ -28,30 +33,16 @@ def _exporter(
 ) -> MetricExporter:
     headers = resolve_headers(config, environ, "metrics")
     if target.protocol == "grpc":
-        import grpc
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcExporter,
         )
 
-        algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
-        return GrpcExporter(
-            endpoint=target.endpoint,
-            insecure=target.insecure,
-            headers={k.lower(): v for k, v in headers.items()},
-            timeout=target.timeout,
-            compression=algorithm.get(target.compression, grpc.Compression.NoCompression),
-        )
-    from opentelemetry.exporter.otlp.proto.http import Compression
+        return GrpcExporter(**otlp_arguments(target, headers))
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpExporter,
     )
 
-    return HttpExporter(
-        endpoint=target.endpoint,
-        headers=headers,
-        timeout=target.timeout,
-        compression=Compression(target.compression),
-    )
+    return HttpExporter(**otlp_arguments(target, headers))
 
 
 def otlp_metrics(config: ObservabilityConfig, environ: Mapping[str, str]) -> OtlpMetrics | None:
