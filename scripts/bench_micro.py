@@ -48,7 +48,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 
 import hector_py.observability.tracing as tracing_module  # noqa: E402
 from hector_py.config.model import ObservabilityConfig  # noqa: E402
-from hector_py.observability import logs, metrics  # noqa: E402
+from hector_py.observability import exposition, logs  # noqa: E402
 from hector_py.observability.redact import Redactor  # noqa: E402
 from hector_py.observability.telemetry import Telemetry  # noqa: E402
 
@@ -121,7 +121,7 @@ def _old_span(
 
 
 def _old_labels(self: Any, *values: Any, **kwargs: Any) -> Any:
-    return super(metrics._CachedLabels, self).labels(*values, **kwargs)
+    return super(exposition._CachedLabels, self).labels(*values, **kwargs)
 
 
 def _old_rfc3339(created: float) -> str:
@@ -137,14 +137,14 @@ def baseline(on: bool) -> Iterator[None]:
         return
     saved = (
         Telemetry._span,
-        metrics._CachedLabels.labels,
+        exposition._CachedLabels.labels,
         logs.rfc3339,
         logging._srcfile,
         logging.logThreads,
         logging.logMultiprocessing,
     )
     Telemetry._span = _old_span  # type: ignore[assignment]
-    metrics._CachedLabels.labels = _old_labels  # type: ignore[method-assign]
+    exposition._CachedLabels.labels = _old_labels  # type: ignore[method-assign]
     logs.rfc3339 = _old_rfc3339
     logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
     logging.logThreads = logging.logMultiprocessing = True
@@ -153,7 +153,7 @@ def baseline(on: bool) -> Iterator[None]:
     finally:
         (
             Telemetry._span,
-            metrics._CachedLabels.labels,
+            exposition._CachedLabels.labels,
             logs.rfc3339,
             logging._srcfile,
             logging.logThreads,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, rpc, start_fake_llm, v03_message
+from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
 
 
@@ -79,3 +80,38 @@ def test_genai_client_metrics_in_prometheus_form(serve: Any, tmp_path: Path) -> 
     failed = {**call, "gen_ai_response_model": ""}
     assert metrics.value(duration, **failed, error_type="429") == 1
     assert not metrics.matching(f"{tokens}_count", **failed)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streamed"])
+def test_cached_and_reasoning_tokens_are_counted(
+    serve: Any, tmp_path: Path, stream: bool, provider: str
+) -> None:
+    fake = start_fake_llm(provider, "--usage", "11,7")
+    try:
+        with OTLPHttpReceiver() as receiver:
+            config = tmp_path / "d.yaml"
+            config.write_text(
+                f"llms:\n  default: {{provider: {provider}, model: m, api_key: k, "
+                f'base_url: "{fake.base_url}", max_retries: 0}}\n'
+                "agents:\n  assistant: {}\n"
+                "observability:\n  metrics: {enabled: true}\n"
+                f"  tracing: {{enabled: true, endpoint: {receiver.traces_url}}}\n"
+            )
+            server: Server = serve("-c", str(config))
+            fake.script({"text": "ok", "details": [5, 3]})
+            method = "message/stream" if stream else "message/send"
+            body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": v03_message("hi")}
+            httpx.post(server.url + "/", json=body, timeout=20).raise_for_status()
+            spans = receiver.wait_for(lambda got: any(s.kind == "SERVER" for s in got))
+            metrics = scrape(server.url + "/metrics")
+    finally:
+        fake.stop()
+    chat = next(s for s in spans if s.name == "chat m")
+    assert chat.attributes["gen_ai.usage.input_tokens"] == 11  # cached ones included
+    assert chat.attributes["gen_ai.usage.cache_read.input_tokens"] == 5
+    details = "hector_llm_token_details_total"
+    assert metrics.value(details, model="m", type="cached") == 5
+    reasoning = 3 if provider == "openai" else 0  # Anthropic reports none apart
+    assert chat.attributes.get("gen_ai.usage.reasoning.output_tokens", 0) == reasoning
+    assert metrics.value(details, model="m", type="reasoning") == reasoning

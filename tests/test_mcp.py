@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, clean_env, hector, rpc, v03_message
+from tests.fakes.trace_receivers import OTLPGrpcReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 30.0
@@ -111,6 +112,10 @@ def test_stdio_server_tools_round_trip_and_survive_a_killed_child(
     invalid = ask(server, 'use shop_order {"customer": "ann", "items": [{"sku": "x"}]}')
     assert "invalid arguments: items[0].quantity: required" in invalid, invalid
 
+    tools_before = health(server)["tools.shop"]["tools"]
+    assert ask(server, "use shop_grow") == "The tool returned: grown"
+    wait_for(lambda: health(server)["tools.shop"]["tools"] == tools_before + 1, "the re-listing")
+
     child = pid_in(first)
     os.kill(child, signal.SIGKILL)
     wait_for(lambda: gone(child), "the killed child")
@@ -141,9 +146,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_http_mcp(port: int) -> subprocess.Popen[bytes]:
+def start_http_mcp(port: int, mode: str = "http") -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.mcp_server", "http", str(port)],
+        [sys.executable, "-m", "tests.fakes.mcp_server", mode, str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -232,7 +237,7 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
         (
             stdio_tool("shop"),
             "[shop.nope]",
-            "agents.assistant.tools[0]: toolset 'shop' offers no tool 'nope' (offers: broken, ",
+            "agents.assistant.tools[0]: toolset 'shop' offers no tool 'nope' (offers: broken, fore",
         ),
         (
             stdio_tool("a", extra="    prefix: ''\n") + stdio_tool("b", extra="    prefix: ''\n"),
@@ -245,8 +250,27 @@ def test_mcp_server_time_over_stdio(serve: Any, tmp_path: Path) -> None:
             "tools.x: type: mcp needs either command (stdio) or url (streamable HTTP)",
         ),
         ("  shop:\n    type: mcp\n    command: y\n", "[shop.a.b, nope.x]", "unknown tool 'nope.x'"),
+        (
+            "  x:\n    type: mcp\n    url: http://127.0.0.1:1/mcp\n    env: {A: b}\n",
+            "[x]",
+            "tools.x: env: only for a stdio MCP server (command)",
+        ),
+        (
+            "  x:\n    type: mcp\n    command: y\n    transport: sse\n",
+            "[x]",
+            "tools.x: transport: only for an MCP server with url",
+        ),
     ],
-    ids=["never_initializes", "invalid_json_rpc", "unknown_tool", "name_clash", "both", "unknown"],
+    ids=[
+        "never_initializes",
+        "invalid_json_rpc",
+        "unknown_tool",
+        "name_clash",
+        "both",
+        "unknown",
+        "stdio_field_on_http",
+        "transport_on_stdio",
+    ],
 )
 def test_bad_mcp_servers_are_one_line_config_errors(
     tmp_path: Path, tools: str, agent_tools: str, error: str
@@ -329,3 +353,50 @@ def test_server_everything_over_streamable_http(
         "The tool returned: Echo: hi there"
     )
     assert health(server)["tools.everything"]["tools"] > 1  # its whole list, one offered
+
+
+def test_mcp_tool_spans_name_the_tool_type_and_server(serve: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path, stdio_tool("shop"), "[shop, calculator]")
+    with OTLPGrpcReceiver() as receiver:
+        server: Server = serve("-c", str(config), "--tracing-endpoint", receiver.endpoint)
+        ask(server, 'use shop_forecast {"city": "Oslo"}')
+        ask(server, 'use calculator {"expression": "1 + 1"}')
+        spans = receiver.wait_for(
+            lambda got: (
+                {"execute_tool shop_forecast", "execute_tool calculator"} <= {s.name for s in got}
+            ),
+            what="both tool spans",
+        )
+    by_name = {s.name: s.attributes for s in spans}
+    mcp_span = by_name["execute_tool shop_forecast"]
+    assert mcp_span["gen_ai.tool.type"] == "mcp" and mcp_span["mcp.server.name"] == "shop"
+    builtin = by_name["execute_tool calculator"]
+    assert builtin["gen_ai.tool.type"] == "function" and "mcp.server.name" not in builtin
+
+
+def test_mcp_env_and_headers_are_secrets(tmp_path: Path) -> None:
+    tools = stdio_tool("shop", extra="    env: {SHOP_TOKEN: env-s3cret}\n") + (
+        "  docs:\n    type: mcp\n    url: http://127.0.0.1:1/mcp\n"
+        "    headers: {Authorization: Bearer hdr-s3cret}\n"
+    )
+    result = hector("validate", str(write_config(tmp_path, tools, "[shop]")), "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert "SHOP_TOKEN" in result.stdout and "Authorization" in result.stdout
+    assert "env-s3cret" not in result.stdout and "hdr-s3cret" not in result.stdout
+
+
+def test_legacy_sse_server(serve: Any, tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_http_mcp(port, "sse")
+    try:
+        tools = (
+            f"  shop:\n    type: mcp\n    url: http://127.0.0.1:{port}/sse\n"
+            "    transport: sse\n    timeout: 10\n"
+        )
+        server: Server = serve("-c", str(write_config(tmp_path, tools, "[shop.order]")))
+        reply = ask(server, ORDER)
+        assert reply.startswith("The tool returned: order for ann: 3 items"), reply
+        assert health(server)["tools.shop"]["transport"] == "sse"
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -241,3 +241,23 @@ def test_console_exporter_from_the_environment(receivers: Receivers) -> None:
     )
     assert telemetry.health()["tracing"]["exporter"] == "stdout"
     asyncio.run(telemetry.shutdown(1.0))
+
+
+def test_genai_metrics_are_pushed_over_otlp_from_the_environment(receivers: Receivers) -> None:
+    env = {
+        "OTEL_METRICS_EXPORTER": "otlp",
+        f"{G}METRICS_ENDPOINT": receivers.http.endpoint + "/v1/metrics",
+        f"{G}PROTOCOL": "http/protobuf",
+    }
+    telemetry = Telemetry(ObservabilityConfig(), environ=env)
+    with telemetry.llm_call("a", "openai", "asked", stream=False) as scope:
+        scope.usage(11, 7)
+        scope.answer("answered-1", "id-1", "stop")
+    asyncio.run(telemetry.shutdown(10.0))
+    tokens = receivers.http.wait_for_metric("gen_ai.client.token.usage")
+    by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens}
+    assert (by_type["input"].sum, by_type["output"].sum) == (11, 7)
+    assert by_type["input"].attributes["gen_ai.response.model"] == "answered-1"
+    assert by_type["input"].attributes["gen_ai.provider.name"] == "openai"
+    [duration] = receivers.http.wait_for_metric("gen_ai.client.operation.duration")
+    assert duration.unit == "s" and duration.count == 1

@@ -77,11 +77,7 @@ def test_logs_and_payloads_are_redacted(serve: Any, tmp_path: Path) -> None:
     warning = next(r for r in records if r["msg"].startswith("task failed"))
     for token in ("[EMAIL]", "[CARD]", "[SSN]", "[PHONE]", "[REDACTED]"):
         assert token in warning["msg"]
-    prompts = [
-        r
-        for r in records
-        if "events" in r and any(e["name"] == "gen_ai.prompt" for e in r["events"])
-    ]
+    prompts = [r for r in records if "gen_ai.input.messages" in (r.get("attributes") or {})]
     assert prompts and "[EMAIL]" in json.dumps(prompts)
 
 

@@ -538,3 +538,34 @@ def test_declared_tool_failures_become_outcomes(tmp_path: Path) -> None:
         assert gone.output.startswith("error: request failed: ")
 
     run_against_upstream(tmp_path, tools, body)
+
+
+def test_arguments_are_checked_against_full_json_schema() -> None:
+    async def echo(arguments: dict[str, Any]) -> str:
+        return json.dumps(arguments, sort_keys=True)
+
+    schema = {
+        "type": "object",
+        "$defs": {"when": {"type": "string", "format": "date"}},
+        "properties": {
+            "day": {"$ref": "#/$defs/when"},
+            "target": {"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 3}]},
+        },
+        "required": ["day"],
+    }
+    tool = FunctionTool(ToolSpec("echo", "Echo.", schema), 5.0, echo)
+    registry = ToolRegistry({"echo": tool})
+
+    async def run(**arguments: Any) -> ToolOutcome:
+        return await registry.execute(tool, arguments)
+
+    assert asyncio.run(run(day="2026-12-03", target=7)).ok
+    bad_date = asyncio.run(run(day="tomorrow"))
+    assert bad_date.output == "error: invalid arguments: day: 'tomorrow' is not a 'date'"
+    bad_choice = asyncio.run(run(day="2026-12-03", target="ab"))
+    assert bad_choice.error_type == "invalid_arguments" and "target:" in bad_choice.output
+
+    broken = FunctionTool(ToolSpec("broken", "Bad.", {"type": "objekt"}), 5.0, echo)
+    outcome = asyncio.run(ToolRegistry({}).execute(broken, {}))
+    assert outcome.error_type == "invalid_schema"
+    assert outcome.output.startswith("error: broken has an invalid input schema: ")

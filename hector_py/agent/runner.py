@@ -225,7 +225,12 @@ class Agent:
 
     def _usage(self, scope: LLMScope, usage: Usage) -> None:
         usage = usage.checked(self.llm.provider)
-        scope.usage(usage.prompt_tokens, usage.completion_tokens)
+        scope.usage(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+        )
 
     async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
         response = await self.llm.complete(request)

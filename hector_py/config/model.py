@@ -118,6 +118,7 @@ class Config(Strict):
         values = [llm.api_key for llm in self.llms.values() if llm.api_key]
         values += [k.key if isinstance(k, ApiKey) else k for k in self.server.auth.api_keys]
         values += list(self.observability.tracing.headers.values())
+        values += list(self.observability.metrics.otlp.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
         values += [v for tool in self.tools.values() for v in tool.env.values()]
         for agent in self.agents.values():

@@ -13,8 +13,23 @@ from hector_py.config.names import LogFormat, LogLevel
 from hector_py.config.redaction import compile_rule
 
 
+class OtlpMetricsConfig(Strict):
+    """OTLP metrics push (``observability.metrics.otlp``): the GenAI client metrics for an
+    OTLP-only backend. Unset fields come from ``OTEL_EXPORTER_OTLP_[METRICS_]*``."""
+
+    enabled: bool = False
+    exporter: Literal["otlp"] = "otlp"
+    endpoint: str = "localhost:4317"
+    protocol: Literal["grpc", "http"] | None = None
+    insecure: bool = True
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
+    interval: float = Field(60.0, gt=0, description="Seconds between two pushes.")
+
+
 class MetricsConfig(Strict):
-    """Prometheus metrics (``observability.metrics``)."""
+    """Prometheus metrics (``observability.metrics``) and OTLP push."""
 
     enabled: bool = False
     endpoint: str = Field("/metrics", pattern=r"^/")
@@ -22,6 +37,7 @@ class MetricsConfig(Strict):
     namespace: str = Field("hector", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
     subsystem: str = Field("", pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$")
     const_labels: dict[str, str] = Field(default_factory=dict)
+    otlp: OtlpMetricsConfig = Field(default_factory=OtlpMetricsConfig)
 
 
 class TracingConfig(Strict):

@@ -17,7 +17,7 @@ _TYPE_FIELDS: dict[str, frozenset[str]] = {
     "http": frozenset({"method", "url", "parameters", "headers", "max_response_bytes"}),
     "mcp": frozenset(
         {"command", "args", "env", "cwd", "url", "headers", "allow", "deny", "prefix"}
-        | {"max_response_bytes"}
+        | {"max_response_bytes", "transport"}
     ),
 }
 _COMMON_FIELDS = frozenset({"type", "description", "enabled", "timeout"})
@@ -66,6 +66,9 @@ class ToolConfig(Strict):
         default_factory=dict, description="type mcp: extra environment (secret values)."
     )
     cwd: str | None = Field(None, description="type mcp: its working directory.")
+    transport: Literal["streamable_http", "sse"] = Field(
+        "streamable_http", description="type mcp with url: sse for servers that only have it."
+    )
     allow: list[str] | None = Field(
         None, description="type mcp: only these of the server's tools (default: all)."
     )
@@ -86,8 +89,17 @@ class ToolConfig(Strict):
             )
         allowed = _TYPE_FIELDS[self.type] | _COMMON_FIELDS
         extra = sorted(self.model_fields_set - allowed)
-        if self.type == "mcp" and self.url is not None:
-            extra += [name for name in ("args", "env", "cwd") if name in self.model_fields_set]
+        stdio_only = [n for n in ("args", "env", "cwd") if n in self.model_fields_set]
+        if self.type == "mcp" and self.url is not None and stdio_only and not extra:
+            raise PydanticCustomError(
+                "tool_config",
+                "{fields}: only for a stdio MCP server (command)",
+                {"fields": ", ".join(stdio_only)},
+            )
+        if self.type == "mcp" and self.command is not None and "transport" in self.model_fields_set:
+            raise PydanticCustomError(
+                "tool_config", "transport: only for an MCP server with url (stdio has none)"
+            )
         if extra:
             owners = [t for t, fields in _TYPE_FIELDS.items() if extra[0] in fields]
             raise PydanticCustomError(

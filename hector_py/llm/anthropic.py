@@ -56,7 +56,7 @@ class AnthropicLLM(RemoteLLM):
         return response(
             "".join(b["text"] for b in blocks if b["type"] == "text"),
             calls,
-            Usage(_prompt_tokens(usage) or 0, usage.get("output_tokens") or 0),
+            Usage(_prompt_tokens(usage) or 0, usage.get("output_tokens") or 0, _cached(usage)),
             truncated=data.get("stop_reason") == "max_tokens",
             model=data.get("model"),
             id=data.get("id"),
@@ -69,6 +69,7 @@ class AnthropicLLM(RemoteLLM):
             state.model, state.id = event["message"].get("model"), event["message"].get("id")
             usage = event["message"].get("usage") or {}
             state.prompt_tokens = _prompt_tokens(usage)
+            state.cached_tokens = _cached(usage)
             state.completion_tokens = usage.get("output_tokens")
         elif kind == "content_block_start":
             block = event["content_block"]
@@ -109,6 +110,12 @@ def _turn(message: Message) -> tuple[str, list[JSON]]:
         for c in message.tool_calls
     ]
     return message.role, blocks
+
+
+def _cached(usage: JSON) -> int:
+    """Prompt tokens read from the cache."""
+    cached = usage.get("cache_read_input_tokens")
+    return cached if isinstance(cached, int) else 0
 
 
 def _prompt_tokens(usage: JSON) -> int | None:

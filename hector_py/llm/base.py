@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -48,10 +48,13 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts of one LLM call."""
+    """Token counts of one LLM call; ``cached_tokens`` (of the prompt, read from the
+    provider's cache) and ``reasoning_tokens`` (of the completion) where reported."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def checked(self, provider: str) -> Usage:
         """These counts, each one that is not a non-negative integer (as an upstream may
@@ -64,7 +67,7 @@ class Usage:
                 provider,
                 *counts,
             )
-            return Usage(*valid)
+            return replace(self, prompt_tokens=valid[0], completion_tokens=valid[1])
         return self
 
 

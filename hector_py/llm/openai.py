@@ -78,6 +78,10 @@ class OpenAILLM(RemoteLLM):
                 usage.prompt_tokens,
                 usage.completion_tokens,
             )
+            state.cached_tokens, state.reasoning_tokens = (
+                usage.cached_tokens,
+                usage.reasoning_tokens,
+            )
         text = ""
         for choice in event.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -110,4 +114,11 @@ def _message(message: Message) -> JSON:
 def _usage(usage: Any) -> Usage | None:
     if not usage:
         return None
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return Usage(
+        usage.get("prompt_tokens") or 0,
+        usage.get("completion_tokens") or 0,
+        cached if isinstance(cached, int) else 0,
+        reasoning if isinstance(reasoning, int) else 0,
+    )

@@ -185,6 +185,8 @@ class StreamState:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     done: bool = False
     truncated: bool = False  # stopped at the token limit
     model: str | None = None  # as the answer names it
@@ -204,7 +206,12 @@ class StreamState:
         """Token counts reported so far; ``None`` when none were."""
         if self.prompt_tokens is None and self.completion_tokens is None:
             return None
-        return Usage(self.prompt_tokens or 0, self.completion_tokens or 0)
+        return Usage(
+            self.prompt_tokens or 0,
+            self.completion_tokens or 0,
+            self.cached_tokens,
+            self.reasoning_tokens,
+        )
 
     def tool_calls(self, llm: RemoteLLM) -> tuple[ToolCall, ...]:
         """Every call, the streamed ones with their arguments decoded."""

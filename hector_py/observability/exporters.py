@@ -13,14 +13,14 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.re import parse_env_headers
 
 from hector_py.config.loader import ConfigError, Problem
-from hector_py.config.model import TracingConfig
+from hector_py.config.observability import OtlpMetricsConfig, TracingConfig
 
 log = logging.getLogger("hector.tracing")
 
@@ -73,7 +73,7 @@ def _problem(field: str, message: str, source: str = "config") -> ConfigError:
     return ConfigError([Problem(path, message, source)])
 
 
-def explicit(config: TracingConfig, field: str) -> bool:
+def explicit(config: TracingConfig | OtlpMetricsConfig, field: str) -> bool:
     return field in config.model_fields_set
 
 
@@ -90,7 +90,7 @@ def _host_port(endpoint: str, field: str = "endpoint") -> tuple[str, str, int | 
     return parts.scheme, parts.hostname, port, parts.path
 
 
-def _exporter(config: TracingConfig, environ: Mapping[str, str]) -> str:
+def _exporter(config: TracingConfig | OtlpMetricsConfig, environ: Mapping[str, str]) -> str:
     if explicit(config, "exporter"):
         return config.exporter
     name = _env_exporter(environ)
@@ -105,7 +105,9 @@ def _exporter(config: TracingConfig, environ: Mapping[str, str]) -> str:
     return _EXPORTERS[name]
 
 
-def _protocol(config: TracingConfig, environ: Mapping[str, str], signal: Signal) -> str | None:
+def _protocol(
+    config: TracingConfig | OtlpMetricsConfig, environ: Mapping[str, str], signal: Signal
+) -> str | None:
     if config.protocol is not None or explicit(config, "protocol"):
         return config.protocol
     found = otel_env(environ, signal, "PROTOCOL")
@@ -119,7 +121,9 @@ def _protocol(config: TracingConfig, environ: Mapping[str, str], signal: Signal)
     return _PROTOCOLS[value]
 
 
-def _compression(config: TracingConfig, environ: Mapping[str, str], signal: Signal) -> str:
+def _compression(
+    config: TracingConfig | OtlpMetricsConfig, environ: Mapping[str, str], signal: Signal
+) -> str:
     if explicit(config, "compression"):
         return config.compression
     found = otel_env(environ, signal, "COMPRESSION")
@@ -131,7 +135,9 @@ def _compression(config: TracingConfig, environ: Mapping[str, str], signal: Sign
     return value.lower()
 
 
-def _timeout(config: TracingConfig, environ: Mapping[str, str], signal: Signal) -> float:
+def _timeout(
+    config: TracingConfig | OtlpMetricsConfig, environ: Mapping[str, str], signal: Signal
+) -> float:
     found = None if explicit(config, "timeout") else otel_env(environ, signal, "TIMEOUT")
     if found is None:
         return config.timeout
@@ -146,7 +152,10 @@ def _timeout(config: TracingConfig, environ: Mapping[str, str], signal: Signal) 
 
 
 def _insecure(
-    config: TracingConfig, environ: Mapping[str, str], signal: Signal, scheme: str
+    config: TracingConfig | OtlpMetricsConfig,
+    environ: Mapping[str, str],
+    signal: Signal,
+    scheme: str,
 ) -> bool:
     if scheme in ("http", "https"):
         return scheme == "http"
@@ -155,7 +164,9 @@ def _insecure(
 
 
 def resolve_target(
-    config: TracingConfig, environ: Mapping[str, str], signal: Signal = "traces"
+    config: TracingConfig | OtlpMetricsConfig,
+    environ: Mapping[str, str],
+    signal: Signal = "traces",
 ) -> Target:
     """Decide exporter, protocol and endpoint; a malformed setting is a ``ConfigError``."""
     exporter = _exporter(config, environ)
@@ -229,7 +240,9 @@ def resolve_target(
 
 
 def resolve_headers(
-    config: TracingConfig, environ: Mapping[str, str], signal: Signal = "traces"
+    config: TracingConfig | OtlpMetricsConfig,
+    environ: Mapping[str, str],
+    signal: Signal = "traces",
 ) -> dict[str, str]:
     """Configured headers, else ``OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS`` (URL-decoded)."""
     if config.headers or explicit(config, "headers"):
@@ -257,27 +270,37 @@ def build_exporter(
             endpoint=target.endpoint, timeout=int(target.timeout), session=session
         )
     if target.protocol == "grpc":
-        import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
-        algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
-        return GrpcExporter(
-            endpoint=target.endpoint,
-            insecure=target.insecure,
-            headers={k.lower(): v for k, v in headers.items()},
-            timeout=target.timeout,
-            compression=algorithm.get(target.compression, grpc.Compression.NoCompression),
-        )
-    from opentelemetry.exporter.otlp.proto.http import Compression
+        return GrpcExporter(**otlp_arguments(target, headers))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
 
-    return HttpExporter(
-        endpoint=target.endpoint,
-        headers=headers,
-        timeout=target.timeout,
-        compression=Compression(target.compression),
-    )
+    return HttpExporter(**otlp_arguments(target, headers))
+
+
+def otlp_arguments(target: Target, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of the SDK's OTLP exporters (spans and metrics alike) for
+    ``target``: gRPC takes lower-case metadata keys and grpc's compression enum."""
+    if target.protocol == "grpc":
+        import grpc
+
+        algorithm = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+        return {
+            "endpoint": target.endpoint,
+            "insecure": target.insecure,
+            "headers": {k.lower(): v for k, v in headers.items()},
+            "timeout": target.timeout,
+            "compression": algorithm.get(target.compression, grpc.Compression.NoCompression),
+        }
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    return {
+        "endpoint": target.endpoint,
+        "headers": dict(headers),
+        "timeout": target.timeout,
+        "compression": Compression(target.compression),
+    }

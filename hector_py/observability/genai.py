@@ -73,6 +73,10 @@ def finish_span(scope: LLMScope) -> None:
     if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
         attributes["gen_ai.usage.input_tokens"] = scope.prompt_tokens
         attributes["gen_ai.usage.output_tokens"] = scope.completion_tokens
+    if scope.cached_tokens:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = scope.cached_tokens
+    if scope.reasoning_tokens:
+        attributes["gen_ai.usage.reasoning.output_tokens"] = scope.reasoning_tokens
     if scope.error_type is None:
         if scope.response_model:
             attributes["gen_ai.response.model"] = scope.response_model
@@ -107,6 +111,10 @@ def record_llm_metrics(
         metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
     if scope.completion_tokens:
         metrics.llm_tokens.labels(*labels, "completion").inc(scope.completion_tokens)
+    if scope.cached_tokens:
+        metrics.llm_token_details.labels(*labels, "cached").inc(scope.cached_tokens)
+    if scope.reasoning_tokens:
+        metrics.llm_token_details.labels(*labels, "reasoning").inc(scope.reasoning_tokens)
     if price is not None and (scope.prompt_tokens or scope.completion_tokens):
         cost = price.cost(scope.prompt_tokens, scope.completion_tokens)
         metrics.llm_cost.labels(*labels).inc(cost)

@@ -220,6 +220,12 @@ class Metrics:
         self.llm_tokens = counter(
             "llm_tokens_total", "Tokens used, by type (prompt|completion)", (*llm, "type")
         )
+        self.llm_token_details = counter(
+            "llm_token_details_total",
+            "Parts of the counted tokens where the provider reports them: cached (prompt "
+            "tokens read from its cache) and reasoning (completion tokens spent thinking)",
+            (*llm, "type"),
+        )
         self.tenant_tokens = counter(
             "tenant_tokens_total",
             "Tokens used by a tenant's runs, by type; tenants not configured are 'other'",

@@ -59,6 +59,8 @@ class LLMScope:
     first_token_at: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     finish_reasons: tuple[str, ...] = ()
     response_model: str | None = None
     response_id: str | None = None
@@ -75,9 +77,11 @@ class LLMScope:
         if finish_reason:
             self.finish_reasons = (finish_reason,)
 
-    def usage(self, prompt: int, completion: int) -> None:
-        """The call's token usage (streams report it at the end, or when cut)."""
+    def usage(self, prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> None:
+        """The call's token usage (streams report it at the end, or when cut); ``cached``
+        prompt and ``reasoning`` completion tokens where the provider reports them."""
         self.prompt_tokens, self.completion_tokens = prompt, completion
+        self.cached_tokens, self.reasoning_tokens = cached, reasoning
 
     def prompt(self, messages: Sequence[Any]) -> None:
         """Record the system instructions and input messages when payload capture is on."""

@@ -36,6 +36,7 @@ from hector_py.observability.genai import (
     server_attributes,
 )
 from hector_py.observability.metrics import Metrics, http_method_label
+from hector_py.observability.otlp_metrics import otlp_metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.scopes import (
     CANCELED,
@@ -99,6 +100,7 @@ class Telemetry(Counters):
         self.tracer: Tracer | None = None
         self.capture: Capture | None = None
         tracing = config.tracing
+        self.otlp_metrics = otlp_metrics(config, environ)
         off = disabled_reason(tracing, environ) if tracing.enabled else None
         if off is not None:
             log.info("tracing off: %s", off)
@@ -265,6 +267,9 @@ class Telemetry(Counters):
 
     def _record_llm(self, agent: str, provider: str, model: str, scope: LLMScope) -> None:
         finish_span(scope)
+        if self.otlp_metrics is not None:
+            elapsed = time.perf_counter() - scope.started
+            self.otlp_metrics.record(provider, model, scope, elapsed)
         if self.metrics is not None:
             price = self.pricing.get((provider, model))
             exemplar = self._exemplar(scope.span)
@@ -409,7 +414,10 @@ class Telemetry(Counters):
         return response
 
     async def shutdown(self, timeout: float) -> None:
-        """Flush spans, waiting at most ``timeout`` seconds (a dead collector never hangs)."""
+        """Flush spans and metrics, waiting at most ``timeout`` seconds for each (a dead
+        collector never hangs)."""
+        if self.otlp_metrics is not None:
+            await self.otlp_metrics.shutdown(timeout)
         if self.tracing is not None:
             await self.tracing.shutdown(timeout)
 

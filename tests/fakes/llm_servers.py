@@ -106,6 +106,7 @@ class Reply:
     set_cookie: str | None = None
     model: str | None = None
     truncated: bool = False
+    details: tuple[int, int] = (0, 0)  # OpenAI's cached prompt and reasoning tokens
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -154,6 +155,7 @@ class Answer:
     usage: tuple[int, int]
     chunk_size: int
     truncated: bool = False
+    details: tuple[int, int] = (0, 0)
 
     def pieces(self, text: str) -> list[str]:
         """``text`` in ``chunk_size`` pieces."""
@@ -270,12 +272,12 @@ class AnthropicDialect(Dialect):
             **self._message(answer),
             "content": self._blocks(answer),
             "stop_reason": _anthropic_stop(answer),
-            "usage": {"input_tokens": answer.usage[0], "output_tokens": answer.usage[1]},
+            "usage": _anthropic_usage(answer, answer.usage[1]),
         }
 
     def events(self, answer: Answer) -> list[JSON | str]:
         start = {**self._message(answer), "content": [], "stop_reason": None}
-        start["usage"] = {"input_tokens": answer.usage[0], "output_tokens": 1}
+        start["usage"] = _anthropic_usage(answer, 1)
         events: list[JSON | str] = [{"type": "message_start", "message": start}, {"type": "ping"}]
         for index, block in enumerate(self._blocks(answer)):
             if block["type"] == "text":
@@ -561,7 +563,9 @@ class FakeLLMServer:
             self._calls += 1
             calls.append((f"call_fake_{self._calls}", name, args))
         model = reply.model or dialect.model(request, body)
-        return Answer(model, text, calls, reply.usage, reply.chunk_size, reply.truncated)
+        return Answer(
+            model, text, calls, reply.usage, reply.chunk_size, reply.truncated, tuple(reply.details)
+        )
 
     async def _stream(
         self,
@@ -630,17 +634,31 @@ def _finish(answer: Answer) -> str:
     return "tool_calls" if answer.calls else "length" if answer.truncated else "stop"
 
 
+def _anthropic_usage(answer: Answer, output: int) -> JSON:
+    """Anthropic counts prompt tokens read from its cache apart from ``input_tokens``."""
+    cached = answer.details[0]
+    usage: JSON = {"input_tokens": answer.usage[0] - cached, "output_tokens": output}
+    if cached:
+        usage["cache_read_input_tokens"] = cached
+    return usage
+
+
 def _anthropic_stop(answer: Answer) -> str:
     return "tool_use" if answer.calls else "max_tokens" if answer.truncated else "end_turn"
 
 
 def _openai_usage(answer: Answer) -> JSON:
     prompt, completion = answer.usage
-    return {
+    usage: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    cached, reasoning = answer.details
+    if cached or reasoning:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 def script_from_args(args: argparse.Namespace) -> tuple[list[Reply], Reply]:

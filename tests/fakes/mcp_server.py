@@ -4,11 +4,13 @@ Run as a child process::
 
     python -m tests.fakes.mcp_server stdio
     python -m tests.fakes.mcp_server http PORT       # streamable HTTP on 127.0.0.1:PORT/mcp
+    python -m tests.fakes.mcp_server sse PORT        # legacy SSE on 127.0.0.1:PORT/sse
     python -m tests.fakes.mcp_server silent          # reads stdin, never answers (bad server)
     python -m tests.fakes.mcp_server garbage         # answers every line with invalid JSON-RPC
 
 Tools: ``order`` (nested schema with ``$ref``), ``forecast`` (``structuredContent``),
-``pixel`` (an image), ``broken`` (raises: an ``isError`` result), ``nap`` (sleeps).
+``pixel`` (an image), ``broken`` (raises: an ``isError`` result), ``nap`` (sleeps),
+``grow`` (adds the tool ``extra`` and sends ``notifications/tools/list_changed``).
 Each call of ``order`` answers with this process's pid, so a test sees a restart.
 """
 
@@ -19,7 +21,7 @@ import base64
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.types import Image
 from mcp.types import CallToolResult
@@ -66,6 +68,17 @@ async def nap(seconds: float) -> str:
     return "rested"
 
 
+@server.tool(description="Adds the tool 'extra' and says the tool list changed.")
+async def grow(ctx: Context) -> str:
+    server.add_tool(extra, name="extra", description="Added later.")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
+
+
+def extra() -> str:
+    return "extra here"
+
+
 def _bad(kind: str) -> None:
     for line in sys.stdin:
         if kind == "garbage" and line.strip():
@@ -79,6 +92,8 @@ def main() -> None:
         server.run("stdio")
     elif mode == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif mode == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         _bad(mode)
 

@@ -59,6 +59,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -102,6 +106,17 @@ class ReceivedSpan:
 
 
 # -- span trees ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One histogram data point of an OTLP metrics push."""
+
+    name: str
+    unit: str
+    attributes: dict[str, Any]
+    sum: float
+    count: int
 
 
 def roots(spans: Iterable[ReceivedSpan]) -> list[ReceivedSpan]:
@@ -435,6 +450,24 @@ class OTLPHttpReceiver(_AiohttpReceiver):
     def __init__(self, *, refuse: bool = False, delay: float = 0.0, prefix: str = "") -> None:
         super().__init__(refuse=refuse, delay=delay)
         self.prefix = prefix
+        self._points: list[MetricPoint] = []
+
+    @property
+    def metric_points(self) -> list[MetricPoint]:
+        """Every histogram data point pushed to ``{prefix}/v1/metrics`` so far."""
+        with self._cond:
+            return list(self._points)
+
+    def wait_for_metric(self, name: str, timeout: float = 10.0) -> list[MetricPoint]:
+        """Wait until a point of metric ``name`` arrived; the points of that metric."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(p.name == name for p in self._points):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {name} within {timeout}s: {self._points}")
+                self._cond.wait(left)
+            return [p for p in self._points if p.name == name]
 
     @property
     def base_url(self) -> str:
@@ -446,7 +479,30 @@ class OTLPHttpReceiver(_AiohttpReceiver):
         return f"{self.base_url}/v1/traces"
 
     def _routes(self) -> list[web.RouteDef]:
-        return [web.post(f"{self.prefix}/v1/traces", self._export)]
+        return [
+            web.post(f"{self.prefix}/v1/traces", self._export),
+            web.post(f"{self.prefix}/v1/metrics", self._export_metrics),
+        ]
+
+    async def _export_metrics(self, request: web.Request) -> web.Response:
+        try:
+            message = ExportMetricsServiceRequest.FromString(await self._body(request))
+        except (DecodeError, OSError) as exc:
+            return web.Response(status=400, text=f"bad ExportMetricsServiceRequest: {exc}")
+        points = [
+            MetricPoint(metric.name, metric.unit, _key_values(p.attributes), p.sum, p.count)
+            for resource in message.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            for p in metric.histogram.data_points
+        ]
+        with self._cond:
+            self._points.extend(points)
+            self._cond.notify_all()
+        return web.Response(
+            body=ExportMetricsServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
 
     async def _export(self, request: web.Request) -> web.Response:
         if (refused := await self._gate(request)) is not None:

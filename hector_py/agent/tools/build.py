@@ -12,7 +12,6 @@ import aiohttp
 
 from hector_py.agent.tools.builtins import BUILTINS, builtin
 from hector_py.agent.tools.http import HTTP_REQUEST, http_request_tool, http_tool
-from hector_py.agent.tools.mcp import McpToolset
 from hector_py.agent.tools.registry import Tool, ToolDefinitionError, ToolRegistry, Toolset
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config
@@ -40,6 +39,9 @@ def build_registry(
             continue
         try:
             if tool_config.type == "mcp":
+                # the mcp SDK takes about a second to import: only when a server is declared
+                from hector_py.agent.tools.mcp import McpToolset
+
                 toolsets[name] = McpToolset(name, tool_config, telemetry)
             else:
                 tools[name] = _build_tool(name, tool_config, session)

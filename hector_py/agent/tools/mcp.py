@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import mcp.types as mcp_types
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -109,7 +110,7 @@ class McpToolset:
         part: dict[str, Any] = {
             "status": "ok" if self.state == "up" else "degraded",
             "state": self.state,
-            "transport": "stdio" if self.config.command else "streamable_http",
+            "transport": "stdio" if self.config.command else self.config.transport,
             "tools": len(self._tools),
             "outages": self.outages,
         }
@@ -223,8 +224,12 @@ class McpToolset:
             await self._list(self._client)
 
     async def _hold(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
+        # mode legacy: the initialize handshake (protocol 2025-11-25), which published servers
+        # speak; it also brings notifications/tools/list_changed to _on_message
         try:
-            async with Client(self._transport(), message_handler=self._on_message) as client:
+            async with Client(
+                self._transport(), message_handler=self._on_message, mode="legacy"
+            ) as client:
                 ready.set_result(client)
                 await stop.wait()
         except asyncio.CancelledError:
@@ -245,6 +250,8 @@ class McpToolset:
             )
         assert self.config.url is not None  # ToolConfig requires command or url
         headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
+        if self.config.transport == "sse":
+            return sse_client(self.config.url, headers=headers, timeout=self.config.timeout)
         return streamable_http_client(
             self.config.url, http_client=create_mcp_http_client(headers=headers)
         )
@@ -274,6 +281,9 @@ class McpToolset:
             for tool in page.tools:
                 if self._wanted(tool.name):
                     found[tool.name] = self._tool(tool)
+                    if tool.name in self._tools:  # agents hold this object: update it
+                        self._tools[tool.name].spec = found[tool.name].spec
+                        found[tool.name] = self._tools[tool.name]
             cursor = page.next_cursor
             if not cursor:
                 break
