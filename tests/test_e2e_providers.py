@@ -172,7 +172,7 @@ def status_text(task_or_status: JSON) -> str:
 
 def usage_of(task: JSON) -> tuple[int, int]:
     usage = task["metadata"]["usage"]
-    return usage["prompt_tokens"], usage["completion_tokens"]
+    return usage["promptTokens"], usage["completionTokens"]
 
 
 def get_task(stack: Stack, task_id: str) -> JSON:

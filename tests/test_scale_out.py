@@ -245,7 +245,7 @@ def test_a_budget_shared_by_two_replicas_charges_exactly_what_upstream_used(
         refused = [a["error"] for a in answers if "error" in a]
         assert ran and all(e["code"] == -32011 for e in refused)
         upstream = sum(
-            t["metadata"]["usage"]["prompt_tokens"] + t["metadata"]["usage"]["completion_tokens"]
+            t["metadata"]["usage"]["promptTokens"] + t["metadata"]["usage"]["completionTokens"]
             for t in ran
         )
 
@@ -263,12 +263,12 @@ def test_a_budget_shared_by_two_replicas_charges_exactly_what_upstream_used(
         else:
             raise AssertionError("the budget never ran out")
         upstream = sum(
-            t["metadata"]["usage"]["prompt_tokens"] + t["metadata"]["usage"]["completion_tokens"]
+            t["metadata"]["usage"]["promptTokens"] + t["metadata"]["usage"]["completionTokens"]
             for t in ran
         )
         wait_until(settled, 10, "every run's tokens to be charged")
         largest = max(
-            t["metadata"]["usage"]["prompt_tokens"] + t["metadata"]["usage"]["completion_tokens"]
+            t["metadata"]["usage"]["promptTokens"] + t["metadata"]["usage"]["completionTokens"]
             for t in ran
         )
         # refused only once spent, and spent by less than one more run

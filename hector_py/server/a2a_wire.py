@@ -103,8 +103,8 @@ class Dialect:
         if task.reply is not None:
             out["metadata"] = {
                 "usage": {
-                    "prompt_tokens": task.prompt_tokens,
-                    "completion_tokens": task.completion_tokens,
+                    "promptTokens": task.prompt_tokens,
+                    "completionTokens": task.completion_tokens,
                 }
             }
         return self._tag("task", out)
