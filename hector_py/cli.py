@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.core
 from rich.console import Console
 
 from hector_py import __version__
@@ -23,7 +24,34 @@ if TYPE_CHECKING:
     from hector_py.config.flags import ServeFlags
     from hector_py.config.model import Config
 
+_BOOL_FLAGS = ("--observe", "--metrics")
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _bool_flag_values(args: list[str]) -> list[str]:
+    """Accept `--observe true` / `--observe=false` (the hint says <bool>) as the plain flags."""
+    result: list[str] = []
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        nxt = args[i + 1].lower() if i + 1 < len(args) else ""
+        if name in _BOOL_FLAGS and not eq and nxt in _TRUE | _FALSE:
+            value, i = nxt, i + 1
+        if name in _BOOL_FLAGS and value.lower() in _TRUE | _FALSE:
+            result.append(name if value.lower() in _TRUE else "--no-" + name[2:])
+        else:
+            result.append(args[i])
+        i += 1
+    return result
+
+
+class _Group(typer.core.TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer vendors click
+        return super().parse_args(ctx, _bool_flag_values(args))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="hector",
     help="hector-py: a self-hosted LLM agent runner (A2A + OpenAI API) with observability.",
     no_args_is_help=True,
@@ -162,11 +190,16 @@ def serve(
     observe: Annotated[
         bool,
         typer.Option(
-            "--observe", envvar="HECTOR_OBSERVE", help="Metrics + OTLP tracing to localhost:4317."
+            "--observe/--no-observe",
+            envvar="HECTOR_OBSERVE",
+            help="Metrics + OTLP tracing to localhost:4317.",
         ),
     ] = False,
     metrics: Annotated[
-        bool, typer.Option("--metrics", envvar="HECTOR_METRICS", help="Serve Prometheus /metrics.")
+        bool,
+        typer.Option(
+            "--metrics/--no-metrics", envvar="HECTOR_METRICS", help="Serve Prometheus /metrics."
+        ),
     ] = False,
     tracing_endpoint: Annotated[
         str | None,

@@ -154,3 +154,12 @@ def test_tracing_endpoint_stdout_prints_spans_without_a_collector(serve: Any) ->
     lines = [json.loads(line) for line in server.log_lines()]
     names = {line["name"] for line in lines if "context" in line and "name" in line}
     assert {"POST /v1/chat/completions", "invoke_agent assistant", "chat demo"} <= names
+
+
+def test_bool_flags_take_an_optional_value(serve: Any) -> None:
+    on = serve("--observe", "false", "--metrics=true")
+    assert httpx.get(f"{on.url}/metrics").status_code == 200
+    off = serve("--metrics", "off")
+    assert httpx.get(f"{off.url}/metrics").status_code == 404
+    bad = hector("serve", "--observe", "maybe")
+    assert bad.returncode == 2
