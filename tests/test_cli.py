@@ -70,7 +70,8 @@ def test_serve_bad_config_exits_1_with_one_line_per_problem(tmp_path: Path) -> N
     path.write_text("server:\n  prot: 1\n")
     result = hector("serve", "-c", str(path))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: server.prot: unknown key ({path}:2)"
+    expected = f"error: server.prot: unknown key; did you mean `port`? ({path}:2)"
+    assert result.stderr.strip() == expected
 
 
 def test_serve_port_in_use_is_one_line_error() -> None:

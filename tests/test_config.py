@@ -45,7 +45,10 @@ def test_three_problems_three_lines_with_path_and_line(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3, lines
     assert lines[0].startswith("server.port: ") and lines[0].endswith(f"({path}:2)")
-    assert lines[1] == f"agents.assistant.instrucion: unknown key ({path}:6)"
+    assert (
+        lines[1]
+        == f"agents.assistant.instrucion: unknown key; did you mean `instruction`? ({path}:6)"
+    )
     assert lines[2].startswith("llms.default.api_key: ") and "MISSING_VAR_FOR_TEST" in lines[2]
     assert lines[2].endswith(f"({path}:9)")
     assert "Traceback" not in result.stdout + result.stderr
@@ -205,3 +208,21 @@ def test_build_time_errors_mask_env_values_and_name_the_file(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "tool-secret-456" not in result.stdout + result.stderr
     assert "unknown tool '**********'" in result.stdout and f"({path})" in result.stdout
+
+
+def test_file_problems_name_the_file_and_typos_get_a_suggestion(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    result = hector("validate", str(missing))
+    assert result.returncode == 1
+    assert f"{missing}: cannot read: No such file or directory" in result.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: [\n")
+    result = hector("validate", str(broken))
+    assert result.returncode == 1
+    assert f"{broken}:2: invalid YAML:" in result.stdout
+    assert "<file>" not in result.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("server:\n  prot: 1\n  zzzzzz: 2\n")
+    result = hector("validate", str(typo))
+    assert f"server.prot: unknown key; did you mean `port`? ({typo}:2)" in result.stdout
+    assert f"server.zzzzzz: unknown key ({typo}:3)" in result.stdout

@@ -6,8 +6,10 @@ Every problem is reported at once, one line each: ``path.to.field: message (FILE
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import yaml
 from dotenv import load_dotenv
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import EnvSettingsSource, SettingsError
 
 from hector_py.config.masking import MASK
@@ -38,6 +40,8 @@ class Problem:
     where: str
 
     def __str__(self) -> str:
+        if not self.path:  # the file itself: name it, not a placeholder
+            return f"{self.where}: {self.message}"
         return f"{self.path}: {self.message} ({self.where})"
 
 
@@ -90,7 +94,7 @@ def load_config(
             loc = tuple(error["loc"])
             if any(loc[: len(p)] == p for p in source.expansion_failed):
                 continue  # already reported as a missing variable
-            source.add(loc, _message(error))
+            source.add(loc, _message(error) + _suggestion(loc, error["type"]))
     if config is not None:
         for loc, message in config.reference_problems():
             source.add(loc, message)
@@ -159,7 +163,9 @@ class _Source:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([Problem("<file>", f"cannot read: {exc}", str(path))]) from None
+            raise ConfigError(
+                [Problem("", f"cannot read: {getattr(exc, 'strerror', None) or exc}", str(path))]
+            ) from None
         try:
             loader = yaml.SafeLoader(text)
             try:
@@ -174,15 +180,13 @@ class _Source:
             value = self._build(loader, node, (), environ, depth=0)
         except RecursionError:
             raise ConfigError(
-                [Problem("<file>", "invalid YAML: nested deeper than Python can parse", str(path))]
+                [Problem("", "invalid YAML: nested deeper than Python can parse", str(path))]
             ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = f":{mark.line + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(
-                [Problem("<file>", f"invalid YAML: {problem}", f"{path}{line}")]
-            ) from None
+            raise ConfigError([Problem("", f"invalid YAML: {problem}", f"{path}{line}")]) from None
         assert isinstance(value, dict)
         return value
 
@@ -284,6 +288,35 @@ def _dotted(loc: ConfigPath) -> str:
 def _line_number(problem: Problem) -> int:
     _, _, line = problem.where.rpartition(":")
     return int(line) if line.isdigit() else 0
+
+
+def _model_at(model: type[BaseModel], loc: ConfigPath) -> type[BaseModel] | None:
+    """The section model that holds the key at ``loc`` (through lists, dicts and optionals)."""
+    current: Any = model
+    for part in loc:
+        origin = typing.get_origin(current)
+        if origin in (dict, list, tuple):
+            current = typing.get_args(current)[-1]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            return None
+        args = [a for a in typing.get_args(current) if a is not type(None)]
+        if typing.get_origin(current) not in (dict, list, tuple) and len(args) == 1:
+            current = args[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _suggestion(loc: ConfigPath, kind: str) -> str:
+    """`` (did you mean `port`?)`` when an unknown key is one typo from a valid one."""
+    if kind != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
+        return ""
+    section = _model_at(Config, loc[:-1])
+    close = difflib.get_close_matches(loc[-1], list(section.model_fields) if section else [], n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def _message(error: Any) -> str:
