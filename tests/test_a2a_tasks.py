@@ -29,7 +29,7 @@ from hector_py.agent.stores import ChatTurn, SqliteStore, Task
 from hector_py.agent.stores import TaskState as StoredState
 from hector_py.llm.base import Message
 from tests.a2a_helpers import DIALECTS, call, collect, reply_text, sdk_client, v1_message
-from tests.conftest import Server
+from tests.conftest import Server, v03_message
 
 CONTEXT = ClientCallContext(timeout=30)
 KEY_A, KEY_B = "tenant-a-key-123456", "tenant-b-key-654321"
@@ -109,23 +109,11 @@ def test_task_id_follow_up_errors(serve: Any, tmp_path: Path) -> None:
     again = call(url, "SendMessage", v1_message("more", taskId=done["id"]), KEY_A)
     assert again["error"]["code"] == -32004
     assert again["error"]["data"][0]["reason"] == "UNSUPPORTED_OPERATION"
-    legacy = call(url, "message/send", _v03("more", taskId=done["id"]), KEY_A)
+    legacy = call(url, "message/send", v03_message("more", taskId=done["id"]), KEY_A)
     assert legacy["error"]["code"] == -32004 and "data" not in legacy["error"]
     # the follow-up by contextId is the way to continue a finished task's conversation
     follow = call(url, "SendMessage", v1_message("more", contextId=done["contextId"]), KEY_A)
     assert "(turn 2)" in follow["result"]["task"]["artifacts"][0]["parts"][0]["text"]
-
-
-def _v03(text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "message": {
-            "kind": "message",
-            "messageId": "m-1",
-            "role": "user",
-            "parts": [{"kind": "text", "text": text}],
-            **extra,
-        }
-    }
 
 
 async def _stream_start(client: Client, text: str) -> tuple[Any, StreamResponse]:
