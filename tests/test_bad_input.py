@@ -287,8 +287,11 @@ def chat_cases() -> Iterator[Any]:
     yield "chat_array_body", case(dumps([json.loads(chat())]), 400, "object")
     yield "chat_scalar_body", case(b"7", 400)
     yield "chat_unknown_model", case(chat(model="ghost"), 404, "ghost")
-    yield "chat_model_missing", case(dumps({"messages": [{"role": "user", "content": "x"}]}), 404)
-    yield "chat_model_number", case(chat(model=5), 404)
+    yield (
+        "chat_model_missing",
+        case(dumps({"messages": [{"role": "user", "content": "x"}]}), 400, "model"),
+    )
+    yield "chat_model_number", case(chat(model=5), 400, "model")
     yield "chat_messages_missing", case(dumps({"model": "assistant"}), 400, "messages")
     yield "chat_messages_empty", case(chat(messages=[]), 400, "messages")
     yield "chat_messages_string", case(chat(messages="hi"), 400, "messages")
