@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 _ENTRY = re.compile(
-    r"\((typer/|asyncio/runners\.py|threading\.py|hector\)|hector_py/cli\.py)"
+    r"\((typer/|asyncio/runners\.py|threading\.py|hector\)|hector_py/cli/)"
     r"|^(BaseEventLoop\.(run_forever|run_until_complete|_run_once)|Handle\._run|<module>) "
 )
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
