@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -63,7 +64,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -101,6 +103,13 @@ ConfigOption = Annotated[
 
 JSON_ERRORS: set[bool] = set()
 """Holds ``True`` once ``serve`` knows its logs are JSON: fatal errors are log lines then."""
+
+
+def choices(literal: Any) -> str:
+    """The values of a ``Literal`` type as ``a, b or c`` for a help text (no mid-word wrap
+    in the narrow metavar column)."""
+    values: list[str] = list(typing.get_args(literal))
+    return ", ".join(values[:-1]) + " or " + values[-1]
 
 
 def fail(lines: list[str] | str, code: int = 1) -> NoReturn:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hector_py.cli.base import JSON_ERRORS, ConfigOption, app, fail, resolve
+from hector_py.cli.base import JSON_ERRORS, ConfigOption, app, choices, fail, resolve
 from hector_py.config.names import LogFormat, LogLevel, ProviderName
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ def serve(
         ProviderName | None,
         typer.Option(
             envvar="HECTOR_PROVIDER",
-            help="LLM provider.",
+            metavar="NAME",
+            help=f"LLM provider: {choices(ProviderName)}.",
             show_default="inferred from --model or the API key in the env",
         ),
     ] = None,
@@ -89,13 +90,19 @@ def serve(
     ] = None,
     log_level: Annotated[
         LogLevel | None,
-        typer.Option(envvar="HECTOR_LOG_LEVEL", help="Log level.", show_default="info"),
+        typer.Option(
+            envvar="HECTOR_LOG_LEVEL",
+            metavar="LEVEL",
+            help=f"Log level: {choices(LogLevel)}.",
+            show_default="info",
+        ),
     ] = None,
     log_format: Annotated[
         LogFormat | None,
         typer.Option(
             envvar="HECTOR_LOG_FORMAT",
-            help="text for people, json for log shippers.",
+            metavar="FORMAT",
+            help="text (for people) or json (for log shippers).",
             show_default="text",
         ),
     ] = None,
