@@ -5,6 +5,7 @@ promtool unit tests) and Grafana dashboards, rewritten for the metric names a cu
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 DEFAULT_PREFIX = "hector"
@@ -36,8 +37,16 @@ def rewrite(text: str, prefix: str) -> str:
 
 
 def find_kit(source: Path | None = None) -> Path:
-    """The ``configs`` directory the kit is read from: ``source``, else the source tree's."""
-    candidates = [source] if source else [Path(__file__).resolve().parents[2] / "configs"]
+    """The ``configs`` directory the kit is read from: ``source``, else the source tree's
+    (a checkout or an editable install), else the one a wheel installs under the prefix."""
+    candidates = (
+        [source]
+        if source
+        else [
+            Path(__file__).resolve().parents[2] / "configs",
+            Path(sys.prefix) / "share" / "hector-py" / "configs",
+        ]
+    )
     for candidate in candidates:
         if (candidate / KIT[0]).is_file():
             return candidate
