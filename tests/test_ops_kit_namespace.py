@@ -121,3 +121,73 @@ def test_a_bad_namespace_is_a_one_line_error(tmp_path: Path) -> None:
     result = hector("ops-kit", "--namespace", "1bad", "--out", str(tmp_path))
     assert result.returncode == 1
     assert "--namespace" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_promtool
+def test_rules_and_alerts_keep_the_config_const_labels(tmp_path: Path) -> None:
+    """``ops-kit -c`` takes the config's const labels: an alert fires once per environment
+    (before, ``sum by (job, agent)`` merged prod and staging into one alert)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "observability:\n  metrics:\n    enabled: true\n    namespace: acme\n"
+        "    const_labels: {environment: prod, region: eu}\n"
+    )
+    out = tmp_path / "kit"
+    result = hector("ops-kit", "-c", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    prometheus = out / "prometheus"
+    for name in ("recording_rules.yml", "alerts.yml"):
+        text = (prometheus / name).read_text(encoding="utf-8")
+        clauses = re.findall(r"\bby \(([^)]*)\)", text)
+        assert clauses and all(c.startswith("environment, region, ") for c in clauses)
+    series = 'acme_llm_tokens_total{{job="hector", environment="{env}", region="eu", agent="a"}}'
+    case = {
+        "rule_files": ["alerts.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": series.format(env=env), "values": "0+20000x90"}
+                    for env in ("prod", "staging")
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "80m",
+                        "alertname": "HectorHighTokenUsage",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "job": "hector",
+                                    "agent": "a",
+                                    "environment": env,
+                                    "region": "eu",
+                                },
+                                "exp_annotations": {
+                                    "summary": "hector agent a used more than 1M tokens in an hour",
+                                    "description": "Agent a used 1.2M tokens (prompt + completion)"
+                                    " in the last hour.",
+                                },
+                            }
+                            for env in ("prod", "staging")
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (prometheus / "labels_test.yml").write_text(yaml.safe_dump(case), encoding="utf-8")
+    for args in (["test", "rules", "labels_test.yml"], ["test", "rules", "alerts_test.yml"]):
+        run = subprocess.run(
+            [PROMTOOL, *args], cwd=prometheus, capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_bad_keep_label_is_a_one_line_error(tmp_path: Path) -> None:
+    result = hector("ops-kit", "--keep-label", "9x", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --keep-label: '9x' is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+    ]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from hector_py.cli.base import app, err, fail, out
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from hector_py.cli.base import JSON_ERRORS, ConfigOption, app, choices, fail, resolve
 from hector_py.config.names import LogFormat, LogLevel, ProviderName
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

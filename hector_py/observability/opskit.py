@@ -20,6 +20,8 @@ KIT = (
 # ``hector_`` where it starts a metric name (also inside a recording rule's ``level:name``),
 # not inside words such as ``hector-py`` or the job name ``hector``.
 _METRIC_PREFIX = re.compile(r"(?<![\w-])hector_(?=[a-z])")
+LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
+_BY = re.compile(r"\bby \(([\w, ]+)\)")
 
 
 class OpsKitError(Exception):
@@ -54,19 +56,35 @@ def find_kit(source: Path | None = None) -> Path:
     raise OpsKitError(f"{where}: no ops kit here (expected {KIT[0]}); pass --from CONFIGS_DIR")
 
 
+def keep_labels(text: str, labels: list[str]) -> str:
+    """``text`` with ``labels`` kept by every ``by (…)`` aggregation, so rules and alerts
+    of servers with ``const_labels`` (environment, region…) stay apart per value."""
+    if not labels:
+        return text
+    return _BY.sub(lambda m: f"by ({', '.join([*labels, *m.group(1).split(', ')])})", text)
+
+
 def write_kit(
-    out: Path, namespace: str, subsystem: str = "", source: Path | None = None
+    out: Path,
+    namespace: str,
+    subsystem: str = "",
+    source: Path | None = None,
+    labels: list[str] | None = None,
 ) -> list[Path]:
-    """Write the kit for ``namespace``/``subsystem`` under ``out``; the files written."""
+    """Write the kit for ``namespace``/``subsystem`` under ``out`` (rules and alerts keeping
+    ``labels``); the files written."""
     kit = find_kit(source)
     prefix = metric_prefix(namespace, subsystem)
     written: list[Path] = []
     for pattern in KIT:
         for path in sorted(kit.glob(pattern)):
             target = out / path.relative_to(kit)
+            text = rewrite(path.read_text(encoding="utf-8"), prefix)
+            if path.parent.name == "prometheus":
+                text = keep_labels(text, labels or [])
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(rewrite(path.read_text(encoding="utf-8"), prefix), "utf-8")
+                target.write_text(text, "utf-8")
             except OSError as exc:
                 raise OpsKitError(f"{target}: {exc.strerror or exc}") from None
             written.append(target)
