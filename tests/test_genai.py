@@ -82,7 +82,7 @@ def test_genai_client_metrics_in_prometheus_form(serve: Any, tmp_path: Path) -> 
     assert not metrics.matching(f"{tokens}_count", **failed)
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 @pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streamed"])
 def test_cached_and_reasoning_tokens_are_counted(
     serve: Any, tmp_path: Path, stream: bool, provider: str
@@ -112,6 +112,6 @@ def test_cached_and_reasoning_tokens_are_counted(
     assert chat.attributes["gen_ai.usage.cache_read.input_tokens"] == 5
     details = "hector_llm_token_details_total"
     assert metrics.value(details, model="m", type="cached") == 5
-    reasoning = 3 if provider == "openai" else 0  # Anthropic reports none apart
+    reasoning = 0 if provider == "anthropic" else 3  # Anthropic reports none apart
     assert chat.attributes.get("gen_ai.usage.reasoning.output_tokens", 0) == reasoning
     assert metrics.value(details, model="m", type="reasoning") == reasoning

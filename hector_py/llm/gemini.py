@@ -62,7 +62,7 @@ class GeminiLLM(RemoteLLM):
         return response(
             text,
             calls,
-            Usage(*_usage(data.get("usageMetadata") or {})),
+            _usage(data.get("usageMetadata") or {}),
             truncated=finish == "MAX_TOKENS",
             model=data.get("modelVersion"),
             id=data.get("responseId"),
@@ -74,9 +74,11 @@ class GeminiLLM(RemoteLLM):
         state.calls += calls
         metadata = event.get("usageMetadata")
         if metadata:
-            prompt, completion = _usage(metadata)
-            state.prompt_tokens = prompt or state.prompt_tokens
-            state.completion_tokens = completion or state.completion_tokens
+            usage = _usage(metadata)
+            state.prompt_tokens = usage.prompt_tokens or state.prompt_tokens
+            state.completion_tokens = usage.completion_tokens or state.completion_tokens
+            state.cached_tokens = usage.cached_tokens or state.cached_tokens
+            state.reasoning_tokens = usage.reasoning_tokens or state.reasoning_tokens
         state.done = state.done or finish is not None
         state.truncated = state.truncated or finish == "MAX_TOKENS"
         state.model = event.get("modelVersion") or state.model
@@ -116,9 +118,13 @@ def _candidate(data: JSON) -> tuple[str, list[ToolCall], str | None]:
     return text, calls, first.get("finishReason")
 
 
-def _usage(metadata: JSON) -> tuple[int, int]:
-    """(prompt, completion) tokens; thinking tokens count as completion."""
-    completion = (metadata.get("candidatesTokenCount") or 0) + (
-        metadata.get("thoughtsTokenCount") or 0
+def _usage(metadata: JSON) -> Usage:
+    """The call's tokens: thinking tokens count as completion (and as reasoning), tokens
+    read from a context cache are part of the prompt (and counted as cached)."""
+    thoughts = metadata.get("thoughtsTokenCount") or 0
+    return Usage(
+        metadata.get("promptTokenCount") or 0,
+        (metadata.get("candidatesTokenCount") or 0) + thoughts,
+        metadata.get("cachedContentTokenCount") or 0,
+        thoughts,
     )
-    return metadata.get("promptTokenCount") or 0, completion

@@ -106,7 +106,7 @@ class Reply:
     set_cookie: str | None = None
     model: str | None = None
     truncated: bool = False
-    details: tuple[int, int] = (0, 0)  # OpenAI's cached prompt and reasoning tokens
+    details: tuple[int, int] = (0, 0)  # cached prompt and reasoning tokens (of the usage)
 
     @classmethod
     def tool_call(cls, name: str, arguments: JSON, **fields: Any) -> Reply:
@@ -370,8 +370,13 @@ class GeminiDialect(Dialect):
         usage: JSON = {"promptTokenCount": prompt, "totalTokenCount": prompt}
         if final:
             candidate["finishReason"] = "STOP"
-            usage = {**usage, "candidatesTokenCount": completion}
+            cached, thoughts = answer.details
+            usage = {**usage, "candidatesTokenCount": completion - thoughts}
             usage["totalTokenCount"] = prompt + completion
+            if cached:
+                usage["cachedContentTokenCount"] = cached
+            if thoughts:
+                usage["thoughtsTokenCount"] = thoughts
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": answer.model}
 
 
