@@ -400,3 +400,33 @@ def test_legacy_sse_server(serve: Any, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("mode", ["http", "sse"])
+def test_trace_context_reaches_an_http_mcp_server_as_headers(
+    serve: Any, tmp_path: Path, mode: str
+) -> None:
+    """The MCP server's HTTP layer sees ``traceparent`` as a header, equal to the SDK's
+    ``_meta`` entry and in the trace of the ``execute_tool`` span."""
+    port = free_port()
+    proc = start_http_mcp(port, mode)
+    try:
+        path = "/mcp" if mode == "http" else "/sse\n    transport: sse"
+        tools = f"  shop:\n    type: mcp\n    url: http://127.0.0.1:{port}{path}\n"
+        config = write_config(tmp_path, tools, "[shop.trace]")
+        with OTLPGrpcReceiver() as receiver:
+            server: Server = serve("-c", str(config), "--tracing-endpoint", receiver.endpoint)
+            reply = ask(server, "use shop_trace {}")
+            spans = receiver.wait_for(
+                lambda got: any(s.name == "execute_tool shop_trace" for s in got),
+                what="the tool span",
+            )
+    finally:
+        proc.kill()
+        proc.wait(10)
+    found = re.search(r"header=(\S+) meta=(\S+)", reply)
+    assert found, reply
+    header, meta = found.groups()
+    assert header == meta != "None"
+    tool_span = next(s for s in spans if s.name == "execute_tool shop_trace")
+    assert header.split("-")[1] == tool_span.trace_id

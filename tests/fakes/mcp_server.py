@@ -10,7 +10,8 @@ Run as a child process::
 
 Tools: ``order`` (nested schema with ``$ref``), ``forecast`` (``structuredContent``),
 ``pixel`` (an image), ``broken`` (raises: an ``isError`` result), ``nap`` (sleeps),
-``grow`` (adds the tool ``extra`` and sends ``notifications/tools/list_changed``).
+``grow`` (adds the tool ``extra`` and sends ``notifications/tools/list_changed``),
+``trace`` (echoes the ``traceparent`` HTTP header and ``_meta`` entry it got).
 Each call of ``order`` answers with this process's pid, so a test sees a restart.
 """
 
@@ -73,6 +74,14 @@ async def grow(ctx: Context) -> str:
     server.add_tool(extra, name="extra", description="Added later.")
     await ctx.session.send_tool_list_changed()
     return "grown"
+
+
+@server.tool(description="The trace context this call arrived with: HTTP header and _meta.")
+def trace(ctx: Context) -> str:
+    request = ctx.request_context.request
+    header = request.headers.get("traceparent") if request is not None else None
+    meta = ctx.request_context.meta
+    return f"header={header} meta={(meta or {}).get('traceparent')}"
 
 
 def extra() -> str:

@@ -23,9 +23,9 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from hector_py.agent.tools.mcp_http import traced_http_client
 from hector_py.agent.tools.registry import ToolDefinitionError, ToolError
 from hector_py.config.tools import ToolConfig
 from hector_py.llm.base import ToolSpec
@@ -251,9 +251,14 @@ class McpToolset:
         assert self.config.url is not None  # ToolConfig requires command or url
         headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
         if self.config.transport == "sse":
-            return sse_client(self.config.url, headers=headers, timeout=self.config.timeout)
+            return sse_client(
+                self.config.url,
+                headers=headers,
+                timeout=self.config.timeout,
+                httpx_client_factory=traced_http_client,
+            )
         return streamable_http_client(
-            self.config.url, http_client=create_mcp_http_client(headers=headers)
+            self.config.url, http_client=traced_http_client(headers=headers)
         )
 
     async def _disconnect(self) -> None:
