@@ -115,6 +115,7 @@ def test_stdio_server_tools_round_trip_and_survive_a_killed_child(
     tools_before = health(server)["tools.shop"]["tools"]
     assert ask(server, "use shop_grow") == "The tool returned: grown"
     wait_for(lambda: health(server)["tools.shop"]["tools"] == tools_before + 1, "the re-listing")
+    assert ask(server, "use shop_extra") == "The tool returned: extra here"  # the agent has it
 
     child = pid_in(first)
     os.kill(child, signal.SIGKILL)

@@ -17,7 +17,7 @@ from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
-from hector_py.agent.tools import ToolRegistry, build_registry
+from hector_py.agent.tools import Tool, ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
@@ -66,8 +66,10 @@ def build_agents(
         llms[name] = build_llm(name, llm, session, on_retry=count_retry)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
     agents = {}
+    added: dict[str, list[Tool]] = {}  # tools an agent has besides the registry's
     for name, agent in config.agents.items():
         tools = registry.for_agent(agent.tools)
+        own = len(tools)
         context = None
         if knowledge is not None and agent.knowledge:
             if agent.inject is None:
@@ -86,6 +88,14 @@ def build_agents(
             else None,
             context,
         )
+        added[name] = tools[own:]
+
+    def retool() -> None:  # a toolset's tools changed: each agent sees them as they are now
+        for name, agent in agents.items():
+            tools = [*registry.for_agent(config.agents[name].tools), *added[name]]
+            agent.tools = {tool.spec.name: tool for tool in tools}
+
+    registry.watch(retool)
     return agents
 
 

@@ -14,7 +14,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -93,6 +93,7 @@ class McpToolset:
         self.last_error: str | None = None
         self.outages = 0
         self._tools: dict[str, McpTool] = {}
+        self.on_change: Callable[[], None] | None = None
         self._client: Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -292,7 +293,10 @@ class McpToolset:
             cursor = page.next_cursor
             if not cursor:
                 break
+        changed = found.keys() != self._tools.keys()
         self._tools = found
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def _wanted(self, name: str) -> bool:
         allow = self.config.allow

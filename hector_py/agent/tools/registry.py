@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,7 +55,10 @@ class Tool(Protocol):
 
 
 class Toolset(Protocol):
-    """A group of tools discovered at start-up, such as the tools of one MCP server."""
+    """A group of tools discovered at start-up, such as the tools of one MCP server.
+    ``on_change`` is called when the group's tool names change later."""
+
+    on_change: Callable[[], None] | None
 
     async def start(self) -> None:
         """Connect and discover the tools; raise ``ToolDefinitionError`` if it cannot."""
@@ -138,6 +141,11 @@ class ToolRegistry:
                 await toolset.close()
             except Exception:
                 log.warning("closing toolset %s failed", key, exc_info=True)
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a toolset's tool names change (after start-up)."""
+        for toolset in self.toolsets.values():
+            toolset.on_change = callback
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each toolset's state, as ``/health`` components named ``tools.KEY``."""
