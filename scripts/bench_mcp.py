@@ -1,8 +1,11 @@
-"""MCP tool overhead: one tool call through the registry, MCP (streamable HTTP) vs built-in.
+"""MCP tool overhead: one tool call through the registry, MCP (stdio and streamable HTTP)
+vs a built-in.
 
-The MCP server is in-process (the SDK's ``MCPServer`` under uvicorn, in a thread, on
-127.0.0.1); both tools echo their argument. Calls run one at a time (c=1), after a warm-up;
-the added cost per MCP call is the difference of the medians. Runs in a few seconds::
+The MCP server is the SDK's ``MCPServer`` with an ``echo`` tool, in its own process as in
+real use (this script re-run with ``--serve``): over stdio as our child, and over
+streamable HTTP on 127.0.0.1. Calls run one at a time (c=1), after a warm-up; the added
+cost per MCP call is the difference of the medians, and the client CPU per call is what
+serving the call costs our process. Runs in a few seconds::
 
     python scripts/bench_mcp.py [--calls 500]
 """
@@ -13,19 +16,33 @@ import argparse
 import asyncio
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from typing import Any
 
-import uvicorn
-from mcp.server.mcpserver import MCPServer
-
-from hector_py.agent.tools import FunctionTool, ToolRegistry
+from hector_py.agent.tools import FunctionTool, Tool, ToolRegistry
 from hector_py.agent.tools.mcp import McpToolset
 from hector_py.config.tools import ToolConfig
 from hector_py.llm.base import ToolSpec
 
 SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+
+
+def serve(mode: str, port: int) -> None:
+    """Be the MCP server (``--serve stdio`` or ``--serve http PORT``)."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("bench", log_level="WARNING")
+
+    @server.tool(description="Echo the text.")
+    def echo(text: str) -> str:
+        return text
+
+    if mode == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=port)
 
 
 def free_port() -> int:
@@ -34,69 +51,79 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_mcp_server(port: int) -> uvicorn.Server:
-    """An MCP server with an ``echo`` tool on 127.0.0.1:``port``/mcp, in a thread."""
-    server = MCPServer("bench", log_level="WARNING")
-
-    @server.tool(description="Echo the text.")
-    def echo(text: str) -> str:
-        return text
-
-    config = uvicorn.Config(
-        server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"
-    )
-    running = uvicorn.Server(config)
-    threading.Thread(target=running.run, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return running
-
-
-async def timed(registry: ToolRegistry, tool: Any, calls: int) -> list[float]:
-    """Seconds per call, after ``calls // 10`` warm-up calls."""
+async def timed(registry: ToolRegistry, tool: Tool, calls: int) -> tuple[list[float], float]:
+    """Seconds per call and client CPU seconds per call, after ``calls // 10`` warm-ups."""
     for _ in range(calls // 10):
         await registry.execute(tool, {"text": "hi"})
     out = []
+    cpu = time.process_time()
     for _ in range(calls):
         started = time.perf_counter()
         outcome = await registry.execute(tool, {"text": "hi"})
         out.append(time.perf_counter() - started)
         assert outcome.ok, outcome
-    return out
+    return out, (time.process_time() - cpu) / calls
 
 
-def summary(name: str, seconds: list[float]) -> float:
+def summary(name: str, seconds: list[float], cpu: float) -> float:
     ordered = sorted(seconds)
     median = statistics.median(ordered)
     p99 = ordered[int(len(ordered) * 0.99) - 1]
-    print(f"{name:<28} median {median * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms")
+    print(
+        f"{name:<28} median {median * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms"
+        f"   client CPU {cpu * 1e3:6.3f} ms/call"
+    )
     return median
 
 
-async def main(calls: int) -> None:
-    port = free_port()
-    uvicorn_server = start_mcp_server(port)
+async def measure(name: str, config: ToolConfig, base: float, calls: int) -> None:
+    toolset = McpToolset("bench", config)
+    registry = ToolRegistry({}, {"bench": toolset})
+    await registry.start()
+    try:
+        median = summary(name, *await timed(registry, toolset.tools()["echo"], calls))
+        print(f"  added per call at c=1: {(median - base) * 1e3:.3f} ms (target <= 2 ms)")
+    finally:
+        await registry.close()
 
+
+async def main(calls: int) -> None:
     async def echo(arguments: dict[str, Any]) -> str:
         return str(arguments["text"])
 
     builtin = FunctionTool(ToolSpec("echo", "Echo the text.", SCHEMA), 30.0, echo)
-    toolset = McpToolset("bench", ToolConfig(type="mcp", url=f"http://127.0.0.1:{port}/mcp"))
-    registry = ToolRegistry({"echo": builtin}, {"bench": toolset})
-    await registry.start()
+    base = summary("built-in tool", *await timed(ToolRegistry({"echo": builtin}), builtin, calls))
+    me = [sys.executable, __file__, "--serve"]
+    await measure(
+        "MCP tool (stdio)",
+        ToolConfig(type="mcp", command=me[0], args=[*me[1:], "stdio"]),
+        base,
+        calls,
+    )
+    port = free_port()
+    server = subprocess.Popen([*me, "http", "--port", str(port)])
     try:
-        base = summary("built-in tool", await timed(registry, builtin, calls))
-        mcp = summary(
-            "MCP tool (streamable HTTP)", await timed(registry, toolset.tools()["echo"], calls)
-        )
-        print(f"added per MCP call at c=1: {(mcp - base) * 1e3:.3f} ms (target <= 2 ms)")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/mcp"
+        await measure("MCP tool (streamable HTTP)", ToolConfig(type="mcp", url=url), base, calls)
     finally:
-        await registry.close()
-        uvicorn_server.should_exit = True
+        server.terminate()
+        server.wait(10)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=500)
-    asyncio.run(main(parser.parse_args().calls))
+    parser.add_argument("--serve", choices=["stdio", "http"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+    else:
+        asyncio.run(main(args.calls))
