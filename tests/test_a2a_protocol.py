@@ -66,8 +66,8 @@ def test_v03_spec_methods_are_never_method_not_found(server: Server, method: str
 @pytest.mark.parametrize(
     ("parts", "code"),
     [
-        ([{"url": "https://example.com/a.png", "mediaType": "image/png"}], -32005),
-        ([{"text": "look"}, {"raw": "aGk=", "mediaType": "image/png"}], -32005),
+        ([{"url": "https://example.com/a.png", "mediaType": "image/png"}], -32602),  # host
+        ([{"text": "look"}, {"raw": "aGk=", "mediaType": "audio/wav"}], -32005),
         ([{"text": "hi", "mediaType": "application/pdf"}], -32005),
         ([{"filename": "x"}], -32602),
     ],
@@ -96,8 +96,9 @@ def test_v03_required_message_fields(server: Server, message: Any, says: str) ->
     assert error["code"] == -32602 and says in error["message"]
 
 
-def test_v03_file_part_is_content_type_not_supported(server: Server) -> None:
-    parts = [{"kind": "text", "text": "see"}, {"kind": "file", "file": {"uri": "https://x/y"}}]
+def test_v03_file_part_of_a_type_the_model_cannot_take(server: Server) -> None:
+    wav = {"bytes": "UklGRg==", "mimeType": "audio/wav"}
+    parts = [{"kind": "text", "text": "see"}, {"kind": "file", "file": wav}]
     params = {"message": {"messageId": "m", "role": "user", "parts": parts}}
     assert call(server.url + "/", "message/send", params)["error"]["code"] == -32005
 

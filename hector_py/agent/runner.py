@@ -12,6 +12,7 @@ from hector_py.agent.tools import Tool, ToolOutcome, ToolRegistry
 from hector_py.config.model import AgentConfig
 from hector_py.llm.base import (
     LLM,
+    Attachment,
     LLMChunk,
     LLMError,
     LLMRequest,
@@ -19,6 +20,7 @@ from hector_py.llm.base import (
     Message,
     ToolCall,
     Usage,
+    accepted_types,
 )
 from hector_py.observability.logs import bind
 from hector_py.observability.telemetry import LLMScope, Telemetry
@@ -116,11 +118,13 @@ class Agent:
         history: list[Message],
         user_text: str,
         *,
+        files: tuple[Attachment, ...] = (),
         stream: bool = False,
         session_id: str | None = None,
         meter: UsageMeter | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
-        """Answer ``user_text`` given the session ``history``; the last event is FinalReply.
+        """Answer ``user_text`` (with ``files``) given the session ``history``; the last event
+        is FinalReply.
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
@@ -129,7 +133,7 @@ class Agent:
         messages = [
             Message("system", self.config.instruction),
             *history,
-            Message("user", user_text),
+            Message("user", user_text, attachments=files),
         ]
         specs = tuple(tool.spec for tool in self.tools.values())
         started = time.perf_counter()
@@ -206,9 +210,7 @@ class Agent:
                     yield ToolCallStarted(call)
                     outcome = await self._call_tool(call)
                     yield ToolCallFinished(call, outcome)
-                    messages.append(
-                        Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
-                    )
+                    messages.append(self._tool_message(call, outcome))
         raise AgentError(
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
@@ -252,6 +254,16 @@ class Agent:
             if exc.usage is not None:
                 self._usage(scope, exc.usage)
             raise
+
+    def _tool_message(self, call: ToolCall, outcome: ToolOutcome) -> Message:
+        """The tool result for the model: files its API takes go with it, the others are
+        named in the text."""
+        accepted = accepted_types(self.llm)
+        files = tuple(file for file in outcome.files if file.media_type in accepted)
+        text = "\n".join(
+            [outcome.output, *(f.placeholder() for f in outcome.files if f not in files)]
+        )
+        return Message("tool", text, tool_call_id=call.id, name=call.name, attachments=files)
 
     async def _call_tool(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)

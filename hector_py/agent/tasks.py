@@ -24,7 +24,7 @@ from hector_py.agent.runner import (
     UsageMeter,
 )
 from hector_py.agent.stores import ChatTurn, Store, StoreUnavailable, Task, TaskState, new_id
-from hector_py.llm.base import LLMError, Message
+from hector_py.llm.base import Attachment, LLMError, Message
 from hector_py.observability.logs import bind
 
 log = logging.getLogger("hector.tasks")
@@ -165,8 +165,17 @@ class TaskManager:
             return self.remote.follow(task)
         return execution
 
-    async def start(self, agent: Agent, task: Task, user_text: str, *, stream: bool) -> Execution:
-        """Take a run slot, save ``task`` and start running it; subscribe before the next
+    async def start(
+        self,
+        agent: Agent,
+        task: Task,
+        user_text: str,
+        *,
+        stream: bool,
+        files: tuple[Attachment, ...] = (),
+    ) -> Execution:
+        """Take a run slot, save ``task`` and start running it (``user_text`` with
+        ``files``); subscribe before the next
         ``await``. ``task`` may be one resumed (it waited for input). Raises ``Overloaded``
         when no slot frees in time, ``TaskBusy`` when ``task`` is already starting or running."""
         if task.id in self._claimed:
@@ -184,7 +193,10 @@ class TaskManager:
             raise
         execution = Execution(task)
         self._running[task.id] = execution
-        execution.runner = asyncio.create_task(self._run(agent, execution, user_text, stream, slot))
+        run = self._run(
+            agent, execution, Message("user", user_text, attachments=files), stream, slot
+        )
+        execution.runner = asyncio.create_task(run)
         slot.owner = execution.runner
         return execution
 
@@ -246,7 +258,7 @@ class TaskManager:
         await self._set_state(execution, state)
 
     async def _run(
-        self, agent: Agent, execution: Execution, user_text: str, stream: bool, slot: Slot
+        self, agent: Agent, execution: Execution, prompt: Message, stream: bool, slot: Slot
     ) -> Task:
         task = execution.task
         meter = UsageMeter()
@@ -257,14 +269,19 @@ class TaskManager:
                     task.tenant, task.context_id, agent.config.history_messages
                 )
                 events = agent.run(
-                    history, user_text, stream=stream, session_id=task.context_id, meter=meter
+                    history,
+                    prompt.content,
+                    files=prompt.attachments,
+                    stream=stream,
+                    session_id=task.context_id,
+                    meter=meter,
                 )
                 async for event in events:
                     self._apply(execution, event)
                 await self.store.append(
                     task.tenant,
                     task.context_id,
-                    [Message("user", user_text), Message("assistant", task.reply or "")],
+                    [_remembered(prompt), Message("assistant", task.reply or "")],
                 )
                 await self._end(execution, meter, TaskState.COMPLETED)
             except asyncio.CancelledError:
@@ -298,3 +315,9 @@ class TaskManager:
             execution.task.history.append(ChatTurn(new_id(), "agent", event.text))
         else:
             execution.publish(event)
+
+
+def _remembered(prompt: Message) -> Message:
+    """The user message as the session keeps it: its files named, not kept."""
+    names = [file.placeholder() for file in prompt.attachments]
+    return Message("user", "\n".join([prompt.content, *names]) if names else prompt.content)

@@ -7,6 +7,23 @@ from pydantic import Field
 from hector_py.config.base import Strict
 
 
+class FilesConfig(Strict):
+    """Files in incoming messages (A2A file parts, ``/v1`` image parts)."""
+
+    max_bytes: int = Field(
+        10_485_760,
+        ge=1024,
+        description="Largest file a message may carry or point to, in bytes (inline files"
+        " are also bounded by server.max_body_bytes).",
+    )
+    fetch_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose URLs the server fetches for file parts given by URL (none by"
+        " default: such parts are refused). No redirects are followed.",
+    )
+    fetch_timeout: float = Field(10.0, gt=0, le=300, description="Seconds to fetch one URL.")
+
+
 class A2AConfig(Strict):
     """How A2A task streams behave."""
 
@@ -28,4 +45,8 @@ class A2AConfig(Strict):
         le=1_000_000,
         description="Events a stream subscriber may lag behind before it is dropped with an"
         " error event (the task goes on).",
+    )
+    files: FilesConfig = Field(
+        default_factory=FilesConfig,
+        description="Files in incoming messages: size cap and the hosts URLs may point to.",
     )

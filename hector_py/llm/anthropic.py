@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, Usage
+from hector_py.llm.base import IMAGES_AND_PDF, Attachment, LLMRequest, LLMResponse, Message, Usage
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, merge_turns, response, split_system
 
 API_VERSION = "2023-06-01"
@@ -16,6 +16,7 @@ class AnthropicLLM(RemoteLLM):
     """``POST {base_url}/v1/messages`` with ``x-api-key`` and ``anthropic-version``."""
 
     provider = "anthropic"
+    accepts = IMAGES_AND_PDF
     default_base_url = "https://api.anthropic.com"
     key_env = ("ANTHROPIC_API_KEY",)
 
@@ -97,19 +98,23 @@ class AnthropicLLM(RemoteLLM):
 
 
 def _turn(message: Message) -> tuple[str, list[JSON]]:
-    if message.role == "tool":
-        result = {
-            "type": "tool_result",
-            "tool_use_id": message.tool_call_id,
-            "content": message.content,
-        }
-        return "user", [result]
     blocks: list[JSON] = [{"type": "text", "text": message.content}] if message.content else []
+    blocks += [_file(file) for file in message.attachments]
+    if message.role == "tool":
+        content = blocks if message.attachments else message.content
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": content}
+        return "user", [result]
     blocks += [
         {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
         for c in message.tool_calls
     ]
     return message.role, blocks
+
+
+def _file(file: Attachment) -> JSON:
+    """An ``image`` or (PDF) ``document`` block with the bytes inline."""
+    source = {"type": "base64", "media_type": file.media_type, "data": file.base64}
+    return {"type": "image" if file.is_image else "document", "source": source}
 
 
 def _cached(usage: JSON) -> int:

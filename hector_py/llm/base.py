@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -26,8 +27,33 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file given to the model with a message: its media type, bytes and file name."""
+
+    media_type: str
+    data: bytes
+    name: str | None = None
+
+    @property
+    def base64(self) -> str:
+        """The bytes in base64, as every provider's API takes them."""
+        return base64.b64encode(self.data).decode()
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the file is an image (``image/*``)."""
+        return self.media_type.startswith("image/")
+
+    def placeholder(self) -> str:
+        """A short text standing in for the file where it cannot be passed on."""
+        name = f" {self.name}" if self.name else ""
+        return f"[{self.media_type} file{name}, {len(self.data)} bytes]"
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat message. ``tool_call_id`` (and ideally ``name``) are set on ``tool`` results."""
+    """One chat message. ``tool_call_id`` (and ideally ``name``) are set on ``tool`` results;
+    ``attachments`` are files (images, documents) that go with ``user`` and ``tool`` messages."""
 
     role: Role
     content: str
@@ -35,6 +61,7 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     """The tool's name on ``tool`` results (Gemini and Ollama send it upstream)."""
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,8 +168,19 @@ class LLMError(Exception):
         return "llm_error"
 
 
+IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""The image types every provider with vision takes."""
+IMAGES_AND_PDF = IMAGES | {"application/pdf"}
+
+
+def accepted_types(llm: object) -> frozenset[str]:
+    """The media types a model's API takes as attachments (its ``accepts``; none if unset)."""
+    accepts = getattr(llm, "accepts", None)
+    return accepts if isinstance(accepts, frozenset) else frozenset()
+
+
 class LLM(Protocol):
-    """A chat model."""
+    """A chat model. It may declare ``accepts``: the media types its API takes as files."""
 
     provider: str
     model: str

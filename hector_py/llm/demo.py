@@ -1,8 +1,9 @@
 """The offline ``demo`` model: deterministic, no network, no key.
 
-It echoes the last user message, counts words as tokens, and calls a tool when
-asked with ``use TOOL {json args}`` and that tool is offered, or for a plain "what time
-is it" / "calculate 2+2" when ``current_time`` / ``calculator`` is. Streams go word by word.
+It echoes the last user message (and names the type and size of its files), counts words
+as tokens, and calls a tool when asked with ``use TOOL {json args}`` and that tool is
+offered, or for a plain "what time is it" / "calculate 2+2" when ``current_time`` /
+``calculator`` is. Streams go word by word.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hector_py.llm.base import LLMChunk, LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.base import (
+    IMAGES_AND_PDF,
+    LLMChunk,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 
 _TOOL_COMMAND = re.compile(r"^\s*use\s+(\w+)\s*(\{.*\})?\s*$", re.DOTALL)
 # Plain requests the demo recognises when the matching tool is offered.
@@ -27,6 +36,7 @@ class DemoLLM:
     """A deterministic stand-in for a real model."""
 
     provider = "demo"
+    accepts = IMAGES_AND_PDF
 
     def __init__(self, model: str = "demo", stream_delay: float = 0.02) -> None:
         self.model = model
@@ -71,7 +81,8 @@ class DemoLLM:
     def _answer(self, request: LLMRequest) -> Message:
         last = request.messages[-1] if request.messages else Message("user", "")
         if last.role == "tool":
-            return Message("assistant", f"The tool returned: {last.content}")
+            said = (last.content + _files(last)).strip()
+            return Message("assistant", f"The tool returned: {said}")
         turns = sum(1 for m in request.messages if m.role == "user")
         command = _TOOL_COMMAND.match(last.content)
         offered = {tool.name for tool in request.tools}
@@ -85,8 +96,20 @@ class DemoLLM:
             return Message("assistant", "", tool_calls=(call,))
         text = " ".join(last.content.split()) or "(nothing)"
         return Message(
-            "assistant", f'You said: "{text}". This is the offline demo model (turn {turns}).'
+            "assistant",
+            f'You said: "{text}". This is the offline demo model (turn {turns}).{_files(last)}',
         )
+
+
+def _files(message: Message) -> str:
+    """What the demo "sees" of a message's files: each one's type and size."""
+    if not message.attachments:
+        return ""
+    return (
+        " Files: "
+        + ", ".join(f"{file.media_type} ({len(file.data)} bytes)" for file in message.attachments)
+        + "."
+    )
 
 
 def _plain_request(text: str, offered: set[str]) -> tuple[str, dict[str, Any]] | None:

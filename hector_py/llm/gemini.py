@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from hector_py.llm.base import (
+    IMAGES_AND_PDF,
+    Attachment,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 from hector_py.llm.remote import (
     JSON,
     RemoteLLM,
@@ -23,6 +31,7 @@ class GeminiLLM(RemoteLLM):
     for streams), the key in ``x-goog-api-key``."""
 
     provider = "gemini"
+    accepts = IMAGES_AND_PDF
     default_base_url = "https://generativelanguage.googleapis.com"
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
@@ -89,8 +98,9 @@ class GeminiLLM(RemoteLLM):
 def _turn(message: Message, names: dict[str, str]) -> tuple[str, list[JSON]]:
     if message.role == "tool":
         result = {"name": tool_name(message, names), "response": {"content": message.content}}
-        return "user", [{"functionResponse": result}]
+        return "user", [{"functionResponse": result}, *map(_inline, message.attachments)]
     parts: list[JSON] = [{"text": message.content}] if message.content else []
+    parts += map(_inline, message.attachments)
     for call in message.tool_calls:
         part: JSON = {"functionCall": {"name": call.name, "args": call.arguments}}
         if call.signature:
@@ -128,3 +138,8 @@ def _usage(metadata: JSON) -> Usage:
         metadata.get("cachedContentTokenCount") or 0,
         thoughts,
     )
+
+
+def _inline(file: Attachment) -> JSON:
+    """A file as an ``inlineData`` part."""
+    return {"inlineData": {"mimeType": file.media_type, "data": file.base64}}

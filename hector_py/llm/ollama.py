@@ -22,6 +22,7 @@ class OllamaLLM(RemoteLLM):
     a configured ``api_key`` is sent as ``Authorization: Bearer`` (for hosted Ollama)."""
 
     provider = "ollama"
+    accepts = frozenset({"image/png", "image/jpeg"})
     default_base_url = "http://localhost:11434"
     framing = "ndjson"
 
@@ -81,6 +82,8 @@ class OllamaLLM(RemoteLLM):
 
 def _message(message: Message, names: dict[str, str]) -> JSON:
     out: JSON = {"role": message.role, "content": message.content}
+    if message.attachments:  # images only (``accepts``)
+        out["images"] = [file.base64 for file in message.attachments]
     if message.role == "tool":
         out["tool_name"] = tool_name(message, names)
     if message.tool_calls:

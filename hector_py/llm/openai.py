@@ -7,7 +7,15 @@ from typing import Any
 
 import orjson
 
-from hector_py.llm.base import LLMRequest, LLMResponse, Message, ToolSpec, Usage
+from hector_py.llm.base import (
+    IMAGES_AND_PDF,
+    Attachment,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolSpec,
+    Usage,
+)
 from hector_py.llm.remote import JSON, RemoteLLM, StreamState, response
 
 
@@ -29,6 +37,7 @@ class OpenAILLM(RemoteLLM):
     ``Authorization`` header is sent."""
 
     provider = "openai"
+    accepts = IMAGES_AND_PDF
     default_base_url = "https://api.openai.com/v1"
     key_env = ("OPENAI_API_KEY",)
 
@@ -36,7 +45,10 @@ class OpenAILLM(RemoteLLM):
         return {"Authorization": f"Bearer {key}"}
 
     def _request(self, request: LLMRequest, *, stream: bool) -> tuple[str, JSON]:
-        body: JSON = {"model": self.model, "messages": [_message(m) for m in request.messages]}
+        body: JSON = {
+            "model": self.model,
+            "messages": [out for m in request.messages for out in _messages(m)],
+        }
         if request.tools:
             body["tools"] = function_tools(request.tools)
         if self.config.temperature is not None:
@@ -94,10 +106,19 @@ class OpenAILLM(RemoteLLM):
         return text
 
 
-def _message(message: Message) -> JSON:
+def _messages(message: Message) -> list[JSON]:
+    """The message in OpenAI's shape. A tool message cannot hold files: its files follow
+    in a user message."""
     if message.role == "tool":
-        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+        result: JSON = {"role": "tool", "tool_call_id": message.tool_call_id}
+        result["content"] = message.content
+        if not message.attachments:
+            return [result]
+        files = _content(f"Files returned by the tool {message.name or ''}:", message.attachments)
+        return [result, {"role": "user", "content": files}]
     out: JSON = {"role": message.role, "content": message.content}
+    if message.attachments:
+        out["content"] = _content(message.content, message.attachments)
     if message.tool_calls:
         out["content"] = message.content or None
         out["tool_calls"] = [
@@ -108,7 +129,22 @@ def _message(message: Message) -> JSON:
             }
             for call in message.tool_calls
         ]
-    return out
+    return [out]
+
+
+def _content(text: str, attachments: Sequence[Attachment]) -> list[JSON]:
+    """Content parts: the text, then each image as ``image_url`` and each other file as
+    ``file``, inline as data URLs."""
+    parts: list[JSON] = [{"type": "text", "text": text}] if text else []
+    for file in attachments:
+        url = f"data:{file.media_type};base64,{file.base64}"
+        if file.is_image:
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            parts.append(
+                {"type": "file", "file": {"filename": file.name or "file", "file_data": url}}
+            )
+    return parts
 
 
 def _usage(usage: Any) -> Usage | None:

@@ -1,7 +1,8 @@
 """Captured payloads in the structure of the OpenTelemetry GenAI conventions: JSON
 ``gen_ai.system_instructions``, ``gen_ai.input.messages`` and ``gen_ai.output.messages``
 (role + typed parts), and tool call arguments as JSON, which Phoenix and Langfuse show
-in their input/output panels. Every text is redacted, then cut to ``max_chars``."""
+in their input/output panels. Every text is redacted, then cut to ``max_chars``; files
+are named by type and size, never recorded."""
 
 from __future__ import annotations
 
@@ -40,11 +41,24 @@ def _parts(message: Any, clean: Clean) -> list[JSON]:
                 "response": clean(message.content),
             }
         )
-        return parts
+        return parts + _file_parts(message)
     if message.content:
         parts.append({"type": "text", "content": clean(message.content)})
     parts += _call_parts(message.tool_calls, clean)
-    return parts
+    return parts + _file_parts(message)
+
+
+def _file_parts(message: Any) -> list[JSON]:
+    """A message's files, by type and size: their bytes are never recorded."""
+    return [
+        {
+            "type": "file",
+            "modality": "image" if file.is_image else "document",
+            "mime_type": file.media_type,
+            "size": len(file.data),
+        }
+        for file in getattr(message, "attachments", ())
+    ]
 
 
 def _call_parts(calls: Sequence[Any], clean: Clean) -> list[JSON]:

@@ -10,136 +10,23 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing, suppress
-from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hector_py.agent.budgets import BudgetExceeded
-from hector_py.agent.guardrails import GuardrailBlocked, Guardrails
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
 from hector_py.agent.stores import new_id
-from hector_py.llm.base import LLMError, Message, Usage
+from hector_py.llm.base import LLMError, Message, Usage, accepted_types
 from hector_py.llm.http import stream_started
 from hector_py.server.auth import request_tenant
+from hector_py.server.openai_messages import ApiError, conversation, guarded
 from hector_py.server.sse import open_sse, send_events
 from hector_py.server.state import STATE
 
 log = logging.getLogger("hector.openai")
 STREAM_FAILED = web.RequestKey("hector_stream_failed", bool)
-
-
-class ApiError(Exception):
-    """An error in OpenAI's error format."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = (
-            status,
-            message,
-            param,
-            code,
-            kind,
-        )
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error object."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def response(self) -> web.Response:
-        """As an HTTP response."""
-        return web.json_response(self.body(), status=self.status)
-
-
-def _conversation(body: dict[str, Any], allow_system: bool) -> tuple[list[Message], str]:
-    """Earlier turns and the last user message from ``messages``; system and developer
-    messages are refused unless ``allow_system``."""
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "messages: must be a non-empty list", param="messages")
-    turns: list[Message] = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict) or item.get("role") not in (
-            "system",
-            "developer",
-            "user",
-            "assistant",
-            "tool",
-        ):
-            raise ApiError(
-                400,
-                f"messages[{index}]: needs a role of system, user, assistant or tool",
-                param=f"messages[{index}]",
-            )
-        content = item.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            texts = [p.get("text") for p in content if isinstance(p, dict)]
-            if not all(text is None or isinstance(text, str) for text in texts):
-                raise ApiError(
-                    400,
-                    f"messages[{index}].content: a part's text must be a string",
-                    param=f"messages[{index}].content",
-                )
-            content = "".join(text for text in texts if text)
-        if content is not None and not isinstance(content, str):
-            raise ApiError(
-                400,
-                f"messages[{index}].content: must be a string or parts",
-                param=f"messages[{index}].content",
-            )
-        role = item["role"]
-        if role in ("system", "developer") and not allow_system:
-            raise ApiError(
-                400,
-                f"messages[{index}]: {role} messages are not accepted here "
-                "(server.openai_api.allow_system_messages)",
-                param=f"messages[{index}]",
-                code="system_messages_not_allowed",
-            )
-        if role in ("user", "assistant"):
-            turns.append(Message(role, content or ""))
-        elif role in ("system", "developer") and content:
-            turns.append(Message("system", content))
-    if not turns or turns[-1].role != "user" or not turns[-1].content.strip():
-        raise ApiError(
-            400, "messages: the last message must be a non-empty user message", param="messages"
-        )
-    return turns[:-1], turns[-1].content
-
-
-def _guarded(
-    guardrails: Guardrails, history: list[Message], user_text: str
-) -> tuple[list[Message], str]:
-    """Every caller-supplied message through the input guardrails (whatever its role:
-    an earlier turn, a forged assistant turn and a system message reach the model too),
-    redacted where they say so, each guardrail checking them all under one span;
-    ``ApiError`` when one is blocked."""
-    messages = [*history, Message("user", user_text)]
-    try:
-        texts = guardrails.check_inputs([m.content for m in messages], [m.role for m in messages])
-    except GuardrailBlocked as exc:
-        role = messages[exc.index].role
-        raise ApiError(
-            400, f"{exc} (a {role} message)", param="messages", code="guardrail_blocked"
-        ) from None
-    checked = [replace(m, content=text) for m, text in zip(messages, texts, strict=True)]
-    return checked[:-1], checked[-1].content
 
 
 def _agent(request: web.Request, body: dict[str, Any]) -> Agent:
@@ -191,13 +78,18 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             raise ApiError(400, "body must be a JSON object")
         agent = _agent(request, body)
         config = request.app[STATE].config.server
-        history, user_text = _conversation(body, config.openai_api.allow_system_messages)
+        history, prompt = await conversation(
+            body,
+            config.openai_api.allow_system_messages,
+            request.app[STATE].config.a2a.files,
+            accepted_types(agent.llm),
+        )
         stream = body.get("stream") is True
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         del body, options  # not kept while the answer streams
         limit = config.max_message_chars
-        if len(user_text) > limit:
+        if len(prompt.content) > limit:
             raise ApiError(
                 400,
                 f"messages: the last message is over the limit of {limit} "
@@ -205,7 +97,7 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 param="messages",
             )
         if agent.guardrails is not None:
-            history, user_text = _guarded(agent.guardrails, history, user_text)
+            history, prompt = guarded(agent.guardrails, history, prompt)
         budgets = request.app[STATE].budgets
         try:
             reservation = await budgets.reserve(request_tenant(request))
@@ -218,11 +110,9 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             slot = await request.app[STATE].tasks.admission.acquire(agent.name)
             try:
                 if stream:
-                    response = await _stream(
-                        request, agent, history, user_text, include_usage, meter
-                    )
+                    response = await _stream(request, agent, history, prompt, include_usage, meter)
                     return agent.name, response
-                return agent.name, await _reply(request, agent, history, user_text, meter)
+                return agent.name, await _reply(request, agent, history, prompt, meter)
             finally:
                 slot.release()
         finally:
@@ -235,12 +125,14 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
 
 
 async def _reply(
-    request: web.Request, agent: Agent, history: list[Message], user_text: str, meter: UsageMeter
+    request: web.Request, agent: Agent, history: list[Message], prompt: Message, meter: UsageMeter
 ) -> web.Response:
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
     try:
-        async with aclosing(agent.run(history, user_text, meter=meter)) as events:
+        async with aclosing(
+            agent.run(history, prompt.content, files=prompt.attachments, meter=meter)
+        ) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
@@ -317,7 +209,7 @@ async def _stream(
     request: web.Request,
     agent: Agent,
     history: list[Message],
-    user_text: str,
+    prompt: Message,
     include_usage: bool,
     meter: UsageMeter,
 ) -> web.StreamResponse:
@@ -327,7 +219,9 @@ async def _stream(
     chunks = _Chunks(request, agent.name)
     token = stream_started.set(chunks.start)
     try:
-        async with aclosing(agent.run(history, user_text, stream=True, meter=meter)) as events:
+        async with aclosing(
+            agent.run(history, prompt.content, files=prompt.attachments, stream=True, meter=meter)
+        ) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     chunks.add({"content": event.text})

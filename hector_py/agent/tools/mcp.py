@@ -26,9 +26,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from hector_py.agent.tools.mcp_http import traced_http_client
-from hector_py.agent.tools.registry import ToolDefinitionError, ToolError
+from hector_py.agent.tools.registry import ToolDefinitionError, ToolError, ToolResult
 from hector_py.config.tools import ToolConfig
-from hector_py.llm.base import ToolSpec
+from hector_py.llm.base import Attachment, ToolSpec
 from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.tools.mcp")
@@ -75,8 +75,8 @@ class McpTool:
         """The toolset key of the server, for telemetry."""
         return self.toolset.key
 
-    async def call(self, arguments: dict[str, Any]) -> str:
-        """Call the tool; text, ``structuredContent`` and images become text for the model."""
+    async def call(self, arguments: dict[str, Any]) -> ToolResult:
+        """Call the tool: its text and ``structuredContent`` as text, its images as files."""
         result = await self.toolset.call_tool(self.remote_name, arguments)
         return render_result(result, self.toolset.config.max_response_bytes)
 
@@ -325,14 +325,24 @@ class McpToolset:
             log.warning("MCP server %s: re-listing tools failed: %s", self.key, _reason(exc))
 
 
-def render_result(result: mcp_types.CallToolResult, limit: int) -> str:
-    """The result as text for the model, cut at ``limit`` bytes; ``ToolError`` if ``isError``.
+def render_result(result: mcp_types.CallToolResult, limit: int) -> ToolResult:
+    """The result for the model, its text cut at ``limit`` bytes; ``ToolError`` if
+    ``isError``. Images become files (one over ``limit`` bytes a placeholder).
 
     ``structuredContent`` is sent as JSON when the server gave no content besides it
     (servers usually put the same JSON in a text item too).
     """
-    parts = [_content_text(item) for item in result.content]
-    if not parts and result.structured_content is not None:
+    parts: list[str] = []
+    files: list[Attachment] = []
+    for item in result.content:
+        image = _image(item)
+        if image is None:
+            parts.append(_content_text(item))
+        elif len(image.data) > limit:
+            parts.append(f"{image.placeholder()} (over {limit} bytes, not passed on)")
+        else:
+            files.append(image)
+    if not parts and not files and result.structured_content is not None:
         parts = [json.dumps(result.structured_content, ensure_ascii=False)]
     text = "\n".join(parts)
     if result.is_error:
@@ -340,18 +350,22 @@ def render_result(result: mcp_types.CallToolResult, limit: int) -> str:
     data = text.encode()
     if len(data) > limit:
         text = data[:limit].decode(errors="ignore") + f"\n[truncated to {limit} bytes]"
-    return text
+    return ToolResult(text, tuple(files))
+
+
+def _image(item: Any) -> Attachment | None:
+    """An MCP image content item as a file (``None`` for other items and bad base64)."""
+    if not isinstance(item, mcp_types.ImageContent):
+        return None
+    try:
+        return Attachment(item.mime_type, base64.b64decode(item.data, validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _content_text(item: Any) -> str:
     if isinstance(item, mcp_types.TextContent):
         return item.text
-    if isinstance(item, mcp_types.ImageContent):
-        try:
-            size = len(base64.b64decode(item.data, validate=True))
-        except (binascii.Error, ValueError):
-            size = 0
-        return f"[image: {item.mime_type}, {size} bytes]"
     return f"[{getattr(item, 'type', 'content')} content]"
 
 

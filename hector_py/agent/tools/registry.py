@@ -17,7 +17,7 @@ from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
 from hector_py.config.loader import ConfigError, Problem
-from hector_py.llm.base import ToolSpec
+from hector_py.llm.base import Attachment, ToolSpec
 
 log = logging.getLogger("hector.tools")
 
@@ -49,9 +49,17 @@ class Tool(Protocol):
         """The implementation, for telemetry: ``function``, ``http``, ``mcp``..."""
         ...
 
-    async def call(self, arguments: dict[str, Any]) -> str:
+    async def call(self, arguments: dict[str, Any]) -> str | ToolResult:
         """Run with validated ``arguments``; raise ``ToolError`` on failure."""
         ...
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer that carries files (images an MCP server returned) beside its text."""
+
+    text: str
+    files: tuple[Attachment, ...] = ()
 
 
 class Toolset(Protocol):
@@ -84,6 +92,7 @@ class ToolOutcome:
     ok: bool
     output: str
     error_type: str | None = None
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass
@@ -192,6 +201,8 @@ class ToolRegistry:
         except Exception as exc:
             log.warning("tool %s failed", name, exc_info=True)
             return ToolOutcome(False, f"error: {name} failed: {type(exc).__name__}", "exception")
+        if isinstance(output, ToolResult):
+            return ToolOutcome(True, output.text, files=output.files)
         return ToolOutcome(True, output)
 
     def _schema_errors(self, spec: ToolSpec, arguments: dict[str, Any]) -> list[str]:

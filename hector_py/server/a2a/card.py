@@ -13,6 +13,7 @@ from aiohttp import web
 from hector_py import __version__
 from hector_py.agent.runner import Agent
 from hector_py.config.model import AuthConfig
+from hector_py.llm.base import accepted_types
 from hector_py.server.state import STATE
 
 SUPPORTED_VERSIONS = ("1.0", "0.3")
@@ -63,7 +64,7 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "protocolVersion": "0.3.0",
         "preferredTransport": "JSONRPC",
         "capabilities": {"streaming": True, "pushNotifications": False},
-        "defaultInputModes": ["text/plain"],
+        "defaultInputModes": ["text/plain", "application/json", *input_files(agent)],
         "defaultOutputModes": ["text/plain"],
         "skills": [
             {
@@ -75,6 +76,11 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         ],
         **security(state.config.server.auth),
     }
+
+
+def input_files(agent: Agent) -> list[str]:
+    """The file types the agent's model takes, as the card lists them."""
+    return sorted(accepted_types(agent.llm))
 
 
 def card_response(request: web.Request, agent: Agent) -> web.Response:

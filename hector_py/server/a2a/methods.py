@@ -52,7 +52,7 @@ async def find_task(call: Call, task_id: str | None) -> Task:
 
 async def _start(call: Call, *, stream: bool) -> Execution:
     """Start a new task, or resume the one ``message.taskId`` names if it waits for input."""
-    message = incoming_message(call)
+    message = await incoming_message(call)
     text = message.text
     if call.agent.guardrails is not None:
         try:
@@ -79,7 +79,9 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     call.state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
-        return await call.state.tasks.start(call.agent, task, text, stream=stream)
+        return await call.state.tasks.start(
+            call.agent, task, text, stream=stream, files=message.files
+        )
     except BaseException as exc:
         await asyncio.shield(call.state.budgets.release(task.id))
         if isinstance(exc, TaskBusy):

@@ -1,5 +1,5 @@
 """A2A call parameters: typed field access and the incoming message, checked (-32602 naming
-the field, -32005 for content the agent cannot read)."""
+the field; its parts are read by :mod:`hector_py.server.a2a.parts`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from hector_py.agent.runner import Agent
-from hector_py.server.a2a.errors import CONTENT_TYPE_NOT_SUPPORTED, INVALID_PARAMS, RpcError
+from hector_py.llm.base import Attachment, accepted_types
+from hector_py.server.a2a.errors import INVALID_PARAMS, RpcError
+from hector_py.server.a2a.parts import read_parts
 from hector_py.server.a2a_wire import Dialect
 from hector_py.server.state import ServerState
 
@@ -21,7 +23,6 @@ _TYPE_WORDS = {
     "bool": "a boolean",
     "list": "a list",
 }
-_CONTENT_KEYS = ("raw", "url", "data", "file")  # parts the agent cannot read (text only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class IncomingMessage:
     """The user message of a send, checked."""
 
     text: str
+    files: tuple[Attachment, ...]
     message_id: str
     context_id: str | None
     task_id: str | None
@@ -81,9 +83,9 @@ def history_length(params: dict[str, Any], path: str) -> int | None:
     return length
 
 
-def incoming_message(call: Call) -> IncomingMessage:
+async def incoming_message(call: Call) -> IncomingMessage:
     """The send's ``message``: ``messageId``, ``role`` (the dialect's names) and non-empty
-    ``parts`` required; v0.3 parts need ``kind``; only text parts (-32005 for others)."""
+    ``parts`` required; v0.3 parts need ``kind``; files the model cannot take -32005."""
     message = call.params.get("message")
     if not isinstance(message, dict):
         raise RpcError(INVALID_PARAMS, "params.message: required, an object")
@@ -95,10 +97,10 @@ def incoming_message(call: Call) -> IncomingMessage:
     parts = message.get("parts")
     if not isinstance(parts, list) or not parts:
         raise RpcError(INVALID_PARAMS, "params.message.parts: must be a non-empty list")
-    texts = [_part_text(call.dialect, part, index) for index, part in enumerate(parts)]
-    text = "\n".join(t for t in texts if t)
-    if not text.strip():
-        raise RpcError(INVALID_PARAMS, "params.message: has no text")
+    accepts = accepted_types(call.agent.llm)
+    text, files = await read_parts(call.dialect, parts, call.state.config.a2a.files, accepts)
+    if not text.strip() and not files:
+        raise RpcError(INVALID_PARAMS, "params.message: has no text or file")
     limit = call.state.config.server.max_message_chars
     if len(text) > limit:
         raise RpcError(
@@ -108,35 +110,8 @@ def incoming_message(call: Call) -> IncomingMessage:
         )
     return IncomingMessage(
         text=text,
+        files=files,
         message_id=message_id,
         context_id=identifier(call.params, "message.contextId"),
         task_id=identifier(call.params, "message.taskId"),
     )
-
-
-def _part_text(dialect: Dialect, part: Any, index: int) -> str:
-    where = f"params.message.parts[{index}]"
-    if not isinstance(part, dict):
-        raise RpcError(INVALID_PARAMS, f"{where}: must be an object")
-    if dialect.kinds:
-        kind = part.get("kind")
-        if kind not in ("text", "file", "data"):
-            raise RpcError(INVALID_PARAMS, f"{where}.kind: must be text, file or data")
-        if kind != "text":
-            raise RpcError(
-                CONTENT_TYPE_NOT_SUPPORTED, f"{where}: {kind} parts are not supported (text only)"
-            )
-    elif "text" not in part:
-        found = next((key for key in _CONTENT_KEYS if key in part), None)
-        if found is None:
-            raise RpcError(INVALID_PARAMS, f"{where}: needs text, raw, url or data")
-        raise RpcError(
-            CONTENT_TYPE_NOT_SUPPORTED, f"{where}: {found} parts are not supported (text only)"
-        )
-    media_type = part.get("mediaType") or "text/plain"
-    if not isinstance(media_type, str) or not media_type.startswith("text/"):
-        raise RpcError(CONTENT_TYPE_NOT_SUPPORTED, f"{where}.mediaType: only text/* is read")
-    text = part.get("text")
-    if not isinstance(text, str):
-        raise RpcError(INVALID_PARAMS, f"{where}.text: must be a string")
-    return text
