@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from hector_py.agent import structured
 from hector_py.agent.guardrails import Guardrails
+from hector_py.agent.structured import Structured
 from hector_py.agent.tools import Tool, ToolOutcome, ToolRegistry
 from hector_py.config.model import AgentConfig
 from hector_py.llm.base import (
@@ -18,6 +20,7 @@ from hector_py.llm.base import (
     LLMRequest,
     LLMResponse,
     Message,
+    OutputSchema,
     ToolCall,
     Usage,
     accepted_types,
@@ -77,6 +80,8 @@ class FinalReply:
     text: str
     usage: Usage
     finish_reason: str = "stop"
+    data: Structured | None = None
+    """The answer as JSON, when the run had an output schema."""
 
 
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
@@ -122,9 +127,11 @@ class Agent:
         stream: bool = False,
         session_id: str | None = None,
         meter: UsageMeter | None = None,
+        output: OutputSchema | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` (with ``files``) given the session ``history``; the last event
-        is FinalReply.
+        is FinalReply. With ``output`` (else the agent's ``output_schema``) the answer must be
+        JSON that matches it: one repair round, then ``AgentError``.
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
@@ -141,15 +148,18 @@ class Agent:
         produced: list[str] = []
         reply_chars = 0
         llm = self.llm
-        # Output guardrails see the whole reply first, so a stream arrives in one piece.
-        hold = self.guardrails is not None and self.guardrails.checks_output
+        if output is None and self.config.output_schema is not None:
+            output = OutputSchema(self.config.output_schema)
+        repaired = False
+        # Output guardrails and the schema see the whole reply first: a stream comes at once.
+        hold = output is not None or (self.guardrails is not None and self.guardrails.checks_output)
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
             if self.context is not None and (extra := await self.context(user_text)):
                 messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
-                request = LLMRequest(messages=tuple(messages), tools=specs)
+                request = LLMRequest(messages=tuple(messages), tools=specs, output=output)
                 step_text: list[str] = []
                 calls: tuple[ToolCall, ...] = ()
                 server = getattr(llm, "base_url", None)
@@ -188,6 +198,20 @@ class Agent:
                     finally:
                         meter.add(scope.prompt_tokens, scope.completion_tokens)
                 produced.extend(step_text)
+                data = None
+                if not calls and output is not None:
+                    answer = "".join(step_text)
+                    found = structured.read(answer, output)
+                    if isinstance(found, list):
+                        if repaired:
+                            raise AgentError(
+                                "the answer does not match the output schema: " + "; ".join(found)
+                            )
+                        repaired = True
+                        messages.append(Message("assistant", answer))
+                        messages.append(Message("user", structured.repair_prompt(found)))
+                        continue
+                    produced, data = [answer], found
                 if not calls:
                     log.debug(  # the access line is the one line per request at info
                         "agent run completed",
@@ -198,12 +222,16 @@ class Agent:
                         },
                     )
                     reply = "".join(produced)
-                    if hold and self.guardrails is not None:
-                        reply = self.guardrails.check_output(reply)
-                        if reply:
-                            yield TextDelta(reply)
+                    if hold and self.guardrails is not None and self.guardrails.checks_output:
+                        checked = self.guardrails.check_output(reply)
+                        if data is not None and output is not None and checked != reply:
+                            redacted = structured.read(checked, output)  # never the raw value
+                            data = redacted if isinstance(redacted, Structured) else None
+                        reply = checked
+                    if hold and reply:
+                        yield TextDelta(reply)
                     usage = Usage(meter.prompt_tokens, meter.completion_tokens)
-                    yield FinalReply(reply, usage, (*scope.finish_reasons, "stop")[0])
+                    yield FinalReply(reply, usage, (*scope.finish_reasons, "stop")[0], data)
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:

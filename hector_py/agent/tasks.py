@@ -312,6 +312,7 @@ class TaskManager:
     def _apply(execution: Execution, event: RunEvent) -> None:
         if isinstance(event, FinalReply):
             execution.task.reply = event.text
+            execution.task.data = event.data.value if event.data is not None else None
             execution.task.history.append(ChatTurn(new_id(), "agent", event.text))
         else:
             execution.publish(event)

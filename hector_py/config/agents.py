@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
+from pydantic import Field, field_validator
 
 from hector_py.config.automation import NotificationConfig, ScheduleTrigger, WebhookTrigger
 from hector_py.config.base import DEFAULT_LLM, Strict
@@ -50,3 +54,19 @@ class AgentConfig(Strict):
         le=50,
         description="Instead of the tool: add this many best chunks to the prompt first.",
     )
+    output_schema: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema of the final answer: sent to the model in its provider's"
+        " form, the answer validated (one repair round), and added to A2A replies as a data"
+        " part.",
+    )
+
+    @field_validator("output_schema")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            try:
+                validators.validator_for(schema).check_schema(schema)
+            except schema_exceptions.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return schema

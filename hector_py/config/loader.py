@@ -324,7 +324,7 @@ def _message(error: Any) -> str:
         return "unknown key"
     if error["type"] == "missing":
         return "required"
-    return str(error["msg"])
+    return str(error["msg"]).removeprefix("Value error, ")  # our validators' own words
 
 
 def masked(problems: list[Problem], path: Path | None, environ: Mapping[str, str]) -> list[Problem]:

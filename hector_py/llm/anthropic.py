@@ -33,6 +33,8 @@ class AnthropicLLM(RemoteLLM):
                 for role, blocks in merge_turns(_turn(m) for m in messages)
             ],
         }
+        if request.output is not None:  # no native JSON mode: the schema as an instruction
+            system = "\n\n".join(filter(None, [system, request.output.instruction()]))
         if system is not None:
             body["system"] = system
         if request.tools:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -99,11 +100,30 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class OutputSchema:
+    """The JSON Schema a final answer must match; ``name`` and ``strict`` as OpenAI's
+    ``response_format`` takes them."""
+
+    schema: dict[str, Any]
+    name: str = "reply"
+    strict: bool = False
+
+    def instruction(self) -> str:
+        """The schema as an instruction, for APIs without a native JSON mode."""
+        schema = json.dumps(self.schema, ensure_ascii=False)
+        return (
+            "Answer with only a JSON value (no prose, no code fence) that matches this JSON"
+            f" Schema: {schema}"
+        )
+
+
+@dataclass(frozen=True)
 class LLMRequest:
-    """What the agent loop asks of a model."""
+    """What the agent loop asks of a model; ``output`` when the answer must be JSON."""
 
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
+    output: OutputSchema | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 It echoes the last user message (and names the type and size of its files), counts words
 as tokens, and calls a tool when asked with ``use TOOL {json args}`` and that tool is
 offered, or for a plain "what time is it" / "calculate 2+2" when ``current_time`` /
-``calculator`` is. Streams go word by word.
+``calculator`` is. Asked for JSON (an output schema), it answers with a value that
+matches the schema, made from the message. Streams go word by word.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class DemoLLM:
             call = ToolCall(id=f"call_{turns}", name=plain[0], arguments=plain[1])
             return Message("assistant", "", tool_calls=(call,))
         text = " ".join(last.content.split()) or "(nothing)"
+        if request.output is not None:
+            return Message("assistant", json.dumps(_instance(request.output.schema, text)))
         return Message(
             "assistant",
             f'You said: "{text}". This is the offline demo model (turn {turns}).{_files(last)}',
@@ -110,6 +113,29 @@ def _files(message: Message) -> str:
         + ", ".join(f"{file.media_type} ({len(file.data)} bytes)" for file in message.attachments)
         + "."
     )
+
+
+def _instance(schema: Any, text: str) -> Any:
+    """A value that matches ``schema`` (the common keywords), made from ``text``: strings
+    are the text, numbers its word count."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _instance(schema[key][0], text)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _instance(sub, text) for name, sub in properties.items()}
+    if kind == "array":
+        return [_instance(schema.get("items"), text)] * max(1, schema.get("minItems", 1))
+    values = {"integer": len(text.split()), "number": float(len(text.split())), "boolean": True}
+    return values.get(kind, None if kind == "null" else text)
 
 
 def _plain_request(text: str, offered: set[str]) -> tuple[str, dict[str, Any]] | None:

@@ -56,6 +56,9 @@ class GeminiLLM(RemoteLLM):
             ]
             body["tools"] = [{"functionDeclarations": declarations}]
         generation: JSON = {}
+        if request.output is not None:
+            generation["responseMimeType"] = "application/json"
+            generation["responseJsonSchema"] = request.output.schema
         if self.config.temperature is not None:
             generation["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:

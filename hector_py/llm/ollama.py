@@ -38,6 +38,8 @@ class OllamaLLM(RemoteLLM):
         }
         if request.tools:
             body["tools"] = function_tools(request.tools)
+        if request.output is not None:
+            body["format"] = request.output.schema
         options: JSON = {}
         if self.config.temperature is not None:
             options["temperature"] = self.config.temperature

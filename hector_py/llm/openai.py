@@ -51,6 +51,12 @@ class OpenAILLM(RemoteLLM):
         }
         if request.tools:
             body["tools"] = function_tools(request.tools)
+        if request.output is not None:
+            schema = {"name": request.output.name, "schema": request.output.schema}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {**schema, "strict": request.output.strict},
+            }
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:

@@ -45,9 +45,19 @@ class Dialect:
         """A text part."""
         return self._tag("text", {"text": text})
 
-    def data_part(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A structured-data part."""
+    def data_part(self, data: Any) -> dict[str, Any]:
+        """A structured-data part (v0.3 takes objects only: another value is wrapped as
+        ``{"value": ...}``)."""
+        if self.kinds and not isinstance(data, dict):
+            data = {"value": data}
         return self._tag("data", {"data": data})
+
+    def reply_parts(self, task: Task, text: str) -> list[dict[str, Any]]:
+        """The reply artifact's parts: the text, and the JSON answer of an output schema."""
+        parts = [self.text_part(text)]
+        if task.data is not None:
+            parts.append(self.data_part(task.data))
+        return parts
 
     def message(
         self, turn: ChatTurn, task: Task, parts: list[dict[str, Any]] | None = None
@@ -99,7 +109,8 @@ class Dialect:
             out["history"] = [self.message(turn, task) for turn in history]
         reply = task.reply if task.reply is not None else (partial or None)
         if artifacts and reply is not None:
-            out["artifacts"] = [self.artifact(task, [self.text_part(reply)])]
+            parts = self.reply_parts(task, reply) if task.reply is not None else None
+            out["artifacts"] = [self.artifact(task, parts or [self.text_part(reply)])]
         if task.reply is not None:
             out["metadata"] = {
                 "usage": {
@@ -125,9 +136,18 @@ class Dialect:
             body["final"] = task.state.terminal
         return self._wrap("statusUpdate", "status-update", body)
 
-    def artifact_update(self, task: Task, text: str, *, append: bool, last: bool) -> dict[str, Any]:
-        """An artifact-update stream event carrying a piece of the reply (never empty)."""
-        parts = [self.text_part(text)]
+    def artifact_update(
+        self,
+        task: Task,
+        text: str,
+        *,
+        append: bool,
+        last: bool,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """An artifact-update stream event carrying a piece of the reply (never empty), or
+        the ``parts`` given."""
+        parts = parts if parts is not None else [self.text_part(text)]
         body = {
             "taskId": task.id,
             "contextId": task.context_id,

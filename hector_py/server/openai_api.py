@@ -18,10 +18,10 @@ from aiohttp import web
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
 from hector_py.agent.stores import new_id
-from hector_py.llm.base import LLMError, Message, Usage, accepted_types
+from hector_py.llm.base import LLMError, Message, OutputSchema, Usage, accepted_types
 from hector_py.llm.http import stream_started
 from hector_py.server.auth import request_tenant
-from hector_py.server.openai_messages import ApiError, conversation, guarded
+from hector_py.server.openai_messages import ApiError, conversation, guarded, output_format
 from hector_py.server.sse import open_sse, send_events
 from hector_py.server.state import STATE
 
@@ -84,6 +84,7 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             request.app[STATE].config.a2a.files,
             accepted_types(agent.llm),
         )
+        output = output_format(body)
         stream = body.get("stream") is True
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -110,9 +111,11 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             slot = await request.app[STATE].tasks.admission.acquire(agent.name)
             try:
                 if stream:
-                    response = await _stream(request, agent, history, prompt, include_usage, meter)
+                    response = await _stream(
+                        request, agent, history, prompt, include_usage, meter, output
+                    )
                     return agent.name, response
-                return agent.name, await _reply(request, agent, history, prompt, meter)
+                return agent.name, await _reply(request, agent, history, prompt, meter, output)
             finally:
                 slot.release()
         finally:
@@ -125,13 +128,18 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
 
 
 async def _reply(
-    request: web.Request, agent: Agent, history: list[Message], prompt: Message, meter: UsageMeter
+    request: web.Request,
+    agent: Agent,
+    history: list[Message],
+    prompt: Message,
+    meter: UsageMeter,
+    output: OutputSchema | None,
 ) -> web.Response:
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
     try:
         async with aclosing(
-            agent.run(history, prompt.content, files=prompt.attachments, meter=meter)
+            agent.run(history, prompt.content, files=prompt.attachments, meter=meter, output=output)
         ) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
@@ -212,6 +220,7 @@ async def _stream(
     prompt: Message,
     include_usage: bool,
     meter: UsageMeter,
+    output: OutputSchema | None,
 ) -> web.StreamResponse:
     """Run ``agent`` and answer as chunks. The 200 goes out once the model's answer has
     started (so the model request leaves first), or with the first text of a model that
@@ -220,7 +229,14 @@ async def _stream(
     token = stream_started.set(chunks.start)
     try:
         async with aclosing(
-            agent.run(history, prompt.content, files=prompt.attachments, stream=True, meter=meter)
+            agent.run(
+                history,
+                prompt.content,
+                files=prompt.attachments,
+                stream=True,
+                meter=meter,
+                output=output,
+            )
         ) as events:
             async for event in events:
                 if isinstance(event, TextDelta):

@@ -1,5 +1,6 @@
-"""The request side of ``/v1/chat/completions``: OpenAI's error shape, and the caller's
-messages read (text and file content parts) and checked by the guardrails."""
+"""The request side of ``/v1/chat/completions``: OpenAI's error shape, the caller's
+messages read (text and file content parts) and checked by the guardrails, and the
+``response_format`` asked for."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
 
 from hector_py.agent.guardrails import GuardrailBlocked, Guardrails
 from hector_py.config.a2a import FilesConfig
-from hector_py.llm.base import Attachment, Message
+from hector_py.llm.base import Attachment, Message, OutputSchema
 from hector_py.server.files import FileRefused, accepted, fetch, media_type
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -153,3 +156,35 @@ def guarded(
         ) from None
     checked = [replace(m, content=text) for m, text in zip(messages, texts, strict=True)]
     return checked[:-1], checked[-1]
+
+
+def output_format(body: dict[str, Any]) -> OutputSchema | None:
+    """``response_format``: ``json_schema`` (its ``schema``, ``name``, ``strict``) or
+    ``json_object``; ``text`` or none is free text."""
+    spec = body.get("response_format")
+    if spec is None:
+        return None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return OutputSchema({"type": "object"})
+    where = "response_format.json_schema"
+    inner = spec.get("json_schema") if kind == "json_schema" else None
+    if not isinstance(inner, dict):
+        raise ApiError(
+            400,
+            "response_format: must be {type: text | json_object | json_schema, json_schema}",
+            param="response_format",
+        )
+    schema = inner.get("schema", {})
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except schema_exceptions.SchemaError as exc:
+        raise ApiError(
+            400, f"{where}.schema: not a valid JSON Schema: {exc.message}", param=where
+        ) from None
+    name = inner.get("name")
+    return OutputSchema(
+        schema, name if isinstance(name, str) and name else "reply", inner.get("strict") is True
+    )

@@ -55,6 +55,8 @@ class Task:
     state: TaskState = TaskState.SUBMITTED
     history: list[ChatTurn] = field(default_factory=list)
     reply: str | None = None
+    data: Any = None
+    """The reply as JSON, when the agent has an output schema."""
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

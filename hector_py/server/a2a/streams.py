@@ -102,8 +102,14 @@ class _Stream:
         elif isinstance(event, StatusChanged):
             if event.task.state == TaskState.COMPLETED and not self.streamed_text:
                 # a reply that came in one piece (no deltas): its one and last chunk
-                reply = task.reply or ""
-                self.pending.append(dialect.artifact_update(task, reply, append=False, last=True))
+                parts = dialect.reply_parts(task, task.reply or "")
+                update = dialect.artifact_update(task, "", append=False, last=True, parts=parts)
+                self.pending.append(update)
+            elif event.task.state == TaskState.COMPLETED and task.data is not None:
+                # the text streamed: the JSON answer of an output schema ends the artifact
+                parts = [dialect.data_part(task.data)]
+                update = dialect.artifact_update(task, "", append=True, last=True, parts=parts)
+                self.pending.append(update)
             self.pending.append(dialect.status_update(task))
 
     async def flush(self) -> None:
