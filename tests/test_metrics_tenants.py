@@ -1,5 +1,6 @@
-"""Per-tenant usage without budgets: tokens carry the tenant when it is configured (an API
-key's tenant or a budget's), every other tenant is ``other``, so labels stay bounded."""
+"""Per-tenant usage without budgets: tokens and estimated cost carry the tenant when it is
+configured (an API key's tenant or a budget's), every other tenant is ``other``, so labels
+stay bounded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.metrics_helpers import scrape
 
 ACME, PLAIN = "key-acme-0123456789", "key-plain-0123456789"
 TOKENS = "hector_tenant_tokens_total"
+COST = "hector_tenant_cost_usd_total"
 
 
 def test_tokens_are_counted_per_configured_tenant_and_others_are_other(
@@ -20,7 +22,8 @@ def test_tokens_are_counted_per_configured_tenant_and_others_are_other(
 ) -> None:
     config = tmp_path / "tenants.yaml"
     config.write_text(
-        "llms:\n  default: {provider: demo, stream_delay: 0}\n"
+        "llms:\n  default: {provider: demo, stream_delay: 0,"
+        " pricing: {input_per_million: 1000000, output_per_million: 2000000}}\n"
         "server:\n  auth:\n"
         f"    api_keys:\n      - {{key: {ACME}, tenant: acme}}\n      - {PLAIN}\n"
         "    tenant_header: X-Tenant\n"
@@ -43,3 +46,10 @@ def test_tokens_are_counted_per_configured_tenant_and_others_are_other(
     assert metrics.value(TOKENS, tenant="acme", type="completion") == usage["completion_tokens"]
     assert metrics.value(TOKENS, tenant="other", type="prompt") > 0
     assert metrics.label_values("tenant", TOKENS) == {"acme", "other"}
+    # $1 per prompt token, $2 per completion token
+    cost = usage["prompt_tokens"] + 2 * usage["completion_tokens"]
+    assert metrics.value(COST, tenant="acme") == cost
+    task_usage = task["result"]["metadata"]["usage"]
+    expected = task_usage["promptTokens"] + 2 * task_usage["completionTokens"]
+    assert task_usage["costUsd"] == expected
+    assert metrics.value(COST, tenant="other") == expected

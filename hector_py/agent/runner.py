@@ -60,11 +60,14 @@ class UsageMeter:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    """Estimated from ``llms.*.pricing`` (0 for models without prices)."""
 
-    def add(self, prompt: int, completion: int) -> None:
-        """Count one model call's tokens."""
+    def add(self, prompt: int, completion: int, cost: float = 0.0) -> None:
+        """Count one model call's tokens and estimated cost."""
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.cost_usd += cost
 
     @property
     def total(self) -> int:
@@ -196,7 +199,9 @@ class Agent:
                                     yield TextDelta(response.message.content)
                         scope.completion("".join(step_text), calls)
                     finally:
-                        meter.add(scope.prompt_tokens, scope.completion_tokens)
+                        tokens = (scope.prompt_tokens, scope.completion_tokens)
+                        cost = self.telemetry.cost(llm.provider, llm.model, *tokens)
+                        meter.add(*tokens, cost)
                 produced.extend(step_text)
                 data = None
                 if not calls and output is not None:

@@ -255,6 +255,7 @@ class TaskManager:
         """The run is over: the task records the tokens it used, whatever its outcome."""
         execution.task.prompt_tokens = meter.prompt_tokens
         execution.task.completion_tokens = meter.completion_tokens
+        execution.task.cost_usd = meter.cost_usd
         await self._set_state(execution, state)
 
     async def _run(

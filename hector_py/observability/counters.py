@@ -1,7 +1,10 @@
-"""The facade's plain counters: one call, one metric (no span)."""
+"""The facade's plain counters: one call, one metric (no span of its own)."""
 
 from __future__ import annotations
 
+from opentelemetry import trace
+
+from hector_py.config.llm import Pricing
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.scopes import CANCELED, ERROR, SUCCESS
 
@@ -11,6 +14,32 @@ class Counters:
 
     metrics: Metrics | None
     tenants: frozenset[str]
+    pricing: dict[tuple[str, str], Pricing]
+
+    def cost(self, provider: str, model: str, prompt: int, completion: int) -> float:
+        """The estimated price of one call in US dollars (0 without ``pricing``)."""
+        price = self.pricing.get((provider, model))
+        return price.cost(prompt, completion) if price is not None else 0.0
+
+    def llm_retry(self, provider: str, model: str, attempt: int, reason: str, delay: float) -> None:
+        """Count one retried LLM call and note it on the current span."""
+        if self.metrics is not None:
+            self.metrics.llm_retries.labels(provider, model, reason).inc()
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "retry", {"retry.attempt": attempt, "retry.reason": reason, "retry.delay_s": delay}
+            )
+
+    def mcp_request(self, server: str, method: str, ok: bool) -> None:
+        """Count one request to the MCP server ``server`` (a ``tools:`` key)."""
+        if self.metrics is not None:
+            self.metrics.mcp_requests.labels(server, method, "success" if ok else "error").inc()
+
+    def mcp_session(self, server: str, up: bool) -> None:
+        """Record whether the MCP server's session is up."""
+        if self.metrics is not None:
+            self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
     def agent_request(self, agent: str, ok: bool) -> None:
         """Count one protocol request addressed to ``agent``."""
@@ -27,12 +56,16 @@ class Counters:
             if charged:
                 self.metrics.budget_used.labels(tenant, period).inc(charged)
 
-    def tenant_usage(self, tenant: str | None, prompt: int, completion: int) -> None:
-        """Count a finished run's tokens for its tenant (bounded: ``other`` unless the
-        tenant is configured), for billing without budgets."""
+    def tenant_usage(
+        self, tenant: str | None, prompt: int, completion: int, cost: float = 0.0
+    ) -> None:
+        """Count a finished run's tokens and estimated cost for its tenant (bounded:
+        ``other`` unless the tenant is configured), for billing without budgets."""
         if self.metrics is None or not (prompt or completion):
             return
         label = tenant if tenant in self.tenants else "other"
+        if cost:
+            self.metrics.tenant_cost.labels(label).inc(cost)
         if prompt:
             self.metrics.tenant_tokens.labels(label, "prompt").inc(prompt)
         if completion:

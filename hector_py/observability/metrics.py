@@ -231,6 +231,12 @@ class Metrics:
             "Tokens used by a tenant's runs, by type; tenants not configured are 'other'",
             ("tenant", "type"),
         )
+        self.tenant_cost = counter(
+            "tenant_cost_usd_total",
+            "Estimated cost of a tenant's runs in US dollars (from llms.*.pricing); tenants"
+            " not configured are 'other'",
+            ("tenant",),
+        )
         self.llm_retries = counter(
             "llm_retries_total",
             "LLM call retries by reason (HTTP status, timeout, connection_error)",

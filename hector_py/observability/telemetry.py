@@ -56,7 +56,12 @@ from hector_py.observability.scopes import (
     mark_failed_run,
     outcome,
 )
-from hector_py.observability.tracing import Tracing, build_tracing
+from hector_py.observability.tracing import (
+    Tracing,
+    build_tracing,
+    in_unsampled_trace,
+    inject_traceparent,
+)
 
 log = logging.getLogger("hector.telemetry")
 
@@ -122,7 +127,7 @@ class Telemetry(Counters):
         *,
         record: bool = True,
     ) -> Iterator[Span | None]:
-        if self.tracer is None or not record or (context is None and _in_unsampled_trace()):
+        if self.tracer is None or not record or (context is None and in_unsampled_trace()):
             yield None
             return
         # What ``start_as_current_span`` does, without its two extra context managers
@@ -276,16 +281,6 @@ class Telemetry(Counters):
             record_llm_metrics(self.metrics, (agent, provider, model), scope, price, exemplar)
         self._count_error("llm", scope.error_type)
 
-    def llm_retry(self, provider: str, model: str, attempt: int, reason: str, delay: float) -> None:
-        """Count one retried LLM call and note it on the current span."""
-        if self.metrics is not None:
-            self.metrics.llm_retries.labels(provider, model, reason).inc()
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(
-                "retry", {"retry.attempt": attempt, "retry.reason": reason, "retry.delay_s": delay}
-            )
-
     @contextmanager
     def tool_call(
         self,
@@ -323,16 +318,6 @@ class Telemetry(Counters):
                     )
                     metrics.tool_calls.labels(agent, tool, outcome(scope.error_type)).inc()
                 self._count_error("tool", scope.error_type)
-
-    def mcp_request(self, server: str, method: str, ok: bool) -> None:
-        """Count one request to the MCP server ``server`` (a ``tools:`` key)."""
-        if self.metrics is not None:
-            self.metrics.mcp_requests.labels(server, method, "success" if ok else "error").inc()
-
-    def mcp_session(self, server: str, up: bool) -> None:
-        """Record whether the MCP server's session is up."""
-        if self.metrics is not None:
-            self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
     @contextmanager
     def guardrail_check(self, agent: str, guardrail: str, stage: str) -> Iterator[GuardrailScope]:
@@ -390,16 +375,7 @@ class Telemetry(Counters):
         """Client middleware that puts ``traceparent`` on every outgoing request (tracing
         on). A middleware, not a ``TraceConfig``: that would fire a dozen signals per
         request."""
-        if self.tracer is None:
-            return ()
-
-        async def inject(
-            request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-        ) -> aiohttp.ClientResponse:
-            propagate.inject(request.headers)
-            return await handler(request)
-
-        return (inject,)
+        return () if self.tracer is None else (inject_traceparent,)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""
@@ -420,11 +396,3 @@ class Telemetry(Counters):
             await self.otlp_metrics.shutdown(timeout)
         if self.tracing is not None:
             await self.tracing.shutdown(timeout)
-
-
-def _in_unsampled_trace() -> bool:
-    """True inside a trace that is not sampled. ``ParentBased`` drops every child of an
-    unsampled parent, so there is no span to make: log lines and ``traceparent`` keep the
-    parent's ids, and the work of creating and ending a non-recording span is skipped."""
-    current = trace.get_current_span()
-    return not current.is_recording() and current.get_span_context().is_valid

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -195,3 +197,19 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
         extra={"exporter": target.exporter},
     )
     return Tracing(provider, exporter)
+
+
+def in_unsampled_trace() -> bool:
+    """True inside a trace that is not sampled. ``ParentBased`` drops every child of an
+    unsampled parent, so there is no span to make: log lines and ``traceparent`` keep the
+    parent's ids, and the work of creating and ending a non-recording span is skipped."""
+    current = trace.get_current_span()
+    return not current.is_recording() and current.get_span_context().is_valid
+
+
+async def inject_traceparent(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """aiohttp client middleware: the current trace context into the request's headers."""
+    propagate.inject(request.headers)
+    return await handler(request)

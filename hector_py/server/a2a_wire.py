@@ -112,12 +112,13 @@ class Dialect:
             parts = self.reply_parts(task, reply) if task.reply is not None else None
             out["artifacts"] = [self.artifact(task, parts or [self.text_part(reply)])]
         if task.reply is not None:
-            out["metadata"] = {
-                "usage": {
-                    "promptTokens": task.prompt_tokens,
-                    "completionTokens": task.completion_tokens,
-                }
+            usage: dict[str, Any] = {
+                "promptTokens": task.prompt_tokens,
+                "completionTokens": task.completion_tokens,
             }
+            if task.cost_usd:
+                usage["costUsd"] = round(task.cost_usd, 9)
+            out["metadata"] = {"usage": usage}
         return self._tag("task", out)
 
     def task_result(

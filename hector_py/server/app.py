@@ -191,7 +191,9 @@ async def build_app(
         notifier.task_changed(task)
         budgets.task_changed(task)
         if task.state.terminal:
-            telemetry.tenant_usage(task.tenant, task.prompt_tokens, task.completion_tokens)
+            telemetry.tenant_usage(
+                task.tenant, task.prompt_tokens, task.completion_tokens, task.cost_usd
+            )
 
     state = ServerState(
         config=config,

@@ -121,7 +121,10 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
         finally:
             await asyncio.shield(budgets.settle(reservation, meter.total))
             request.app[STATE].telemetry.tenant_usage(
-                request_tenant(request), meter.prompt_tokens, meter.completion_tokens
+                request_tenant(request),
+                meter.prompt_tokens,
+                meter.completion_tokens,
+                meter.cost_usd,
             )
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
