@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from hector_py.agent import structured
+from hector_py.agent.calls import AgentError, ModelCaller, Step, UsageMeter
 from hector_py.agent.guardrails import Guardrails
 from hector_py.agent.structured import Structured
 from hector_py.agent.tools import Tool, ToolOutcome, ToolRegistry
@@ -15,18 +16,16 @@ from hector_py.config.model import AgentConfig
 from hector_py.llm.base import (
     LLM,
     Attachment,
-    LLMChunk,
-    LLMError,
     LLMRequest,
-    LLMResponse,
     Message,
     OutputSchema,
     ToolCall,
     Usage,
     accepted_types,
 )
+from hector_py.llm.breaker import Model
 from hector_py.observability.logs import bind
-from hector_py.observability.telemetry import LLMScope, Telemetry
+from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.agent")
 
@@ -53,28 +52,6 @@ class ToolCallFinished:
     outcome: ToolOutcome
 
 
-@dataclass
-class UsageMeter:
-    """The tokens a run has used so far, counted as each model call ends, whether the run
-    then succeeds, fails or is canceled: what its tenant is charged."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    """Estimated from ``llms.*.pricing`` (0 for models without prices)."""
-
-    def add(self, prompt: int, completion: int, cost: float = 0.0) -> None:
-        """Count one model call's tokens and estimated cost."""
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        self.cost_usd += cost
-
-    @property
-    def total(self) -> int:
-        """Prompt and completion tokens together."""
-        return self.prompt_tokens + self.completion_tokens
-
-
 @dataclass(frozen=True)
 class FinalReply:
     """The run's answer (all text produced), the tokens it cost, and why the last model
@@ -85,6 +62,8 @@ class FinalReply:
     finish_reason: str = "stop"
     data: Structured | None = None
     """The answer as JSON, when the run had an output schema."""
+    model: str | None = None
+    """``provider/model`` of the model that gave the answer (it may be a fallback)."""
 
 
 RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
@@ -94,18 +73,14 @@ ContextSource = Callable[[str], Awaitable[str | None]]
 """Extra instruction for a user message (e.g. the best chunks of a document store)."""
 
 
-class AgentError(Exception):
-    """A run ended without an answer for a reason of the agent's own (not the model's)."""
-
-
 class Agent:
-    """A configured agent bound to its model and tools."""
+    """A configured agent bound to its model (and the model's fallbacks) and tools."""
 
     def __init__(
         self,
         name: str,
         config: AgentConfig,
-        llm: LLM,
+        llm: LLM | Sequence[Model],
         telemetry: Telemetry,
         tools: Sequence[Tool] = (),
         registry: ToolRegistry | None = None,
@@ -115,7 +90,9 @@ class Agent:
         self.name = name
         self.telemetry = telemetry
         self.config = config
-        self.llm = llm
+        self.models = tuple(llm) if isinstance(llm, Sequence) else (Model(config.llm, llm),)
+        self.llm = self.models[0].llm
+        self.caller = ModelCaller(name, self.models, telemetry, config.max_reply_chars)
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
         self.guardrails = guardrails
@@ -150,7 +127,7 @@ class Agent:
         meter = UsageMeter() if meter is None else meter
         produced: list[str] = []
         reply_chars = 0
-        llm = self.llm
+        llm = self.llm  # the primary: the run's span names it
         if output is None and self.config.output_schema is not None:
             output = OutputSchema(self.config.output_schema)
         repaired = False
@@ -163,45 +140,12 @@ class Agent:
                 messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs, output=output)
-                step_text: list[str] = []
-                calls: tuple[ToolCall, ...] = ()
-                server = getattr(llm, "base_url", None)
-                settings = getattr(llm, "config", None)  # the HTTP providers' llms.<name>
-                with self.telemetry.llm_call(
-                    self.name,
-                    llm.provider,
-                    llm.model,
-                    stream=stream,
-                    server=server,
-                    temperature=getattr(settings, "temperature", None),
-                    max_tokens=getattr(settings, "max_tokens", None),
-                ) as scope:
-                    try:
-                        scope.prompt(request.messages)
-                        if stream:
-                            async for chunk in self._stream(request, scope):
-                                if chunk.text:
-                                    reply_chars = self._grown(reply_chars, chunk.text)
-                                    step_text.append(chunk.text)
-                                    if not hold:
-                                        yield TextDelta(chunk.text)
-                                calls += chunk.tool_calls
-                            if not scope.finish_reasons:  # an LLM that names none
-                                scope.finish_reasons = ("tool_calls" if calls else "stop",)
-                        else:
-                            response = await self._complete(request, scope)
-                            calls = response.message.tool_calls
-                            scope.finish_reasons = (response.finish_reason,)
-                            if response.message.content:
-                                reply_chars = self._grown(reply_chars, response.message.content)
-                                step_text.append(response.message.content)
-                                if not hold:
-                                    yield TextDelta(response.message.content)
-                        scope.completion("".join(step_text), calls)
-                    finally:
-                        tokens = (scope.prompt_tokens, scope.completion_tokens)
-                        cost = self.telemetry.cost(llm.provider, llm.model, *tokens)
-                        meter.add(*tokens, cost)
+                step = Step(chars=reply_chars)
+                async for text in self.caller.call(
+                    request, step, stream=stream, hold=hold, meter=meter
+                ):
+                    yield TextDelta(text)
+                reply_chars, step_text, calls = step.chars, step.text, step.calls
                 produced.extend(step_text)
                 data = None
                 if not calls and output is not None:
@@ -236,7 +180,7 @@ class Agent:
                     if hold and reply:
                         yield TextDelta(reply)
                     usage = Usage(meter.prompt_tokens, meter.completion_tokens)
-                    yield FinalReply(reply, usage, (*scope.finish_reasons, "stop")[0], data)
+                    yield FinalReply(reply, usage, step.finish_reason, data, step.answered_by)
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 for call in calls:
@@ -247,46 +191,6 @@ class Agent:
         raise AgentError(
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
-
-    def _grown(self, chars: int, text: str) -> int:
-        """The reply's length with ``text`` added; ``AgentError`` over ``max_reply_chars``."""
-        chars += len(text)
-        if chars > self.config.max_reply_chars:
-            raise AgentError(
-                f"the reply is over {self.config.max_reply_chars} characters "
-                "(the agent's max_reply_chars)"
-            )
-        return chars
-
-    def _usage(self, scope: LLMScope, usage: Usage) -> None:
-        usage = usage.checked(self.llm.provider)
-        scope.usage(
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            usage.cached_tokens,
-            usage.reasoning_tokens,
-        )
-
-    async def _complete(self, request: LLMRequest, scope: LLMScope) -> LLMResponse:
-        response = await self.llm.complete(request)
-        self._usage(scope, response.usage)
-        scope.answer(response.model, response.id, response.finish_reason)
-        return response
-
-    async def _stream(self, request: LLMRequest, scope: LLMScope) -> AsyncGenerator[LLMChunk, None]:
-        """The model's stream, timing the first chunk and keeping usage even if it breaks."""
-        try:
-            async for chunk in self.llm.stream(request):
-                scope.first_token()
-                if chunk.usage is not None:
-                    self._usage(scope, chunk.usage)
-                if chunk.finish_reason is not None:
-                    scope.answer(chunk.model, chunk.id, chunk.finish_reason)
-                yield chunk
-        except LLMError as exc:
-            if exc.usage is not None:
-                self._usage(scope, exc.usage)
-            raise
 
     def _tool_message(self, call: ToolCall, outcome: ToolOutcome) -> Message:
         """The tool result for the model: files its API takes go with it, the others are

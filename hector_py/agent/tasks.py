@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hector_py.agent.admission import Admission, Slot
+from hector_py.agent.calls import AgentError, UsageMeter
 from hector_py.agent.runner import (
     Agent,
-    AgentError,
     FinalReply,
     RunEvent,
     TextDelta,
     ToolCallFinished,
     ToolCallStarted,
-    UsageMeter,
 )
 from hector_py.agent.stores import ChatTurn, Store, StoreUnavailable, Task, TaskState, new_id
 from hector_py.llm.base import Attachment, LLMError, Message
@@ -314,6 +313,7 @@ class TaskManager:
         if isinstance(event, FinalReply):
             execution.task.reply = event.text
             execution.task.data = event.data.value if event.data is not None else None
+            execution.task.model = event.model
             execution.task.history.append(ChatTurn(new_id(), "agent", event.text))
         else:
             execution.publish(event)

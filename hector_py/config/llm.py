@@ -33,6 +33,18 @@ class Pricing(Strict):
         ) / 1_000_000
 
 
+class CircuitBreakerConfig(Strict):
+    """When a model is skipped for a while after failing."""
+
+    failure_threshold: int = Field(
+        5, ge=1, description="Failed calls within window_seconds that open the circuit."
+    )
+    window_seconds: float = Field(60.0, gt=0, description="How far back failures count.")
+    cooldown_seconds: float = Field(
+        30.0, gt=0, description="Seconds an open circuit skips the model; then one trial call."
+    )
+
+
 class LLMConfig(Strict):
     """One model endpoint that agents refer to by name."""
 
@@ -65,6 +77,12 @@ class LLMConfig(Strict):
     pricing: Pricing | None = Field(
         None, description="USD per million tokens; feeds llm_cost_usd_total."
     )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Other llms (keys) tried in order when this one fails with a retryable"
+        " error (connection, timeout, 429, 5xx) after its own retries, or its circuit is open.",
+    )
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
     @field_validator("provider")
     @classmethod

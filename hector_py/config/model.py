@@ -142,6 +142,13 @@ class Config(Strict):
                     " postgres (several hosts)",
                 )
             )
+        for name, llm in self.llms.items():
+            for index, other in enumerate(llm.fallbacks):
+                if other not in self.llms or other == name:
+                    why = "itself" if other == name else f"unknown llm '{other}'"
+                    known = ", ".join(sorted(set(self.llms) - {name})) or "none"
+                    where = ("llms", name, "fallbacks", str(index))
+                    problems.append((where, f"{why} (known: {known})"))
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"

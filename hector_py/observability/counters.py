@@ -31,6 +31,11 @@ class Counters:
                 "retry", {"retry.attempt": attempt, "retry.reason": reason, "retry.delay_s": delay}
             )
 
+    def circuit_state(self, provider: str, model: str, value: int) -> None:
+        """A model's circuit changed state (0 ok, 1 degraded, 2 open)."""
+        if self.metrics is not None:
+            self.metrics.llm_circuit.labels(provider, model).set(value)
+
     def mcp_request(self, server: str, method: str, ok: bool) -> None:
         """Count one request to the MCP server ``server`` (a ``tools:`` key)."""
         if self.metrics is not None:

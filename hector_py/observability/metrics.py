@@ -237,6 +237,12 @@ class Metrics:
             " not configured are 'other'",
             ("tenant",),
         )
+        self.llm_circuit = gauge(
+            "llm_circuit_state",
+            "A model's circuit breaker: 0 ok, 1 degraded (failures, or a trial call), 2 open",
+            ("provider", "model"),
+            "max",  # the worst worker's
+        )
         self.llm_retries = counter(
             "llm_retries_total",
             "LLM call retries by reason (HTTP status, timeout, connection_error)",

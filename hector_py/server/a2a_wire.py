@@ -118,7 +118,7 @@ class Dialect:
             }
             if task.cost_usd:
                 usage["costUsd"] = round(task.cost_usd, 9)
-            out["metadata"] = {"usage": usage}
+            out["metadata"] = {"usage": usage, **({"model": task.model} if task.model else {})}
         return self._tag("task", out)
 
     def task_result(

@@ -21,7 +21,7 @@ from hector_py.agent.tools import Tool, ToolRegistry, build_registry
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
-from hector_py.llm.base import LLM
+from hector_py.llm.breaker import STATE_VALUES, Breaker, Model, State
 from hector_py.llm.factory import build_llm
 from hector_py.observability.exporters import resolve_target
 from hector_py.observability.knowledge import KnowledgeTelemetry
@@ -54,7 +54,7 @@ def build_agents(
     Raises ``ConfigError`` for what only shows when building: unknown tools or providers.
     """
     registry = registry or build_registry(config, session)
-    llms: dict[str, LLM] = {}
+    models: dict[str, Model] = {}
     for name, llm in config.llms.items():
         provider, model = llm.provider, llm.model
 
@@ -63,7 +63,12 @@ def build_agents(
         ) -> None:
             telemetry.llm_retry(provider, model, attempt, reason, delay)
 
-        llms[name] = build_llm(name, llm, session, on_retry=count_retry)
+        def circuit(state: State, provider: str = provider, model: str = model) -> None:
+            telemetry.circuit_state(provider, model, STATE_VALUES[state])
+
+        client = build_llm(name, llm, session, on_retry=count_retry)
+        models[name] = Model(name, client, Breaker(name, llm.circuit_breaker, circuit))
+        telemetry.circuit_state(provider, model, 0)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
     agents = {}
     added: dict[str, list[Tool]] = {}  # tools an agent has besides the registry's
@@ -79,7 +84,7 @@ def build_agents(
         agents[name] = Agent(
             name,
             agent,
-            llms[agent.llm],
+            [models[key] for key in (agent.llm, *config.llms[agent.llm].fallbacks)],
             telemetry,
             tools,
             registry,

@@ -24,6 +24,12 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         **state.telemetry.health(),
         **(state.tools.health() if state.tools else {}),
         **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
+        **{
+            f"llm.{model.name}": model.breaker.health()
+            for agent in state.agents.values()
+            for model in agent.models
+            if model.breaker is not None
+        },
     }
 
 

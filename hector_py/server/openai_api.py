@@ -16,7 +16,8 @@ import orjson
 from aiohttp import web
 
 from hector_py.agent.budgets import BudgetExceeded
-from hector_py.agent.runner import Agent, AgentError, FinalReply, TextDelta, UsageMeter
+from hector_py.agent.calls import AgentError, UsageMeter
+from hector_py.agent.runner import Agent, FinalReply, TextDelta
 from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, OutputSchema, Usage, accepted_types
 from hector_py.llm.http import stream_started
@@ -166,6 +167,7 @@ async def _reply(
             ],
             "usage": _usage(final.usage),
         },
+        headers={"X-Hector-Model": final.model} if final.model else None,
         dumps=lambda data: orjson.dumps(data).decode(),
     )
 

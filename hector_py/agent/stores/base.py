@@ -61,6 +61,8 @@ class Task:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    model: str | None = None
+    """``provider/model`` that gave the reply (a fallback's when the primary failed)."""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     tenant: str = ""
