@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from hector_py.agent import structured
@@ -50,6 +51,21 @@ class ToolCallFinished:
 
     call: ToolCall
     outcome: ToolOutcome
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run a tool call happens in: whose, who pays, which conversation, how deep."""
+
+    agent: str
+    meter: UsageMeter
+    tenant: str
+    session_id: str | None
+    depth: int
+
+
+CURRENT_RUN: ContextVar[RunContext | None] = ContextVar("hector_current_run", default=None)
+"""Set while a run's tools execute (delegation to sub-agents reads it)."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,13 @@ class Agent:
         session_id: str | None = None,
         meter: UsageMeter | None = None,
         output: OutputSchema | None = None,
+        tenant: str = "",
+        depth: int = 0,
     ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` (with ``files``) given the session ``history``; the last event
         is FinalReply. With ``output`` (else the agent's ``output_schema``) the answer must be
-        JSON that matches it: one repair round, then ``AgentError``.
+        JSON that matches it: one repair round, then ``AgentError``. ``tenant`` and ``depth``
+        (hops of delegation) are what sub-agents called as tools run under.
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
@@ -183,9 +202,14 @@ class Agent:
                     yield FinalReply(reply, usage, step.finish_reason, data, step.answered_by)
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
+                here = RunContext(self.name, meter, tenant, session_id, depth)
                 for call in calls:
                     yield ToolCallStarted(call)
-                    outcome = await self._call_tool(call)
+                    token = CURRENT_RUN.set(here)  # no yield until reset: one context
+                    try:
+                        outcome = await self._call_tool(call)
+                    finally:
+                        CURRENT_RUN.reset(token)
                     yield ToolCallFinished(call, outcome)
                     messages.append(self._tool_message(call, outcome))
         raise AgentError(

@@ -275,6 +275,7 @@ class TaskManager:
                     stream=stream,
                     session_id=task.context_id,
                     meter=meter,
+                    tenant=task.tenant,
                 )
                 async for event in events:
                     self._apply(execution, event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hector_py.config import delegation
 from hector_py.config.a2a import A2AConfig
 from hector_py.config.agents import AgentConfig
 from hector_py.config.automation import (
@@ -97,6 +98,9 @@ class Config(Strict):
         default_factory=lambda: {DEFAULT_AGENT: AgentConfig()},
         min_length=1,
     )
+    max_delegation_depth: int = Field(
+        3, ge=1, le=10, description="Most hops of a chain of agents delegating (agent:NAME tools)."
+    )
     default_agent: str | None = Field(
         None, description="Agent served at / and the well-known card (default: the first)."
     )
@@ -149,6 +153,7 @@ class Config(Strict):
                     known = ", ".join(sorted(set(self.llms) - {name})) or "none"
                     where = ("llms", name, "fallbacks", str(index))
                     problems.append((where, f"{why} (known: {known})"))
+        problems += delegation.problems(self.agents, self.max_delegation_depth)
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"

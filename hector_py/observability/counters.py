@@ -46,6 +46,11 @@ class Counters:
         if self.metrics is not None:
             self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
+    def delegation(self, agent: str, target: str, ok: bool) -> None:
+        """Count one delegation from ``agent`` to the sub-agent ``target``."""
+        if self.metrics is not None:
+            self.metrics.delegations.labels(agent, target, SUCCESS if ok else ERROR).inc()
+
     def agent_request(self, agent: str, ok: bool) -> None:
         """Count one protocol request addressed to ``agent``."""
         if self.metrics is not None:

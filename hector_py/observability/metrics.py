@@ -251,6 +251,11 @@ class Metrics:
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
+        self.delegations = counter(
+            "agent_delegations_total",
+            "Runs an agent delegated to another agent (agent:NAME tools)",
+            ("agent", "target", "status"),
+        )
         self.tool_calls = counter("tool_calls_total", "Tool calls", ("agent", "tool", "status"))
         self.tool_duration = histogram(
             "tool_call_duration_seconds", "Tool call duration", ("agent", "tool"), TOOL_BUCKETS

@@ -18,6 +18,8 @@ from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import Tool, ToolRegistry, build_registry
+from hector_py.agent.tools.delegate import DelegateTool
+from hector_py.config import delegation
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
@@ -94,6 +96,12 @@ def build_agents(
             context,
         )
         added[name] = tools[own:]
+
+    for name, agent_config in config.agents.items():  # sub-agents as tools, now all exist
+        for target in delegation.targets(agent_config):
+            tool = DelegateTool(agents[target], telemetry.delegation)
+            added[name].append(tool)
+            agents[name].tools[tool.spec.name] = tool
 
     def retool() -> None:  # a toolset's tools changed: each agent sees them as they are now
         for name, agent in agents.items():

@@ -13,6 +13,7 @@ import aiohttp
 from hector_py.agent.tools.builtins import BUILTINS, builtin
 from hector_py.agent.tools.http import HTTP_REQUEST, http_request_tool, http_tool
 from hector_py.agent.tools.registry import Tool, ToolDefinitionError, ToolRegistry, Toolset
+from hector_py.config.delegation import PREFIX as AGENT_PREFIX
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config
 from hector_py.config.tools import ToolConfig
@@ -54,6 +55,8 @@ def build_registry(
             path = f"agents.{agent_name}.tools[{index}]"
             key, dot, member = tool_name.partition(".")
             if tool_name in tools or tool_name in toolsets or tool_name in broken:
+                continue
+            if tool_name.startswith(AGENT_PREFIX):  # a sub-agent: added by build_agents
                 continue
             if dot and key in toolsets:
                 wanted.append((path, key, member))

@@ -1,0 +1,55 @@
+"""Delegation between agents (``tools: [agent:NAME]``): targets exist, no agent reaches
+itself, and no chain is deeper than ``max_delegation_depth``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hector_py.config.agents import AgentConfig
+
+PREFIX = "agent:"
+
+
+def targets(agent: AgentConfig) -> list[str]:
+    """The agents ``agent`` delegates to (its ``agent:NAME`` tools)."""
+    return [name.removeprefix(PREFIX) for name in agent.tools if name.startswith(PREFIX)]
+
+
+def problems(
+    agents: Mapping[str, AgentConfig], max_depth: int
+) -> list[tuple[tuple[str, ...], str]]:
+    """Unknown targets, cycles and chains deeper than ``max_depth``, each naming its path."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    for name, agent in agents.items():
+        for index, target in enumerate(agent.tools):
+            if target.startswith(PREFIX) and target.removeprefix(PREFIX) not in agents:
+                known = ", ".join(sorted(agents))
+                where = ("agents", name, "tools", str(index))
+                found.append(
+                    (where, f"unknown agent '{target.removeprefix(PREFIX)}' (known: {known})")
+                )
+    if found:
+        return found
+    for name in agents:
+        path = _too_deep(agents, [name], max_depth)
+        if path is not None:
+            chain = " -> ".join(path)
+            why = "a cycle" if path[-1] in path[:-1] else f"deeper than {max_depth}"
+            found.append(
+                (("agents", name, "tools"), f"delegation {chain} is {why} (max_delegation_depth)")
+            )
+    return found
+
+
+def _too_deep(
+    agents: Mapping[str, AgentConfig], path: list[str], max_depth: int
+) -> list[str] | None:
+    """The first delegation path from ``path`` that cycles or passes ``max_depth`` hops."""
+    for target in targets(agents[path[-1]]):
+        longer = [*path, target]
+        if target in path or len(longer) - 1 > max_depth:
+            return longer
+        found = _too_deep(agents, longer, max_depth)
+        if found is not None:
+            return found
+    return None
