@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from hector_py.agent import structured
+from hector_py.agent.approval import DENIED, ApprovalRequired, Resume
 from hector_py.agent.calls import AgentError, ModelCaller, Step, UsageMeter
 from hector_py.agent.guardrails import Guardrails
 from hector_py.agent.structured import Structured
@@ -82,7 +83,7 @@ class FinalReply:
     """``provider/model`` of the model that gave the answer (it may be a fallback)."""
 
 
-RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply
+RunEvent = TextDelta | ToolCallStarted | ToolCallFinished | FinalReply | ApprovalRequired
 
 
 ContextSource = Callable[[str], Awaitable[str | None]]
@@ -109,6 +110,8 @@ class Agent:
         self.models = tuple(llm) if isinstance(llm, Sequence) else (Model(config.llm, llm),)
         self.llm = self.models[0].llm
         self.caller = ModelCaller(name, self.models, telemetry, config.max_reply_chars)
+        self.approval: frozenset[str] = frozenset()
+        """Names of this agent's tools that need a person's approval before they run."""
         self.tools = {tool.spec.name: tool for tool in tools}
         self.registry = registry
         self.guardrails = guardrails
@@ -126,11 +129,14 @@ class Agent:
         output: OutputSchema | None = None,
         tenant: str = "",
         depth: int = 0,
+        resume: Resume | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Answer ``user_text`` (with ``files``) given the session ``history``; the last event
         is FinalReply. With ``output`` (else the agent's ``output_schema``) the answer must be
         JSON that matches it: one repair round, then ``AgentError``. ``tenant`` and ``depth``
-        (hops of delegation) are what sub-agents called as tools run under.
+        (hops of delegation) are what sub-agents called as tools run under. A run that
+        reaches a tool in ``approval`` ends with ``ApprovalRequired``; ``resume`` goes on
+        from there with the decisions.
         ``meter`` counts the tokens used, also when the run fails or is canceled.
 
         Raises ``LLMError`` when the model fails and ``AgentError`` when no answer comes
@@ -141,6 +147,8 @@ class Agent:
             *history,
             Message("user", user_text, attachments=files),
         ]
+        if resume is not None:  # a paused run: its own messages, up to the decided calls
+            messages = list(resume.messages)
         specs = tuple(tool.spec for tool in self.tools.values())
         started = time.perf_counter()
         meter = UsageMeter() if meter is None else meter
@@ -153,9 +161,13 @@ class Agent:
         # Output guardrails and the schema see the whole reply first: a stream comes at once.
         hold = output is not None or (self.guardrails is not None and self.guardrails.checks_output)
         run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
+        here = RunContext(self.name, meter, tenant, session_id, depth)
         with bind(agent=self.name), run_scope:
             log.debug("agent run started")
-            if self.context is not None and (extra := await self.context(user_text)):
+            if resume is not None:
+                async for event in self._tools(resume.calls, resume.decisions, messages, here):
+                    yield event
+            elif self.context is not None and (extra := await self.context(user_text)):
                 messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
                 request = LLMRequest(messages=tuple(messages), tools=specs, output=output)
@@ -202,19 +214,37 @@ class Agent:
                     yield FinalReply(reply, usage, step.finish_reason, data, step.answered_by)
                     return
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
-                here = RunContext(self.name, meter, tenant, session_id, depth)
-                for call in calls:
-                    yield ToolCallStarted(call)
-                    token = CURRENT_RUN.set(here)  # no yield until reset: one context
-                    try:
-                        outcome = await self._call_tool(call)
-                    finally:
-                        CURRENT_RUN.reset(token)
-                    yield ToolCallFinished(call, outcome)
-                    messages.append(self._tool_message(call, outcome))
+                ask = tuple(call.id for call in calls if call.name in self.approval)
+                if ask:
+                    yield ApprovalRequired(tuple(messages), calls, ask)
+                    return
+                async for event in self._tools(calls, {}, messages, here):
+                    yield event
         raise AgentError(
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
+
+    async def _tools(
+        self,
+        calls: tuple[ToolCall, ...],
+        decisions: dict[str, bool],
+        messages: list[Message],
+        here: RunContext,
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Run ``calls`` (a denied one gives the model ``error: denied by user``); their
+        results join ``messages``."""
+        for call in calls:
+            yield ToolCallStarted(call)
+            if decisions.get(call.id, True):
+                token = CURRENT_RUN.set(here)  # no yield until reset: one context
+                try:
+                    outcome = await self._call_tool(call)
+                finally:
+                    CURRENT_RUN.reset(token)
+            else:
+                outcome = ToolOutcome(False, DENIED, "denied")
+            yield ToolCallFinished(call, outcome)
+            messages.append(self._tool_message(call, outcome))
 
     def _tool_message(self, call: ToolCall, outcome: ToolOutcome) -> Message:
         """The tool result for the model: files its API takes go with it, the others are

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hector_py.agent import approval
 from hector_py.agent.admission import Admission, Slot
+from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.calls import AgentError, UsageMeter
 from hector_py.agent.runner import (
     Agent,
@@ -150,6 +152,10 @@ class TaskManager:
         self.draining = False
         self._running: dict[str, Execution] = {}
         self._claimed: set[str] = set()  # ids starting or running
+        self._watches: set[asyncio.Task[None]] = set()  # approval timeouts
+        self.redact: Callable[[str], str] = str  # what a paused task shows of tool arguments
+        self.on_approval: Callable[[str, str, str], None] = lambda agent, tool, decision: None
+        """Hears each approval decision (agent, tool, approve|deny|timeout)."""
 
     def get(self, task_id: str) -> Execution | None:
         """The execution of a task still running, if any."""
@@ -264,6 +270,10 @@ class TaskManager:
         meter = UsageMeter()
         with bind(session_id=task.context_id, task_id=task.id):
             try:
+                paused, task.pending = task.pending, None
+                resume = self._resume(agent, task, paused, prompt.content)
+                if paused is not None:  # the session keeps the question, not the answer
+                    prompt = Message("user", paused["text"])
                 await self._set_state(execution, TaskState.WORKING)
                 history = await self.store.history(
                     task.tenant, task.context_id, agent.config.history_messages
@@ -276,9 +286,20 @@ class TaskManager:
                     session_id=task.context_id,
                     meter=meter,
                     tenant=task.tenant,
+                    resume=resume,
                 )
                 async for event in events:
-                    self._apply(execution, event)
+                    if isinstance(event, ApprovalRequired):
+                        timeout = agent.config.approval_timeout
+                        task.pending = approval.pause(event, prompt.content, timeout)
+                        text, data = approval.question(task.pending, self.redact)
+                        task.pending["question"] = {"text": text, "data": data}
+                        self._watch(task.tenant, task.id, timeout)
+                    else:
+                        self._apply(execution, event)
+                if task.pending is not None:
+                    await self._end(execution, meter, TaskState.INPUT_REQUIRED)
+                    return task
                 await self.store.append(
                     task.tenant,
                     task.context_id,
@@ -309,6 +330,43 @@ class TaskManager:
                 self._claimed.discard(task.id)
         return task
 
+    def _resume(
+        self, agent: Agent, task: Task, paused: dict[str, Any] | None, answer: str
+    ) -> approval.Resume | None:
+        """The decided run to go on with, when ``task`` waited for approval."""
+        if paused is None:
+            return None
+        if approval.expired(paused):
+            raise AgentError("no answer within the agent's approval_timeout")
+        decisions = approval.decide(paused, answer)  # checked before the task restarted
+        names = approval.tools_asked(paused)
+        for call_id, approved in decisions.items():
+            self.on_approval(agent.name, names[call_id], "approve" if approved else "deny")
+        return approval.resume(paused, decisions)
+
+    def _watch(self, tenant: str, task_id: str, timeout: float) -> None:
+        """Fail the task if it still waits for approval after ``timeout`` seconds."""
+
+        async def expire() -> None:
+            await asyncio.sleep(timeout)
+            task = await self.store.get_task(tenant, task_id)
+            if task is None or task.state != TaskState.INPUT_REQUIRED or task.pending is None:
+                return
+            if not approval.expired(task.pending):
+                return  # paused again since: that pause has its own watch
+            names = approval.tools_asked(task.pending)
+            for tool in names.values():
+                self.on_approval(task.agent, tool, "timeout")
+            task.pending, task.error = None, "no answer within the agent's approval_timeout"
+            task.state = TaskState.FAILED
+            await self.store.save_task(task)
+            if self.on_change is not None:
+                self.on_change(task)
+
+        watch = asyncio.create_task(expire())
+        self._watches.add(watch)
+        watch.add_done_callback(self._watches.discard)
+
     @staticmethod
     def _apply(execution: Execution, event: RunEvent) -> None:
         if isinstance(event, FinalReply):
@@ -316,7 +374,7 @@ class TaskManager:
             execution.task.data = event.data.value if event.data is not None else None
             execution.task.model = event.model
             execution.task.history.append(ChatTurn(new_id(), "agent", event.text))
-        else:
+        elif not isinstance(event, ApprovalRequired):  # handled by _run
             execution.publish(event)
 
 

@@ -54,6 +54,11 @@ class AgentConfig(Strict):
         le=50,
         description="Instead of the tool: add this many best chunks to the prompt first.",
     )
+    approval_timeout: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds a run waits for a person to approve its tool calls; then it fails.",
+    )
     output_schema: dict[str, Any] | None = Field(
         None,
         description="JSON Schema of the final answer: sent to the model in its provider's"

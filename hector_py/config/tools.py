@@ -20,7 +20,7 @@ _TYPE_FIELDS: dict[str, frozenset[str]] = {
         | {"max_response_bytes", "transport"}
     ),
 }
-_COMMON_FIELDS = frozenset({"type", "description", "enabled", "timeout"})
+_COMMON_FIELDS = frozenset({"type", "description", "enabled", "timeout", "require_approval"})
 
 
 class ToolConfig(Strict):
@@ -36,6 +36,11 @@ class ToolConfig(Strict):
     type: Literal["builtin", "http", "mcp"] = "builtin"
     description: str | None = Field(None, description="Shown to the model (default: built-in's).")
     enabled: bool = True
+    require_approval: bool = Field(
+        False,
+        description="A person approves each call first (the A2A task waits in input-required);"
+        " for an MCP server, each of its tools.",
+    )
     timeout: float = Field(30.0, gt=0, le=3600, description="Seconds before a call is abandoned.")
     max_response_bytes: int = Field(
         65536, gt=0, description="HTTP tools: response bytes kept; the rest is cut off."

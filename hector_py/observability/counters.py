@@ -46,6 +46,11 @@ class Counters:
         if self.metrics is not None:
             self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
+    def approval(self, agent: str, tool: str, decision: str) -> None:
+        """Count one decision on a tool call (``approve``, ``deny`` or ``timeout``)."""
+        if self.metrics is not None:
+            self.metrics.approvals.labels(agent, tool, decision).inc()
+
     def delegation(self, agent: str, target: str, ok: bool) -> None:
         """Count one delegation from ``agent`` to the sub-agent ``target``."""
         if self.metrics is not None:

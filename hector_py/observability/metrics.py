@@ -251,6 +251,11 @@ class Metrics:
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
+        self.approvals = counter(
+            "tool_approvals_total",
+            "Decisions on tool calls that need a person's approval",
+            ("agent", "tool", "decision"),
+        )
         self.delegations = counter(
             "agent_delegations_total",
             "Runs an agent delegated to another agent (agent:NAME tools)",

@@ -82,6 +82,12 @@ class Dialect:
         }
         if task.error and task.state.terminal:
             status["message"] = self.message(ChatTurn(new_id(), "agent", task.error), task)
+        elif task.state == TaskState.INPUT_REQUIRED and task.pending is not None:
+            asked = task.pending["question"]
+            parts = [self.text_part(asked["text"]), self.data_part(asked["data"])]
+            status["message"] = self.message(
+                ChatTurn(new_id(), "agent", asked["text"]), task, parts
+            )
         return status
 
     def artifact(self, task: Task, parts: list[dict[str, Any]]) -> dict[str, Any]:

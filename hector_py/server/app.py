@@ -97,6 +97,10 @@ def build_agents(
         )
         added[name] = tools[own:]
 
+    needs_approval = [key for key, tool in config.tools.items() if tool.require_approval]
+    approval = frozenset(t.spec.name for t in registry.for_agent(needs_approval))
+    for built in agents.values():
+        built.approval = approval
     for name, agent_config in config.agents.items():  # sub-agents as tools, now all exist
         for target in delegation.targets(agent_config):
             tool = DelegateTool(agents[target], telemetry.delegation)
@@ -208,11 +212,13 @@ async def build_app(
                 task.tenant, task.prompt_tokens, task.completion_tokens, task.cost_usd
             )
 
+    tasks = TaskManager(store, admission, task_changed)
+    tasks.redact, tasks.on_approval = telemetry.redact, telemetry.approval
     state = ServerState(
         config=config,
         agents=agents,
         store=store,
-        tasks=TaskManager(store, admission, task_changed),
+        tasks=tasks,
         telemetry=telemetry,
         budgets=budgets,
         store_health=store_health,

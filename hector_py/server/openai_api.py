@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.calls import AgentError, UsageMeter
 from hector_py.agent.runner import Agent, FinalReply, TextDelta
@@ -148,6 +149,8 @@ async def _reply(
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
+                elif isinstance(event, ApprovalRequired):
+                    return _approval_needed(agent, event).response()
     except (LLMError, AgentError) as exc:
         log.warning("chat completion failed: %s", exc)
         return ApiError(502, str(exc), kind="upstream_error").response()
@@ -169,6 +172,17 @@ async def _reply(
         },
         headers={"X-Hector-Model": final.model} if final.model else None,
         dumps=lambda data: orjson.dumps(data).decode(),
+    )
+
+
+def _approval_needed(agent: Agent, event: ApprovalRequired) -> ApiError:
+    """A 409: this endpoint cannot wait for a person; A2A can (``input-required``)."""
+    names = ", ".join(sorted({c.name for c in event.calls if c.id in event.ask}))
+    return ApiError(
+        409,
+        f"the agent wants to run {names}, which needs a person's approval: send the message"
+        f" over A2A (POST /agents/{agent.name}), where the task waits in input-required",
+        code="approval_required",
     )
 
 
@@ -248,12 +262,14 @@ async def _stream(
                     chunks.add({"content": event.text})
                 elif isinstance(event, FinalReply):
                     chunks.end(event.usage if include_usage else None, event.finish_reason)
+                elif isinstance(event, ApprovalRequired):
+                    raise _approval_needed(agent, event)
                 else:
                     continue
                 await chunks.flush()
-    except (LLMError, AgentError) as exc:
+    except (LLMError, AgentError, ApiError) as exc:
         log.warning("chat completion stream failed: %s", exc)
-        error = ApiError(502, str(exc), kind="upstream_error")
+        error = exc if isinstance(exc, ApiError) else ApiError(502, str(exc), kind="upstream_error")
         if chunks.response is None:
             return error.response()
         await _end_with(request, chunks.response, error)

@@ -63,6 +63,8 @@ class Task:
     cost_usd: float = 0.0
     model: str | None = None
     """``provider/model`` that gave the reply (a fallback's when the primary failed)."""
+    pending: dict[str, Any] | None = None
+    """A run paused for approval (``agent/approval.py``), while ``input-required``."""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     tenant: str = ""

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hector_py.agent import approval
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.stores import ChatTurn, Task, TaskQuery, TaskState, new_id
@@ -71,6 +72,11 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         )
     else:
         task = await _continued(call, message.task_id, message.context_id)
+        if task.pending is not None:  # an answer to an approval question: it must decide
+            try:
+                approval.decide(task.pending, text)
+            except approval.AnswerError as exc:
+                raise RpcError(INVALID_PARAMS, f"params.message: {exc}") from None
         task.history.append(turn)
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
     try:  # last: a request refused after this would hold the reservation
