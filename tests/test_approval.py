@@ -103,3 +103,13 @@ def test_approve_deny_restart_and_bad_answers(tmp_path: Path) -> None:
         assert v1.status_code == 409 and "input-required" in v1.json()["error"]["message"]
     finally:
         server.stop()
+
+
+def test_zero_config_approve_tools_flag(serve: Any) -> None:
+    server: Server = serve("--tools", "calculator,current_time", "--approve-tools")
+    paused = send(server, [{"text": "what time is it?"}])["result"]["task"]
+    assert paused["status"]["state"] == "TASK_STATE_INPUT_REQUIRED", paused
+    pending = paused["status"]["message"]["parts"][1]["data"]["pending"]
+    assert [p["tool"] for p in pending] == ["current_time"]
+    done = send(server, [{"text": "yes"}], taskId=paused["id"])["result"]["task"]
+    assert text_of(done).startswith("The tool returned: ")

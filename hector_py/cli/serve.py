@@ -128,6 +128,16 @@ def serve(
             help="A streamable-HTTP MCP server whose tools the agent gets.",
         ),
     ] = None,
+    approve_tools: Annotated[
+        bool | None,
+        typer.Option(
+            "--approve-tools/--no-approve-tools",
+            envvar="HECTOR_APPROVE_TOOLS",
+            help="A person approves each tool call of the agent first (over A2A,"
+            " input-required); --no-approve-tools turns the config's require_approval off.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the agent server."""
     import asyncio
@@ -157,6 +167,7 @@ def serve(
         docs_folder=docs_folder,
         tools=tools,
         mcp_url=mcp_url,
+        approve_tools=approve_tools,
     )
     if log_format == "json":
         JSON_ERRORS.add(True)

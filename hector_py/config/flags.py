@@ -58,6 +58,7 @@ class ServeFlags:
     log_file: str | None = None
     docs_folder: str | None = None
     tools: str | None = None
+    approve_tools: bool | None = None
     mcp_url: str | None = None
 
 
@@ -118,6 +119,14 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
     if flags.mcp_url:
         # unprefixed, as in Hector: the server's tool names reach the model as they are
         out["tools"] = {MCP_TOOLSET: {"type": "mcp", "url": flags.mcp_url, "prefix": ""}}
+    if flags.approve_tools is not None:
+        listed = agent.get("tools", base.agents[agent_name].tools)
+        keys = {n.partition(".")[0] for n in listed if not n.startswith("agent:")}
+        keys |= set(base.tools) | ({MCP_TOOLSET} if flags.mcp_url else set())
+        for key in keys:
+            out.setdefault("tools", {}).setdefault(key, {})["require_approval"] = (
+                flags.approve_tools
+            )
     if agent:
         out["agents"] = {agent_name: agent}
     server = {
