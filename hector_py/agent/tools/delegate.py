@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.calls import AgentError, UsageMeter
 from hector_py.agent.runner import CURRENT_RUN, Agent, FinalReply
 from hector_py.agent.tools.registry import ToolError
@@ -63,6 +64,9 @@ class DelegateTool:
             ):
                 if isinstance(event, FinalReply):
                     reply = event.text
+                elif isinstance(event, ApprovalRequired):  # no person to ask from here (yet)
+                    names = ", ".join(sorted({c.name for c in event.calls if c.id in event.ask}))
+                    raise AgentError(f"it wants to run {names}, which needs a person's approval")
         except (LLMError, AgentError) as exc:
             self.count(parent.agent if parent else "", self.agent.name, False)
             raise ToolError(f"agent {self.agent.name} failed: {exc}") from None
