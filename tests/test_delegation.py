@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.conftest import Server, hector, rpc, v03_message
 from tests.fakes.trace_receivers import OTLPHttpReceiver, children
 from tests.metrics_helpers import scrape
@@ -97,3 +99,30 @@ def test_cycles_and_unknown_agents_are_config_errors(tmp_path: Path) -> None:
     config.write_text(f"max_delegation_depth: 3\nagents:\n{deep}")
     output = hector("validate", str(config)).stdout
     assert "delegation a0 -> a1 -> a2 -> a3 -> a4 is deeper than 3" in output, output
+
+
+def test_card_lists_configured_skills(serve: Any, tmp_path: Path) -> None:
+    config = tmp_path / "skills.yaml"
+    config.write_text(
+        "agents:\n  pricing:\n    description: Prices things.\n    skills:\n"
+        "      - {id: quote, name: Quote, tags: [pricing], examples: ['price of 3 ABC-1?']}\n"
+        "      - {id: refund, name: Refund, description: Refunds an order.}\n"
+    )
+    server: Server = serve("-c", str(config))
+    card = httpx.get(f"{server.url}/agents/pricing", timeout=5).json()
+    assert card["skills"] == [
+        {
+            "id": "quote",
+            "name": "Quote",
+            "description": "Prices things.",
+            "tags": ["pricing"],
+            "examples": ["price of 3 ABC-1?"],
+        },
+        {
+            "id": "refund",
+            "name": "Refund",
+            "description": "Refunds an order.",
+            "tags": [],
+            "examples": [],
+        },
+    ]

@@ -12,6 +12,16 @@ from hector_py.config.automation import NotificationConfig, ScheduleTrigger, Web
 from hector_py.config.base import DEFAULT_LLM, Strict
 
 
+class SkillConfig(Strict):
+    """One skill the agent card advertises (A2A ``AgentSkill``)."""
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    examples: list[str] = Field(default_factory=list)
+
+
 class AgentConfig(Strict):
     """An agent: an LLM, an instruction and the tools it may use."""
 
@@ -53,6 +63,11 @@ class AgentConfig(Strict):
         ge=1,
         le=50,
         description="Instead of the tool: add this many best chunks to the prompt first.",
+    )
+    skills: list[SkillConfig] = Field(
+        default_factory=list,
+        description="Skills the agent card lists, so orchestrators choose well (default: one"
+        " skill from the agent's name, description and tools).",
     )
     approval_timeout: float = Field(
         3600.0,

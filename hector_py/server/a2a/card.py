@@ -67,6 +67,10 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "defaultInputModes": ["text/plain", "application/json", *input_files(agent)],
         "defaultOutputModes": ["text/plain"],
         "skills": [
+            {**skill.model_dump(), "description": skill.description or agent.config.description}
+            for skill in agent.config.skills
+        ]
+        or [
             {
                 "id": agent.name,
                 "name": name,
