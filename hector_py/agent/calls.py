@@ -9,7 +9,16 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
-from hector_py.llm.base import LLM, LLMChunk, LLMError, LLMRequest, LLMResponse, ToolCall, Usage
+from hector_py.llm.base import (
+    LLM,
+    LLMChunk,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ToolCall,
+    Usage,
+)
 from hector_py.llm.breaker import Model
 from hector_py.observability.telemetry import LLMScope, Telemetry
 
@@ -75,7 +84,7 @@ class ModelCaller:
         for index, model in enumerate(ready):
             sent = False
             try:
-                async for text in self._attempt(model.llm, request, step, stream, meter):
+                async for text in self._attempt(model, request, step, stream, meter):
                     if not hold:
                         sent = True
                         yield text
@@ -99,9 +108,11 @@ class ModelCaller:
             return
 
     async def _attempt(
-        self, llm: LLM, request: LLMRequest, step: Step, stream: bool, meter: UsageMeter
+        self, model: Model, request: LLMRequest, step: Step, stream: bool, meter: UsageMeter
     ) -> AsyncGenerator[str, None]:
+        llm = model.llm
         settings = getattr(llm, "config", None)  # the HTTP providers' llms.<name>
+        key = model.cache.key(request, settings) if model.cache is not None else None
         with self.telemetry.llm_call(
             self.agent,
             llm.provider,
@@ -113,7 +124,17 @@ class ModelCaller:
         ) as scope:
             try:
                 scope.prompt(request.messages)
-                if stream:
+                hit = model.cache.get(key) if model.cache is not None and key else None
+                if key is not None:
+                    scope.cache(hit is not None)
+                    self.telemetry.cache_lookup(llm.provider, llm.model, hit is not None)
+                if hit is not None:  # no upstream call, no tokens
+                    step.calls = hit.message.tool_calls
+                    scope.answer(hit.model, hit.id, hit.finish_reason)
+                    if hit.message.content:
+                        self._grow(step, hit.message.content)
+                        yield hit.message.content
+                elif stream:
                     async for chunk in _stream(llm, request, scope):
                         if chunk.text:
                             self._grow(step, chunk.text)
@@ -130,6 +151,12 @@ class ModelCaller:
                         yield response.message.content
                 scope.completion("".join(step.text), step.calls)
                 step.finish_reason = (*scope.finish_reasons, "stop")[0]
+                if hit is None and key is not None and model.cache is not None:
+                    answer = Message("assistant", "".join(step.text), tool_calls=step.calls)
+                    response = LLMResponse(
+                        answer, Usage(), step.finish_reason, model=scope.response_model
+                    )
+                    model.cache.put(key, response)
             finally:
                 tokens = (scope.prompt_tokens, scope.completion_tokens)
                 meter.add(*tokens, self.telemetry.cost(llm.provider, llm.model, *tokens))

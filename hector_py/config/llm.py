@@ -45,6 +45,20 @@ class CircuitBreakerConfig(Strict):
     )
 
 
+class CacheConfig(Strict):
+    """An exact-match cache of a model's answers (``llm/cache.py``)."""
+
+    enabled: bool = False
+    ttl_seconds: float = Field(300.0, gt=0, description="How long an answer is reused.")
+    max_entries: int = Field(1000, ge=1, description="Answers kept (least recently used go).")
+    always: bool = Field(
+        False, description="Cache at any temperature (default: only temperature 0)."
+    )
+    tool_results: bool = Field(
+        False, description="Also cache turns that carry tool results (default: not)."
+    )
+
+
 class LLMConfig(Strict):
     """One model endpoint that agents refer to by name."""
 
@@ -83,6 +97,10 @@ class LLMConfig(Strict):
         " error (connection, timeout, 429, 5xx) after its own retries, or its circuit is open.",
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="Reuse answers to identical requests: no upstream call, no tokens charged.",
+    )
 
     @field_validator("provider")
     @classmethod

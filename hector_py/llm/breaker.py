@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from hector_py.config.llm import CircuitBreakerConfig
 from hector_py.llm.base import LLM
+from hector_py.llm.cache import ResponseCache
 
 log = logging.getLogger("hector.llm")
 State = Literal["ok", "degraded", "open"]
@@ -102,3 +103,4 @@ class Model:
     name: str
     llm: LLM
     breaker: Breaker | None = None
+    cache: ResponseCache | None = None

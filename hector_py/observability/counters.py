@@ -46,6 +46,12 @@ class Counters:
         if self.metrics is not None:
             self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
+    def cache_lookup(self, provider: str, model: str, hit: bool) -> None:
+        """Count one response-cache lookup."""
+        if self.metrics is not None:
+            counter = self.metrics.cache_hits if hit else self.metrics.cache_misses
+            counter.labels(provider, model).inc()
+
     def approval(self, agent: str, tool: str, decision: str) -> None:
         """Count one decision on a tool call (``approve``, ``deny`` or ``timeout``)."""
         if self.metrics is not None:

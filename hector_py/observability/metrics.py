@@ -251,6 +251,16 @@ class Metrics:
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
+        self.cache_hits = counter(
+            "llm_cache_hits_total",
+            "LLM calls answered by the response cache",
+            ("provider", "model"),
+        )
+        self.cache_misses = counter(
+            "llm_cache_misses_total",
+            "Cacheable LLM calls the response cache could not answer",
+            ("provider", "model"),
+        )
         self.approvals = counter(
             "tool_approvals_total",
             "Decisions on tool calls that need a person's approval",

@@ -66,6 +66,11 @@ class LLMScope:
     response_id: str | None = None
     error_type: str | None = None
 
+    def cache(self, hit: bool) -> None:
+        """Whether the response cache answered (``gen_ai.cache.hit``)."""
+        if self.span is not None:
+            self.span.set_attribute("gen_ai.cache.hit", hit)
+
     def first_token(self) -> None:
         """Call when the first chunk of a stream arrives (later calls are ignored)."""
         if self.first_token_at is None:

@@ -24,6 +24,7 @@ from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
 from hector_py.knowledge.service import Knowledge
 from hector_py.llm.breaker import STATE_VALUES, Breaker, Model, State
+from hector_py.llm.cache import ResponseCache
 from hector_py.llm.factory import build_llm
 from hector_py.observability.exporters import resolve_target
 from hector_py.observability.knowledge import KnowledgeTelemetry
@@ -69,7 +70,8 @@ def build_agents(
             telemetry.circuit_state(provider, model, STATE_VALUES[state])
 
         client = build_llm(name, llm, session, on_retry=count_retry)
-        models[name] = Model(name, client, Breaker(name, llm.circuit_breaker, circuit))
+        cache = ResponseCache(llm.cache) if llm.cache.enabled else None
+        models[name] = Model(name, client, Breaker(name, llm.circuit_breaker, circuit), cache)
         telemetry.circuit_state(provider, model, 0)
     guardrails = {name: Guardrail(name, g) for name, g in config.guardrails.items()}
     agents = {}
