@@ -35,6 +35,7 @@ from hector_py.config.guardrails import (
     ToolAuthorization,
 )
 from hector_py.config.knowledge import DocumentStoreConfig, embedder_problems
+from hector_py.config.limits import RateLimitsConfig
 from hector_py.config.llm import LLMConfig, LLMTimeout, Pricing
 from hector_py.config.observability import (
     LoggingConfig,
@@ -97,6 +98,10 @@ class Config(Strict):
     agents: dict[str, AgentConfig] = Field(
         default_factory=lambda: {DEFAULT_AGENT: AgentConfig()},
         min_length=1,
+    )
+    rate_limits: RateLimitsConfig = Field(
+        default_factory=RateLimitsConfig,
+        description="Requests and tokens per minute per tenant (per process).",
     )
     max_delegation_depth: int = Field(
         3, ge=1, le=10, description="Most hops of a chain of agents delegating (agent:NAME tools)."

@@ -46,6 +46,11 @@ class Counters:
         if self.metrics is not None:
             self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
+    def rate_limited(self, kind: str) -> None:
+        """Count one request refused by a tenant's rate limit (``requests`` or ``tokens``)."""
+        if self.metrics is not None:
+            self.metrics.rate_limited.labels(kind).inc()
+
     def cache_lookup(self, provider: str, model: str, hit: bool) -> None:
         """Count one response-cache lookup."""
         if self.metrics is not None:

@@ -251,6 +251,11 @@ class Metrics:
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
+        self.rate_limited = counter(
+            "rate_limited_total",
+            "Requests refused by a tenant's rate limit (rate_limits:), by the limit's kind",
+            ("kind",),
+        )
         self.cache_hits = counter(
             "llm_cache_hits_total",
             "LLM calls answered by the response cache",

@@ -12,6 +12,7 @@ from hector_py.agent.admission import Admission
 from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
+from hector_py.agent.ratelimit import TenantLimits
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
@@ -205,11 +206,13 @@ async def build_app(
         {name: agent.notifications for name, agent in config.agents.items()}, session, telemetry
     )
     budgets = Budgets(config.budgets, store, telemetry)
+    rate_limits = TenantLimits(config.rate_limits)
 
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)
         budgets.task_changed(task)
         if task.state.terminal:
+            rate_limits.settle(task.id, task.prompt_tokens + task.completion_tokens)
             telemetry.tenant_usage(
                 task.tenant, task.prompt_tokens, task.completion_tokens, task.cost_usd
             )
@@ -217,6 +220,7 @@ async def build_app(
     tasks = TaskManager(store, admission, task_changed)
     tasks.redact, tasks.on_approval = telemetry.redact, telemetry.approval
     state = ServerState(
+        limits=rate_limits,
         config=config,
         agents=agents,
         store=store,

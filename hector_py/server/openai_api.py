@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from contextlib import aclosing, suppress
 from typing import Any
@@ -18,6 +19,7 @@ from aiohttp import web
 from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.calls import AgentError, UsageMeter
+from hector_py.agent.ratelimit import Limiter, RateLimited, estimate
 from hector_py.agent.runner import Agent, FinalReply, TextDelta
 from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, OutputSchema, Usage, accepted_types
@@ -101,9 +103,11 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             )
         if agent.guardrails is not None:
             history, prompt = guarded(agent.guardrails, history, prompt)
+        tenant = request_tenant(request)
+        limiter = _admit(request, tenant, prompt.content)
         budgets = request.app[STATE].budgets
         try:
-            reservation = await budgets.reserve(request_tenant(request))
+            reservation = await budgets.reserve(tenant)
         except BudgetExceeded as exc:
             raise ApiError(
                 429, str(exc), code="budget_exceeded", kind="insufficient_quota"
@@ -121,6 +125,8 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             finally:
                 slot.release()
         finally:
+            if limiter is not None:
+                limiter.correct(estimate(prompt.content), meter.total)
             await asyncio.shield(budgets.settle(reservation, meter.total))
             request.app[STATE].telemetry.tenant_usage(
                 request_tenant(request),
@@ -130,6 +136,25 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
             )
     except ApiError as exc:
         return (agent.name if agent else None), exc.response()
+
+
+def _admit(request: web.Request, tenant: str, text: str) -> Limiter | None:
+    """Take the tenant's rate limit for this request, or a 429 with ``Retry-After`` and
+    OpenAI's ``x-ratelimit-*`` headers."""
+    state = request.app[STATE]
+    try:
+        return state.limits.admit(tenant, text)
+    except RateLimited as exc:
+        state.telemetry.rate_limited(exc.kind)
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
+        limiter = state.limits.limiter(tenant)
+        for kind, (limit, remaining, reset) in (limiter.headroom() if limiter else {}).items():
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = f"{math.ceil(reset)}s"
+        raise ApiError(
+            429, str(exc), code="rate_limit_exceeded", kind=exc.kind, headers=headers
+        ) from None
 
 
 async def _reply(

@@ -30,8 +30,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers
         self.status, self.message, self.param, self.code, self.kind = (
             status,
             message,
@@ -53,7 +55,7 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         """As an HTTP response."""
-        return web.json_response(self.body(), status=self.status)
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
 
 
 async def conversation(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from hector_py.agent.budgets import Budgets
+from hector_py.agent.ratelimit import TenantLimits
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import Store, StoreHealth
 from hector_py.agent.tasks import TaskManager
@@ -27,6 +28,7 @@ class ServerState:
     tasks: TaskManager
     telemetry: Telemetry
     budgets: Budgets
+    limits: TenantLimits
     tools: ToolRegistry | None = None
     store_health: StoreHealth = field(default_factory=StoreHealth)
     knowledge: Knowledge | None = None

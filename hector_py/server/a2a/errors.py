@@ -17,6 +17,7 @@ VERSION_NOT_SUPPORTED = -32009
 GUARDRAIL_BLOCKED = -32010
 BUDGET_EXCEEDED = -32011
 SUBSCRIBER_TOO_SLOW = -32012
+RATE_LIMITED = -32013
 
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 A2A_DOMAIN = "a2a-protocol.org"
@@ -38,15 +39,16 @@ OWN_REASONS = {  # ours, outside the spec's codes
     GUARDRAIL_BLOCKED: "GUARDRAIL_BLOCKED",
     BUDGET_EXCEEDED: "BUDGET_EXCEEDED",
     SUBSCRIBER_TOO_SLOW: "SUBSCRIBER_TOO_SLOW",
+    RATE_LIMITED: "RATE_LIMITED",
 }
 
 
 class RpcError(Exception):
     """A JSON-RPC error to send back to the caller."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.metadata = code, message, metadata or {}
 
     def body(self, *, details: bool) -> dict[str, Any]:
         """The ``error`` member; with ``details`` (v1.0), ``data`` is a list holding one
@@ -58,7 +60,12 @@ class RpcError(Exception):
                 reason, domain = REASONS[self.code], A2A_DOMAIN
             else:
                 reason, domain = OWN_REASONS.get(self.code, "INTERNAL_ERROR"), HECTOR_DOMAIN
-            info = {"@type": ERROR_INFO_TYPE, "reason": reason, "domain": domain, "metadata": {}}
+            info = {
+                "@type": ERROR_INFO_TYPE,
+                "reason": reason,
+                "domain": domain,
+                "metadata": self.metadata,
+            }
             error["data"] = [info]
         return error
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from hector_py.agent import approval
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.guardrails import GuardrailBlocked
+from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.stores import ChatTurn, Task, TaskQuery, TaskState, new_id
 from hector_py.agent.tasks import Execution, TaskBusy
 from hector_py.server.a2a.errors import (
@@ -24,6 +25,7 @@ from hector_py.server.a2a.errors import (
     GUARDRAIL_BLOCKED,
     INVALID_PARAMS,
     PUSH_NOT_SUPPORTED,
+    RATE_LIMITED,
     TASK_NOT_CANCELABLE,
     UNSUPPORTED_OPERATION,
     RpcError,
@@ -79,6 +81,12 @@ async def _start(call: Call, *, stream: bool) -> Execution:
                 raise RpcError(INVALID_PARAMS, f"params.message: {exc}") from None
         task.history.append(turn)
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
+    try:
+        call.state.limits.admit(call.tenant, text, task.id)
+    except RateLimited as exc:
+        call.state.telemetry.rate_limited(exc.kind)
+        retry = {"retryAfterSeconds": str(math.ceil(exc.retry_after))}
+        raise RpcError(RATE_LIMITED, str(exc), retry) from None
     try:  # last: a request refused after this would hold the reservation
         reservation = await call.state.budgets.reserve(call.tenant)
     except BudgetExceeded as exc:

@@ -1,0 +1,25 @@
+"""``rate_limits:`` and ``llms.<name>.rate_limit``: requests and tokens per minute."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hector_py.config.base import Strict
+
+
+class RateLimit(Strict):
+    """Requests and tokens per minute (``None``: no limit of that kind)."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+
+
+class RateLimitsConfig(Strict):
+    """Per-tenant rate limits (a tenant is an API key's or a JWT's; none is anonymous)."""
+
+    per_tenant: RateLimit = Field(
+        default_factory=RateLimit, description="The limit of every tenant not listed below."
+    )
+    tenants: dict[str, RateLimit] = Field(
+        default_factory=dict, description="Limits of named tenants (instead of per_tenant)."
+    )
