@@ -592,6 +592,9 @@ guardrails:
       blocked_patterns: {patterns: ['forbidden'], action: warn}
 budgets:
   acme: {daily_tokens: 100000000, monthly_tokens: 1000000000}
+rate_limits:
+  tenants:
+    limited: {requests_per_minute: 1}  # its second request of a minute is refused
 agents:
   assistant:
     llm: main
@@ -675,6 +678,11 @@ class Load:
             "messages": [{"role": "user", "content": "a forbidden word (the guardrail warns)"}],
         }
         self._record("stream", client.post(f"{url}/v1/chat/completions", json=stream))
+        chat = {"model": "assistant", "messages": [{"role": "user", "content": "quick one"}]}
+        limited = {"X-Tenant": "limited"}
+        self._record(
+            "limited", client.post(f"{url}/v1/chat/completions", json=chat, headers=limited)
+        )
         down = {"model": "flaky", "messages": [{"role": "user", "content": "are you there?"}]}
         self._record("down", client.post(f"{url}/v1/chat/completions", json=down))
         if self.iterations % 3 == 0:
@@ -966,6 +974,7 @@ def test_prometheus_scrapes_hector_and_evaluates_every_rule_without_error(stack:
     assert stack.load.statuses["webhook"] == {200}
     assert stack.load.statuses["gated"] == {200}
     assert stack.load.statuses["overloaded"] == {503}
+    assert stack.load.statuses["limited"] == {200, 429}
 
 
 @needs_prometheus
