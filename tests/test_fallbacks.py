@@ -64,6 +64,19 @@ def health(server: Server) -> dict[str, Any]:
     return httpx.get(f"{server.url}/health", timeout=5).json()["components"]  # type: ignore[no-any-return]
 
 
+def test_the_upstreams_rate_limit_headroom_is_a_gauge(
+    server: Server, fakes: tuple[FakeLLM, FakeLLM]
+) -> None:
+    primary, _ = fakes
+    left = {"x-ratelimit-remaining-requests": "42", "x-ratelimit-remaining-tokens": "9000"}
+    primary.script({"text": "fine", "headers": left})
+    assert chat(server, "hi").status_code == 200
+    metrics = scrape(f"{server.url}/metrics")
+    gauge = "hector_llm_ratelimit_remaining"
+    assert metrics.value(gauge, provider="openai", model="gpt-primary", kind="requests") == 42
+    assert metrics.value(gauge, provider="openai", model="gpt-primary", kind="tokens") == 9000
+
+
 def test_a_400_fails_at_once_and_does_not_fall_back(
     server: Server, fakes: tuple[FakeLLM, FakeLLM]
 ) -> None:

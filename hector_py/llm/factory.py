@@ -13,7 +13,7 @@ from hector_py.llm.anthropic import AnthropicLLM
 from hector_py.llm.base import LLM
 from hector_py.llm.demo import DemoLLM
 from hector_py.llm.gemini import GeminiLLM
-from hector_py.llm.http import InjectHeaders, OnRetry
+from hector_py.llm.http import InjectHeaders, OnHeadroom, OnRetry
 from hector_py.llm.ollama import OllamaLLM
 from hector_py.llm.openai import OpenAILLM
 from hector_py.llm.remote import RemoteLLM
@@ -31,6 +31,7 @@ def build_llm(
     *,
     on_retry: OnRetry | None = None,
     inject_headers: InjectHeaders | None = None,
+    on_headroom: OnHeadroom | None = None,
 ) -> LLM:
     """The client for ``llms.<name>``, using the app's shared HTTP ``session``.
 
@@ -42,7 +43,13 @@ def build_llm(
         return DemoLLM(model=config.model, stream_delay=config.stream_delay)
     builtin = _BUILTIN.get(config.provider)
     if builtin is not None:
-        return builtin(config, session, on_retry=on_retry, inject_headers=inject_headers)
+        return builtin(
+            config,
+            session,
+            on_retry=on_retry,
+            inject_headers=inject_headers,
+            on_headroom=on_headroom,
+        )
     module_name, _, class_name = config.provider.partition(":")
     try:
         cls: Any = getattr(importlib.import_module(module_name), class_name)

@@ -52,6 +52,8 @@ The reason is bounded, fit for a metric label: the HTTP status (``"429"``, ``"50
 ``"timeout"`` or ``"connection_error"``."""
 InjectHeaders = Callable[[dict[str, str]], None]
 """Adds headers (e.g. W3C ``traceparent``) to each outgoing attempt, in place."""
+OnHeadroom = Callable[[dict[str, int]], None]
+"""Told what an answer's rate-limit headers say is left (``requests``, ``tokens``)."""
 Framing = Literal["sse", "ndjson"]
 stream_started: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
     "hector_stream_started", default=None
@@ -73,8 +75,10 @@ class HTTPClient:
         secrets: tuple[str, ...] = (),
         on_retry: OnRetry | None = None,
         inject_headers: InjectHeaders | None = None,
+        on_headroom: OnHeadroom | None = None,
     ) -> None:
         self.provider = provider
+        self._on_headroom = on_headroom
         self._session = session
         self._max_retries = config.max_retries
         self._backoff = config.retry_backoff
@@ -189,6 +193,8 @@ class HTTPClient:
                 error = self.error(_describe(exc), retryable=True)
                 error.cause = reason
             else:
+                if self._on_headroom is not None and (left := headroom(response.headers)):
+                    self._on_headroom(left)
                 if response.status < 300:
                     return response
                 async with response:
@@ -225,6 +231,24 @@ class HTTPClient:
 
     def _jittered(self, attempt: int) -> float:
         return random.uniform(0, min(BACKOFF_CAP, self._backoff * 2 ** (attempt - 1)))
+
+
+_HEADROOM = {  # header -> kind: what the upstream says is left of its own rate limits
+    "x-ratelimit-remaining-requests": "requests",
+    "x-ratelimit-remaining-tokens": "tokens",
+    "anthropic-ratelimit-requests-remaining": "requests",
+    "anthropic-ratelimit-tokens-remaining": "tokens",
+}
+
+
+def headroom(headers: Mapping[str, str]) -> dict[str, int]:
+    """What an answer's rate-limit headers (OpenAI's and Anthropic's) say is left."""
+    left = {}
+    for header, kind in _HEADROOM.items():
+        value = headers.get(header)
+        if value is not None and value.isdigit():
+            left[kind] = int(value)
+    return left
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -24,7 +24,14 @@ from hector_py.llm.base import (
     ToolCall,
     Usage,
 )
-from hector_py.llm.http import Framing, HTTPClient, InjectHeaders, OnRetry, upstream_message
+from hector_py.llm.http import (
+    Framing,
+    HTTPClient,
+    InjectHeaders,
+    OnHeadroom,
+    OnRetry,
+    upstream_message,
+)
 
 JSON = dict[str, Any]
 SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
@@ -52,6 +59,7 @@ class RemoteLLM(ABC):
         *,
         on_retry: OnRetry | None = None,
         inject_headers: InjectHeaders | None = None,
+        on_headroom: OnHeadroom | None = None,
     ) -> None:
         self.model = config.model
         self.config = config
@@ -68,6 +76,7 @@ class RemoteLLM(ABC):
             secrets=(self._key,) if self._key else (),
             on_retry=on_retry,
             inject_headers=inject_headers,
+            on_headroom=on_headroom,
         )
 
     async def complete(self, request: LLMRequest) -> LLMResponse:

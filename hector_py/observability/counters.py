@@ -46,6 +46,12 @@ class Counters:
         if self.metrics is not None:
             self.metrics.mcp_session_up.labels(server).set(1 if up else 0)
 
+    def upstream_headroom(self, provider: str, model: str, left: dict[str, int]) -> None:
+        """What the upstream's own rate-limit headers say is left, per kind."""
+        if self.metrics is not None:
+            for kind, value in left.items():
+                self.metrics.upstream_headroom.labels(provider, model, kind).set(value)
+
     def rate_limited(self, kind: str) -> None:
         """Count one request refused by a tenant's rate limit (``requests`` or ``tokens``)."""
         if self.metrics is not None:

@@ -251,6 +251,13 @@ class Metrics:
         self.llm_cost = counter(
             "llm_cost_usd_total", "Estimated LLM cost in US dollars (from llms.*.pricing)", llm
         )
+        self.upstream_headroom = gauge(
+            "llm_ratelimit_remaining",
+            "What the provider's own rate-limit headers say is left (x-ratelimit-remaining-*,"
+            " anthropic-ratelimit-*-remaining), by kind: requests or tokens",
+            ("provider", "model", "kind"),
+            "mostrecent",
+        )
         self.rate_limited = counter(
             "rate_limited_total",
             "Requests refused by a tenant's rate limit (rate_limits:), by the limit's kind",

@@ -88,7 +88,8 @@ class Reply:
     connection without answering, ``cut`` drops it halfway through the body, and
     ``invalid_json`` sends a body (or, in a stream, an event) that is not JSON; the hostile
     faults (floods and tampers) are described in ``tests/fakes/hostile.py``.
-    ``set_cookie`` adds a ``Set-Cookie`` header to the answer. ``model`` is the model the
+    ``set_cookie`` adds a ``Set-Cookie`` header to the answer, ``headers`` any others
+    (a 2xx answer's: rate-limit headroom, say). ``model`` is the model the
     answer names (default: the one asked for); ``truncated`` ends the answer at the token
     limit (OpenAI ``length``, Anthropic ``max_tokens``).
     """
@@ -104,6 +105,7 @@ class Reply:
     chunk_delay: float = 0.0
     fault: Fault | None = None
     set_cookie: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     model: str | None = None
     truncated: bool = False
     details: tuple[int, int] = (0, 0)  # cached prompt and reasoning tokens (of the usage)
@@ -531,7 +533,7 @@ class FakeLLMServer:
             error = dialect.error(reply.status, reply.error)
             self._note(index, completed=True)
             return web.json_response(error, status=reply.status, headers=headers)
-        cookie = {"Set-Cookie": reply.set_cookie} if reply.set_cookie else {}
+        cookie = {**reply.headers, **({"Set-Cookie": reply.set_cookie} if reply.set_cookie else {})}
         if reply.fault in hostile.FLOODS:
             stream = dialect.wants_stream(request, body)
             note = functools.partial(self._note, index)
