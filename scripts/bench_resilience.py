@@ -11,7 +11,6 @@ hits >= 80 % of the floor's req/s).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import bench_stores  # scripts/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = str(ROOT / "scripts" / "bench_helpers.py")
+CHAT, EXPECT = "/v1/chat/completions", "chat.completion"
 ONE = "{{provider: openai, model: gpt-fake, base_url: '{url}', max_retries: 0{extra}}}"
 
 
@@ -49,22 +49,8 @@ def started(cmd: list[str], work: Path, name: str) -> tuple[subprocess.Popen[byt
     return proc, line
 
 
-def load(args: argparse.Namespace, url: str, body: Path) -> dict[str, float]:
-    cmd = [
-        sys.executable, HELPERS, "load", "--url", url, "--body", str(body),
-        "--concurrency", str(args.concurrency), "--duration", str(args.duration),
-        "--warmup", str(args.warmup), "--expect", "chat.completion",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=6.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    args = parser.parse_args()
+    args = bench_stores.load_options(__doc__)
     work = Path(tempfile.mkdtemp(prefix="hector-bench-resilience-"))
     body = work / "body.json"
     chat = {"model": "assistant", "messages": [{"role": "user", "content": "hello there"}]}
@@ -76,7 +62,7 @@ def main() -> None:
             [sys.executable, HELPERS, "floor", "--upstream", fake_url], work, "floor"
         )
         try:
-            run = load(args, floor_url + "/v1/chat/completions", body)
+            run = bench_stores.measure(args, floor_url + CHAT, body, EXPECT)
             rps["floor proxy"] = run["rps"]
             print(f"{'floor proxy':16} {run['rps']:7.0f} req/s  p99 {run['p99_ms']:6.1f} ms")
         finally:
@@ -91,7 +77,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             try:
                 bench_stores.wait_ready(url, proc)
-                run = load(args, url + "/v1/chat/completions", body)
+                run = bench_stores.measure(args, url + CHAT, body, EXPECT)
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -72,22 +72,31 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     raise RuntimeError("hector did not become ready")
 
 
-def measure(args: argparse.Namespace, url: str, body: Path) -> dict[str, float]:
+def measure(
+    args: argparse.Namespace, url: str, body: Path, expect: str = "completed"
+) -> dict[str, float]:
+    """``bench_helpers.py load`` against ``url`` (concurrency, duration, warm-up from
+    ``args``); its JSON result."""
     load = [
         sys.executable, str(ROOT / "scripts" / "bench_helpers.py"), "load",
-        "--url", url + "/", "--body", str(body), "--concurrency", str(args.concurrency),
-        "--duration", str(args.duration), "--warmup", str(args.warmup), "--expect", "completed",
+        "--url", url, "--body", str(body), "--concurrency", str(args.concurrency),
+        "--duration", str(args.duration), "--warmup", str(args.warmup), "--expect", expect,
     ]  # fmt: skip
     out = subprocess.run(load, capture_output=True, text=True, check=True, timeout=300)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def load_options(doc: str | None) -> argparse.Namespace:
+    """The load's options: ``--concurrency`` (32), ``--duration`` (6 s), ``--warmup`` (1 s)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = load_options(__doc__)
     work = Path(tempfile.mkdtemp(prefix="hector-bench-stores-"))
     body = work / "body.json"
     body.write_text(json.dumps(BODY))
@@ -107,7 +116,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             try:
                 wait_ready(url, proc)
-                results.append((kind, workers, measure(args, url, body)))
+                results.append((kind, workers, measure(args, url + "/", body)))
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,26 @@ def start_fake_llm(provider: str, *flags: str) -> FakeLLM:
         proc.wait(5)
         raise AssertionError(f"fake {provider} upstream did not start: {line!r}")
     return FakeLLM(provider, proc, line)
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[FakeLLM]:
+    """A fake OpenAI upstream shared by a module's tests."""
+    fake = start_fake_llm("openai")
+    yield fake
+    fake.stop()
+
+
+@contextmanager
+def configured_server(factory: pytest.TempPathFactory, name: str, config: str) -> Iterator[Server]:
+    """``hector serve -c`` on ``config`` (YAML text) in a fresh directory, the test tree
+    importable (for custom providers), stopped at the end."""
+    workdir = factory.mktemp(name)
+    path = workdir / "hector.yaml"
+    path.write_text(config)
+    repo = str(Path(__file__).resolve().parent.parent)
+    server = start_server(workdir, "-c", str(path), env=clean_env(PYTHONPATH=repo))
+    try:
+        yield server
+    finally:
+        server.stop()

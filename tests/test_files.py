@@ -9,7 +9,6 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +19,10 @@ from a2a.types.a2a_pb2 import Part, Role, SendMessageRequest
 from hector_py.llm.base import Attachment, LLMRequest, Message, ToolCall
 from hector_py.observability.payloads import input_attributes
 from tests.a2a_helpers import DIALECTS, call, collect, reply_text, sdk_client
-from tests.conftest import FakeLLM, Server, clean_env, start_fake_llm, start_server
+from tests.conftest import FakeLLM, Server, configured_server
 from tests.fakes.llm_servers import PROVIDERS
 from tests.test_providers import run, upstream
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
 )
@@ -66,20 +64,11 @@ def files_host() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    fake = start_fake_llm("openai")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("files")
-    config = workdir / "hector.yaml"
-    config.write_text(CONFIG.format(url=fake.base_url))
-    server = start_server(workdir, "-c", str(config), env=clean_env(PYTHONPATH=str(ROOT)))
-    yield server
-    server.stop()
+def server(openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with configured_server(
+        tmp_path_factory, "files", CONFIG.format(url=openai_fake.base_url)
+    ) as server:
+        yield server
 
 
 def last_user(fake: FakeLLM) -> dict[str, Any]:
@@ -94,7 +83,7 @@ def png_url(data: bytes = PNG) -> str:
 
 @pytest.mark.parametrize("version", DIALECTS)
 def test_a2a_png_part_reaches_openai_as_image_url(
-    server: Server, fake: FakeLLM, version: str
+    server: Server, openai_fake: FakeLLM, version: str
 ) -> None:
     """The a2a-sdk client sends text and an inline PNG (v0.3: a FilePart with bytes)."""
 
@@ -110,7 +99,7 @@ def test_a2a_png_part_reaches_openai_as_image_url(
         return reply_text(events)
 
     assert run(send()) == "echo: what is this?"
-    content = last_user(fake)["content"]
+    content = last_user(openai_fake)["content"]
     assert content == [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": png_url()}},
@@ -118,21 +107,23 @@ def test_a2a_png_part_reaches_openai_as_image_url(
 
 
 def test_v03_file_by_uri_is_fetched_from_an_allowed_host(
-    server: Server, fake: FakeLLM, files_host: str
+    server: Server, openai_fake: FakeLLM, files_host: str
 ) -> None:
     part = {"kind": "file", "file": {"uri": f"{files_host}/pixel.png", "name": "pixel.png"}}
     params = {"message": {"kind": "message", "messageId": "u1", "role": "user", "parts": [part]}}
     result = call(f"{server.url}/agents/assistant", "message/send", params)
     assert result["result"]["status"]["state"] == "completed", result
-    assert last_user(fake)["content"] == [{"type": "image_url", "image_url": {"url": png_url()}}]
+    assert last_user(openai_fake)["content"] == [
+        {"type": "image_url", "image_url": {"url": png_url()}}
+    ]
 
 
-def test_data_part_reaches_the_model_as_json_text(server: Server, fake: FakeLLM) -> None:
+def test_data_part_reaches_the_model_as_json_text(server: Server, openai_fake: FakeLLM) -> None:
     parts = [{"text": "ship this order"}, {"data": {"order": 42, "items": ["ABC-1"]}}]
     params = {"message": {"messageId": "d1", "role": "ROLE_USER", "parts": parts}}
     result = call(f"{server.url}/agents/assistant", "SendMessage", params)
     assert result["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED", result
-    assert last_user(fake)["content"] == 'ship this order\n{"order": 42, "items": ["ABC-1"]}'
+    assert last_user(openai_fake)["content"] == 'ship this order\n{"order": 42, "items": ["ABC-1"]}'
 
 
 def _refused(server: Server, part: dict[str, Any], agent: str = "assistant") -> dict[str, Any]:
@@ -183,7 +174,7 @@ def test_card_lists_the_input_types_the_model_takes(server: Server) -> None:
     ]
 
 
-def test_v1_image_parts_reach_the_upstream(server: Server, fake: FakeLLM) -> None:
+def test_v1_image_parts_reach_the_upstream(server: Server, openai_fake: FakeLLM) -> None:
     content = [
         {"type": "text", "text": "describe"},
         {"type": "image_url", "image_url": {"url": png_url()}},
@@ -191,7 +182,7 @@ def test_v1_image_parts_reach_the_upstream(server: Server, fake: FakeLLM) -> Non
     body = {"model": "assistant", "messages": [{"role": "user", "content": content}]}
     answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
     assert answer.status_code == 200, answer.text
-    assert last_user(fake)["content"] == content
+    assert last_user(openai_fake)["content"] == content
     body["messages"][0]["content"][1]["image_url"]["url"] = "http://example.com/cat.png"
     refused = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10)
     assert refused.status_code == 400

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FakeLLM, Server, clean_env, start_fake_llm, start_server
+from tests.conftest import FakeLLM, Server, configured_server
 from tests.metrics_helpers import scrape
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """\
 llms:
   cold:
@@ -33,20 +31,11 @@ observability:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    fake = start_fake_llm("openai")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("cache")
-    config = workdir / "hector.yaml"
-    config.write_text(CONFIG.format(url=fake.base_url))
-    server = start_server(workdir, "-c", str(config), env=clean_env(PYTHONPATH=str(ROOT)))
-    yield server
-    server.stop()
+def server(openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with configured_server(
+        tmp_path_factory, "cache", CONFIG.format(url=openai_fake.base_url)
+    ) as server:
+        yield server
 
 
 def chat(server: Server, agent: str, text: str, **extra: Any) -> httpx.Response:
@@ -64,28 +53,30 @@ def streamed_text(server: Server, agent: str, text: str) -> str:
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
 
 
-def test_a_repeated_request_is_answered_from_the_cache(server: Server, fake: FakeLLM) -> None:
-    seen = len(fake.requests())
+def test_a_repeated_request_is_answered_from_the_cache(
+    server: Server, openai_fake: FakeLLM
+) -> None:
+    seen = len(openai_fake.requests())
     first = chat(server, "cold", "the same question")
     second = chat(server, "cold", "the same question")
-    assert len(fake.requests()) == seen + 1  # one upstream call for both
+    assert len(openai_fake.requests()) == seen + 1  # one upstream call for both
     assert first.json()["choices"][0]["message"] == second.json()["choices"][0]["message"]
     assert first.json()["usage"]["total_tokens"] > 0
     assert second.json()["usage"]["total_tokens"] == 0  # nothing to charge
     assert streamed_text(server, "cold", "the same question") == "echo: the same question"
-    assert len(fake.requests()) == seen + 1
+    assert len(openai_fake.requests()) == seen + 1
     chat(server, "cold", "another question")
-    assert len(fake.requests()) == seen + 2
+    assert len(openai_fake.requests()) == seen + 2
     metrics = scrape(f"{server.url}/metrics")
     labels = {"provider": "openai", "model": "gpt-cold"}
     assert metrics.value("hector_llm_cache_hits_total", **labels) == 2
     assert metrics.value("hector_llm_cache_misses_total", **labels) == 2
 
 
-def test_another_temperature_is_not_cached(server: Server, fake: FakeLLM) -> None:
-    seen = len(fake.requests())
+def test_another_temperature_is_not_cached(server: Server, openai_fake: FakeLLM) -> None:
+    seen = len(openai_fake.requests())
     chat(server, "warm", "again and again")
     chat(server, "warm", "again and again")
-    assert len(fake.requests()) == seen + 2
+    assert len(openai_fake.requests()) == seen + 2
     metrics = scrape(f"{server.url}/metrics")
     assert "gpt-warm" not in metrics.label_values("model", "hector_llm_cache_misses_total")

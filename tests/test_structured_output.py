@@ -19,10 +19,9 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from tests.a2a_helpers import DIALECTS, call, collect, sdk_client, v1_message
-from tests.conftest import FakeLLM, Server, clean_env, hector, start_fake_llm, start_server
+from tests.conftest import FakeLLM, Server, configured_server, hector
 from tests.test_providers import run
 
-ROOT = Path(__file__).resolve().parent.parent
 TICKET = {
     "type": "object",
     "properties": {
@@ -45,20 +44,11 @@ agents:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeLLM]:
-    fake = start_fake_llm("openai")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("structured")
-    config = workdir / "hector.yaml"
-    config.write_text(CONFIG.replace("URL", fake.base_url))
-    server = start_server(workdir, "-c", str(config), env=clean_env(PYTHONPATH=str(ROOT)))
-    yield server
-    server.stop()
+def server(openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with configured_server(
+        tmp_path_factory, "structured", CONFIG.replace("URL", openai_fake.base_url)
+    ) as server:
+        yield server
 
 
 EXPECTED = {"summary": "printer on fire", "priority": "low", "words": 3}
@@ -118,13 +108,13 @@ def test_openai_sdk_parse_returns_a_parsed_object(server: Server) -> None:
 
 
 def test_the_schema_goes_upstream_and_a_bad_answer_is_repaired_once(
-    server: Server, fake: FakeLLM
+    server: Server, openai_fake: FakeLLM
 ) -> None:
     good = {"summary": "s", "priority": "high", "words": 1}
-    seen = fake.script({"text": "Sure! Here it is."}, {"text": json.dumps(good)})
+    seen = openai_fake.script({"text": "Sure! Here it is."}, {"text": json.dumps(good)})
     task = call(f"{server.url}/agents/upstream", "SendMessage", v1_message("help"))["result"]
     assert task["task"]["artifacts"][0]["parts"][1] == {"data": good}
-    first, second = (r["body"] for r in fake.requests()[seen:])
+    first, second = (r["body"] for r in openai_fake.requests()[seen:])
     assert first["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "reply", "schema": TICKET, "strict": False},
@@ -137,9 +127,11 @@ def test_the_schema_goes_upstream_and_a_bad_answer_is_repaired_once(
 
 
 def test_an_answer_still_wrong_after_the_repair_fails_the_task(
-    server: Server, fake: FakeLLM
+    server: Server, openai_fake: FakeLLM
 ) -> None:
-    fake.script({"text": '{"summary": 1}'}, {"text": '{"summary": "x", "priority": "urgent"}'})
+    openai_fake.script(
+        {"text": '{"summary": 1}'}, {"text": '{"summary": "x", "priority": "urgent"}'}
+    )
     task = call(f"{server.url}/agents/upstream", "SendMessage", v1_message("help"))["result"]
     status = task["task"]["status"]
     assert status["state"] == "TASK_STATE_FAILED"
