@@ -1,4 +1,5 @@
-"""``hector call``: a small A2A client that streams a reply from a running server."""
+"""Our A2A client: ``hector call`` (streams a reply from a running server) and the
+remote-agent tools (``a2a:NAME``), which send over the server's own HTTP session."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class CallResult:
     text: str
     context_id: str
     error: str = ""
+    usage: tuple[int, int] = (0, 0)
+    """Prompt and completion tokens, when the task reports them (``metadata.usage``)."""
 
 
 @dataclass
@@ -76,9 +79,11 @@ def _outcome(task: dict[str, Any]) -> CallResult:
     state = _state(status)
     text = "".join(_texts(a.get("parts", [])) for a in task.get("artifacts", []))
     message = _texts(status.get("message", {}).get("parts", []))
+    usage = (task.get("metadata") or {}).get("usage") or {}
+    tokens = (int(usage.get("promptTokens") or 0), int(usage.get("completionTokens") or 0))
     if state == "failed":
-        return CallResult(state, text, task.get("contextId", ""), message)
-    return CallResult(state, text or message, task.get("contextId", ""))
+        return CallResult(state, text, task.get("contextId", ""), message, tokens)
+    return CallResult(state, text or message, task.get("contextId", ""), usage=tokens)
 
 
 async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -145,3 +150,52 @@ async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallRes
             if state == "failed":
                 error = _texts(parts)
     return CallResult(state, "".join(text), context_id, error)
+
+
+async def send_message(
+    http: aiohttp.ClientSession,
+    endpoint: str,
+    text: str,
+    *,
+    context_id: str | None,
+    headers: dict[str, str],
+    timeout: float,
+) -> CallResult:
+    """One blocking ``SendMessage`` (A2A 1.0) to ``endpoint``; ``CallError`` when the agent
+    cannot be reached or answers with something that is not a task."""
+    body = _request("SendMessage", text, context_id)
+    try:
+        async with http.post(
+            endpoint,
+            json=body,
+            headers={**VERSION_HEADERS, **headers},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            if response.status != 200:
+                raise CallError(f"HTTP {response.status} from {endpoint}")
+            data = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise CallError(f"{endpoint}: {type(exc).__name__} {exc}".strip()) from None
+    task = _result(data if isinstance(data, dict) else {}).get("task")
+    if not isinstance(task, dict):
+        raise CallError(f"{endpoint} answered without a task")
+    return _outcome(task)
+
+
+async def fetch_card(
+    http: aiohttp.ClientSession, endpoint: str, headers: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """The agent card under ``endpoint`` (``/.well-known/agent-card.json``)."""
+    url = endpoint.rstrip("/") + "/.well-known/agent-card.json"
+    try:
+        async with http.get(
+            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            if response.status != 200:
+                raise CallError(f"HTTP {response.status} from {url}")
+            card = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise CallError(f"{url}: {type(exc).__name__} {exc}".strip()) from None
+    if not isinstance(card, dict):
+        raise CallError(f"{url} is not an agent card")
+    return card

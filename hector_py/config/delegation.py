@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pydantic import Field, SecretStr
+
 from hector_py.config.agents import AgentConfig
+from hector_py.config.base import Strict
 
 PREFIX = "agent:"
+REMOTE = "a2a:"
 
 
 def targets(agent: AgentConfig) -> list[str]:
@@ -16,12 +20,16 @@ def targets(agent: AgentConfig) -> list[str]:
 
 
 def problems(
-    agents: Mapping[str, AgentConfig], max_depth: int
+    agents: Mapping[str, AgentConfig], max_depth: int, remote: Mapping[str, object] = {}
 ) -> list[tuple[tuple[str, ...], str]]:
     """Unknown targets, cycles and chains deeper than ``max_depth``, each naming its path."""
     found: list[tuple[tuple[str, ...], str]] = []
     for name, agent in agents.items():
         for index, target in enumerate(agent.tools):
+            if target.startswith(REMOTE) and target.removeprefix(REMOTE) not in remote:
+                known = ", ".join(sorted(remote)) or "none"
+                where = ("agents", name, "tools", str(index))
+                found.append((where, f"unknown remote agent '{target}' (known: {known})"))
             if target.startswith(PREFIX) and target.removeprefix(PREFIX) not in agents:
                 known = ", ".join(sorted(agents))
                 where = ("agents", name, "tools", str(index))
@@ -53,3 +61,16 @@ def _too_deep(
         if found is not None:
             return found
     return None
+
+
+class RemoteAgentConfig(Strict):
+    """An agent of another A2A server, used as a tool (``tools: [a2a:NAME]``)."""
+
+    url: str = Field(description="The agent's A2A JSON-RPC endpoint (its card is under it).")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Sent with every request (secret values, masked)."
+    )
+    timeout: float = Field(120.0, gt=0, le=3600, description="Seconds for one delegation.")
+    description: str | None = Field(
+        None, description="The tool's description (default: from the agent's card)."
+    )

@@ -103,6 +103,9 @@ class Config(Strict):
         default_factory=RateLimitsConfig,
         description="Requests and tokens per minute per tenant (per process).",
     )
+    remote_agents: dict[str, delegation.RemoteAgentConfig] = Field(
+        default_factory=dict, description="Agents of other A2A servers, used as a2a:NAME tools."
+    )
     max_delegation_depth: int = Field(
         3, ge=1, le=10, description="Most hops of a chain of agents delegating (agent:NAME tools)."
     )
@@ -130,6 +133,7 @@ class Config(Strict):
         values += list(self.observability.metrics.otlp.headers.values())
         values += [v for tool in self.tools.values() for v in tool.headers.values()]
         values += [v for tool in self.tools.values() for v in tool.env.values()]
+        values += [v for remote in self.remote_agents.values() for v in remote.headers.values()]
         for agent in self.agents.values():
             for hook in agent.notifications:
                 values += [*hook.headers.values(), *([hook.secret] if hook.secret else [])]
@@ -158,7 +162,7 @@ class Config(Strict):
                     known = ", ".join(sorted(set(self.llms) - {name})) or "none"
                     where = ("llms", name, "fallbacks", str(index))
                     problems.append((where, f"{why} (known: {known})"))
-        problems += delegation.problems(self.agents, self.max_delegation_depth)
+        problems += delegation.problems(self.agents, self.max_delegation_depth, self.remote_agents)
         for name, agent in self.agents.items():
             if agent.llm not in self.llms:
                 known = ", ".join(sorted(self.llms)) or "none"

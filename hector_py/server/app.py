@@ -20,6 +20,7 @@ from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import Tool, ToolRegistry, build_registry
 from hector_py.agent.tools.delegate import DelegateTool
+from hector_py.agent.tools.remote_agent import RemoteAgentTool
 from hector_py.config import delegation
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.config.server import ApiKey
@@ -107,9 +108,21 @@ def build_agents(
     approval = frozenset(t.spec.name for t in registry.for_agent(needs_approval))
     for built in agents.values():
         built.approval = approval
-    for name, agent_config in config.agents.items():  # sub-agents as tools, now all exist
-        for target in delegation.targets(agent_config):
-            tool = DelegateTool(agents[target], telemetry.delegation)
+    remotes = {
+        name: RemoteAgentTool(name, remote, session, telemetry.delegation)
+        for name, remote in config.remote_agents.items()
+    }
+    for name, agent_config in config.agents.items():  # agents as tools, now all exist
+        delegates: list[Tool] = [
+            DelegateTool(agents[target], telemetry.delegation)
+            for target in delegation.targets(agent_config)
+        ]
+        delegates += [
+            remotes[tool.removeprefix(delegation.REMOTE)]
+            for tool in agent_config.tools
+            if tool.startswith(delegation.REMOTE)
+        ]
+        for tool in delegates:
             added[name].append(tool)
             agents[name].tools[tool.spec.name] = tool
 
@@ -190,6 +203,14 @@ async def build_app(
                 build_embedders(config, session, telemetry),
             )
         agents = build_agents(config, session, telemetry, knowledge, registry)
+        remotes = {
+            tool.name: tool
+            for agent in agents.values()
+            for tool in agent.tools.values()
+            if isinstance(tool, RemoteAgentTool)
+        }
+        for remote in remotes.values():
+            remote.start()
         store_health = StoreHealth()
         store = await open_store(config.storage, telemetry, store_health)
     except BaseException:
@@ -223,6 +244,7 @@ async def build_app(
     tasks = TaskManager(store, admission, task_changed)
     tasks.redact, tasks.on_approval = telemetry.redact, telemetry.approval
     state = ServerState(
+        remote_agents=remotes,
         limits=rate_limits,
         config=config,
         agents=agents,
@@ -280,6 +302,8 @@ async def build_app(
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:
+        for remote in remotes.values():
+            remote.close()
         await registry.close()  # stops MCP stdio children
         await session.close()
         await state.store.close()

@@ -24,6 +24,7 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         **state.telemetry.health(),
         **(state.tools.health() if state.tools else {}),
         **({"knowledge": state.knowledge.health()} if state.knowledge is not None else {}),
+        **{f"remote.{name}": tool.health() for name, tool in state.remote_agents.items()},
         **{
             f"llm.{model.name}": model.breaker.health()
             for agent in state.agents.values()

@@ -13,6 +13,7 @@ from hector_py.agent.runner import Agent
 from hector_py.agent.stores import Store, StoreHealth
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import ToolRegistry
+from hector_py.agent.tools.remote_agent import RemoteAgentTool
 from hector_py.config.model import Config
 from hector_py.knowledge.service import Knowledge
 from hector_py.observability.telemetry import Telemetry
@@ -29,6 +30,7 @@ class ServerState:
     telemetry: Telemetry
     budgets: Budgets
     limits: TenantLimits
+    remote_agents: dict[str, RemoteAgentTool] = field(default_factory=dict)
     tools: ToolRegistry | None = None
     store_health: StoreHealth = field(default_factory=StoreHealth)
     knowledge: Knowledge | None = None

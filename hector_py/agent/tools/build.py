@@ -14,6 +14,7 @@ from hector_py.agent.tools.builtins import BUILTINS, builtin
 from hector_py.agent.tools.http import HTTP_REQUEST, http_request_tool, http_tool
 from hector_py.agent.tools.registry import Tool, ToolDefinitionError, ToolRegistry, Toolset
 from hector_py.config.delegation import PREFIX as AGENT_PREFIX
+from hector_py.config.delegation import REMOTE as REMOTE_PREFIX
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import Config
 from hector_py.config.tools import ToolConfig
@@ -56,7 +57,7 @@ def build_registry(
             key, dot, member = tool_name.partition(".")
             if tool_name in tools or tool_name in toolsets or tool_name in broken:
                 continue
-            if tool_name.startswith(AGENT_PREFIX):  # a sub-agent: added by build_agents
+            if tool_name.startswith((AGENT_PREFIX, REMOTE_PREFIX)):  # agents: build_agents adds
                 continue
             if dot and key in toolsets:
                 wanted.append((path, key, member))

@@ -169,7 +169,7 @@ class ToolRegistry:
             yield self.tools[name]
         elif name in self.toolsets:
             yield from self.toolsets[name].tools().values()
-        elif not name.startswith("agent:"):  # sub-agents are not the registry's
+        elif not name.startswith(("agent:", "a2a:")):  # agents as tools are not the registry's
             key, _, tool = name.partition(".")
             offered = self.toolsets[key].tools()
             if tool in offered:

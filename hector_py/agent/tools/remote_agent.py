@@ -1,0 +1,130 @@
+"""An agent of another A2A server as a tool (``remote_agents:`` + ``tools: [a2a:NAME]``),
+through our own client (``hector_py/client.py``) over the server's HTTP session, so the
+call carries ``traceparent`` and the remote run joins the caller's trace. The remote
+task's reported usage is added to the delegating run's meter (budget, cost, task usage);
+one delegating conversation maps to one remote ``contextId``. The card is fetched at
+start-up for the tool's description; until it answers, ``/health`` shows the agent as
+unavailable (the server is not ready) and a background task retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from hector_py.agent.runner import CURRENT_RUN
+from hector_py.agent.tools.registry import ToolError
+from hector_py.client import CallError, fetch_card, send_message
+from hector_py.config.delegation import RemoteAgentConfig
+from hector_py.llm.base import ToolSpec
+
+log = logging.getLogger("hector.tools")
+SESSIONS = 1000
+RETRY_S = 5.0
+SCHEMA = {
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "What to ask or tell it."}},
+    "required": ["message"],
+}
+
+
+class RemoteAgentTool:
+    """Ask an agent of another A2A server (see the module docstring)."""
+
+    kind = "a2a"
+
+    def __init__(
+        self,
+        name: str,
+        config: RemoteAgentConfig,
+        http: aiohttp.ClientSession,
+        count: Callable[[str, str, bool], None],
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.http = http
+        self.count = count
+        self.timeout = config.timeout
+        self.headers = {k: v.get_secret_value() for k, v in config.headers.items()}
+        tool = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+        self.spec = ToolSpec(tool, config.description or f"Ask the remote agent {name}.", SCHEMA)
+        self.card_error: str | None = "card not fetched yet"
+        self._contexts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._retry: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Fetch the card in the background (start-up never waits for another server),
+        trying again every few seconds until it answers."""
+        self._retry = asyncio.create_task(self._keep_fetching())
+
+    def close(self) -> None:
+        """Stop the background retries."""
+        if self._retry is not None:
+            self._retry.cancel()
+
+    def health(self) -> dict[str, Any]:
+        """``/health``: ``ok`` once the card was read, else ``unavailable`` with why."""
+        if self.card_error is None:
+            return {"status": "ok", "url": self.config.url}
+        return {"status": "unavailable", "url": self.config.url, "reason": self.card_error}
+
+    async def call(self, arguments: dict[str, Any]) -> str:
+        """Send ``arguments["message"]``; the remote agent's reply text."""
+        parent = CURRENT_RUN.get()
+        key = (parent.tenant, parent.session_id) if parent and parent.session_id else None
+        agent = parent.agent if parent else ""
+        try:
+            result = await send_message(
+                self.http,
+                self.config.url,
+                str(arguments["message"]),
+                context_id=self._contexts.get(key) if key else None,
+                headers=self.headers,
+                timeout=self.config.timeout,
+            )
+        except CallError as exc:
+            self.count(agent, f"a2a:{self.name}", False)
+            raise ToolError(f"remote agent {self.name}: {exc}") from None
+        if parent is not None:  # the remote run's tokens are this run's too
+            parent.meter.add(*result.usage)
+        if key is not None and result.context_id:
+            self._contexts[key] = result.context_id
+            self._contexts.move_to_end(key)
+            while len(self._contexts) > SESSIONS:
+                self._contexts.popitem(last=False)
+        ok = result.state == "completed"
+        self.count(agent, f"a2a:{self.name}", ok)
+        if not ok:
+            why = result.error or result.text or "no reason given"
+            raise ToolError(f"remote agent {self.name} ended {result.state}: {why}")
+        return result.text
+
+    async def _fetch_card(self) -> bool:
+        try:
+            card = await fetch_card(self.http, self.config.url, self.headers, 10.0)
+        except CallError as exc:
+            if self.card_error != str(exc):
+                log.warning("remote agent %s: its card cannot be read: %s", self.name, exc)
+            self.card_error = str(exc)
+            return False
+        if self.config.description is None:
+            skills = "; ".join(
+                f"{s.get('name', '')}: {s.get('description', '')}"
+                for s in card.get("skills") or []
+                if isinstance(s, dict)
+            )
+            about = str(card.get("description") or f"the remote agent {self.name}")
+            described = f"{about} Skills: {skills}" if skills else about
+            self.spec = ToolSpec(self.spec.name, described, SCHEMA)
+        self.card_error = None
+        return True
+
+    async def _keep_fetching(self) -> None:
+        while not await self._fetch_card():
+            await asyncio.sleep(RETRY_S)
+        log.info("remote agent %s: card read", self.name)

@@ -1,0 +1,103 @@
+"""Remote A2A agents as tools (``remote_agents:`` + ``a2a:NAME``) between two real
+``hector serve`` processes on the demo model: the coordinator's model calls the
+specialist over A2A with our own client, the reply is the tool result, a second delegation
+continues the specialist's conversation, the specialist's spans join the coordinator's
+trace, its tokens are in the coordinator's task usage, and an unreachable remote is an
+unready component and a tool error, never a stuck task."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import Server, rpc, v03_message
+from tests.fakes.trace_receivers import OTLPHttpReceiver
+from tests.metrics_helpers import scrape
+
+TRACING = """\
+observability:
+  metrics: {{enabled: true}}
+  tracing: {{enabled: true, protocol: http, endpoint: "127.0.0.1:{port}", sampling_rate: 1.0}}
+"""
+SPECIALIST = """\
+llms: {{default: {{provider: demo, stream_delay: 0}}}}
+agents:
+  specialist:
+    description: Prices things.
+    skills: [{{id: quote, name: Quote, description: Quotes a price.}}]
+"""
+COORDINATOR = """\
+llms: {{default: {{provider: demo, stream_delay: 0}}}}
+remote_agents:
+  pricing: {{url: "{url}/agents/specialist", headers: {{X-Team: blue}}}}
+  ghost: {{url: "http://127.0.0.1:9/agents/nobody", timeout: 2}}
+agents:
+  coordinator: {{tools: ["a2a:pricing", "a2a:ghost"]}}
+"""
+ASK = 'use pricing {"message": "price of ABC-1?"}'
+
+
+def send(server: Server, text: str, context: str) -> dict[str, Any]:
+    params = v03_message(text, contextId=context)
+    return rpc(f"{server.url}/agents/coordinator", "message/send", params)["result"]  # type: ignore[no-any-return]
+
+
+def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        tracing = TRACING.format(port=receiver.port)
+        (tmp_path / "specialist.yaml").write_text(SPECIALIST.format() + tracing)
+        specialist: Server = serve("-c", str(tmp_path / "specialist.yaml"))
+        config = COORDINATOR.format(url=specialist.url) + tracing
+        (tmp_path / "coordinator.yaml").write_text(config)
+        coordinator: Server = serve("-c", str(tmp_path / "coordinator.yaml"))
+
+        deadline = time.monotonic() + 15  # the card is fetched in the background
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{coordinator.url}/health", timeout=5).json()["components"]
+            if health["remote.pricing"]["status"] == "ok":
+                break
+            time.sleep(0.1)
+        assert health["remote.pricing"]["status"] == "ok"
+        assert health["remote.ghost"]["status"] == "unavailable"
+        assert httpx.get(f"{coordinator.url}/health/ready", timeout=5).status_code == 503
+
+        first = send(coordinator, ASK, "ctx-1")
+        assert first["status"]["state"] == "completed", first
+        assert first["artifacts"][0]["parts"][0]["text"] == (
+            'The tool returned: You said: "price of ABC-1?". This is the offline demo model'
+            " (turn 1)."
+        )
+        second = send(coordinator, ASK, "ctx-1")  # the specialist's conversation goes on
+        assert "(turn 2)" in second["artifacts"][0]["parts"][0]["text"]
+
+        tokens = "hector_llm_tokens_total"
+        remote = scrape(f"{specialist.url}/metrics").value(
+            tokens, agent="specialist", provider="demo", model="demo", type="prompt"
+        )
+        local = scrape(f"{coordinator.url}/metrics").value(
+            tokens, agent="coordinator", provider="demo", model="demo", type="prompt"
+        )
+        used = (
+            first["metadata"]["usage"]["promptTokens"] + second["metadata"]["usage"]["promptTokens"]
+        )
+        assert used == local + remote  # the specialist's tokens are counted at the top too
+
+        ghost = send(coordinator, 'use ghost {"message": "hello?"}', "ctx-2")
+        assert ghost["status"]["state"] == "completed"
+        assert "error: remote agent ghost:" in ghost["artifacts"][0]["parts"][0]["text"]
+
+        spans = receiver.wait_for(
+            lambda got: sum(s.name == "invoke_agent specialist" for s in got) >= 2,
+            what="the specialist's runs",
+        )
+        tool = next(s for s in spans if s.name == "execute_tool pricing")
+        server_span = next(
+            s for s in spans if s.trace_id == tool.trace_id and s.parent_span_id == tool.span_id
+        )
+        assert server_span.name.startswith("POST /agents/")  # the specialist's, in one trace
+        assert any(
+            s.name == "invoke_agent specialist" and s.trace_id == tool.trace_id for s in spans
+        )
