@@ -1,21 +1,28 @@
-"""Remote A2A agents as tools (``remote_agents:`` + ``a2a:NAME``) between two real
+"""Remote A2A agents as tools (``remote_agents:`` + ``a2a:NAME``): two real
 ``hector serve`` processes on the demo model: the coordinator's model calls the
 specialist over A2A with our own client, the reply is the tool result, a second delegation
 continues the specialist's conversation, the specialist's spans join the coordinator's
 trace, its tokens are in the coordinator's task usage, and an unreachable remote is an
-unready component and a tool error, never a stuck task."""
+unready component and a tool error, never a stuck task. A third party, the a2a-sdk's
+reference server (``tests/fakes/a2a_reference.py``), answers through the same tool kind."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Server, rpc, v03_message
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
+from tests.test_mcp import free_port
 
 TRACING = """\
 observability:
@@ -34,8 +41,9 @@ llms: {{default: {{provider: demo, stream_delay: 0}}}}
 remote_agents:
   pricing: {{url: "{url}/agents/specialist", headers: {{X-Team: blue}}}}
   ghost: {{url: "http://127.0.0.1:9/agents/nobody", timeout: 2}}
+  echo: {{url: "http://127.0.0.1:{reference}/echo"}}
 agents:
-  coordinator: {{tools: ["a2a:pricing", "a2a:ghost"]}}
+  coordinator: {{tools: ["a2a:pricing", "a2a:ghost", "a2a:echo"]}}
 """
 ASK = 'use pricing {"message": "price of ABC-1?"}'
 
@@ -45,12 +53,28 @@ def send(server: Server, text: str, context: str) -> dict[str, Any]:
     return rpc(f"{server.url}/agents/coordinator", "message/send", params)["result"]  # type: ignore[no-any-return]
 
 
-def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def reference() -> Iterator[int]:
+    """The a2a-sdk's reference server (tests/fakes/a2a_reference.py) on a free port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.a2a_reference", str(port)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/echo/.well-known/agent-card.json").is_success:
+                break
+        time.sleep(0.1)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference: int) -> None:
     with OTLPHttpReceiver() as receiver:
         tracing = TRACING.format(port=receiver.port)
         (tmp_path / "specialist.yaml").write_text(SPECIALIST.format() + tracing)
         specialist: Server = serve("-c", str(tmp_path / "specialist.yaml"))
-        config = COORDINATOR.format(url=specialist.url) + tracing
+        config = COORDINATOR.format(url=specialist.url, reference=reference) + tracing
         (tmp_path / "coordinator.yaml").write_text(config)
         coordinator: Server = serve("-c", str(tmp_path / "coordinator.yaml"))
 
@@ -84,6 +108,12 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path) -> None:
             first["metadata"]["usage"]["promptTokens"] + second["metadata"]["usage"]["promptTokens"]
         )
         assert used == local + remote  # the specialist's tokens are counted at the top too
+
+        # the a2a-sdk's reference server, a third party, answers through the same tool kind
+        echo = send(coordinator, 'use echo {"message": "hello reference"}', "ctx-3")
+        assert echo["artifacts"][0]["parts"][0]["text"] == (
+            "The tool returned: reference echo: hello reference"
+        )
 
         ghost = send(coordinator, 'use ghost {"message": "hello?"}', "ctx-2")
         assert ghost["status"]["state"] == "completed"
