@@ -199,3 +199,75 @@ async def fetch_card(
     if not isinstance(card, dict):
         raise CallError(f"{url} is not an agent card")
     return card
+
+
+async def stream_message(
+    http: aiohttp.ClientSession,
+    endpoint: str,
+    text: str,
+    *,
+    context_id: str | None,
+    headers: dict[str, str],
+    timeout: float,
+    on_task: Callable[[str], None],
+) -> CallResult:
+    """``SendStreamingMessage`` (A2A 1.0) to ``endpoint``, telling ``on_task`` the remote
+    task's id as soon as it is known (so a caller can cancel it); the end state and usage
+    come from a ``GetTask`` once the stream closes."""
+    body = _request("SendStreamingMessage", text, context_id)
+    task_id = ""
+    try:
+        async with http.post(
+            endpoint,
+            json=body,
+            headers={**VERSION_HEADERS, **headers},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            if response.status != 200:
+                raise CallError(f"HTTP {response.status} from {endpoint}")
+            async for event in _events(response):
+                found = _task_id(_result(event))
+                if found and not task_id:
+                    task_id = found
+                    on_task(task_id)
+        if not task_id:
+            raise CallError(f"{endpoint} streamed no task")
+        async with http.post(
+            endpoint,
+            json=_get_task(task_id),
+            headers={**VERSION_HEADERS, **headers},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            data = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise CallError(f"{endpoint}: {type(exc).__name__} {exc}".strip()) from None
+    task = _result(data if isinstance(data, dict) else {})
+    return _outcome(task)
+
+
+async def cancel_task(
+    http: aiohttp.ClientSession, endpoint: str, task_id: str, headers: dict[str, str]
+) -> None:
+    """``CancelTask`` (A2A 1.0), best effort: an error is only logged by the caller."""
+    body = {"jsonrpc": "2.0", "id": new_id(), "method": "CancelTask", "params": {"id": task_id}}
+    async with http.post(
+        endpoint,
+        json=body,
+        headers={**VERSION_HEADERS, **headers},
+        timeout=aiohttp.ClientTimeout(total=10),
+    ) as response:
+        await response.read()
+
+
+def _task_id(result: dict[str, Any]) -> str:
+    """The task a stream event is about (``""`` if none)."""
+    if isinstance(result.get("task"), dict):
+        return str(result["task"].get("id") or "")
+    for key in ("statusUpdate", "artifactUpdate"):
+        if isinstance(result.get(key), dict):
+            return str(result[key].get("taskId") or "")
+    return ""
+
+
+def _get_task(task_id: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": new_id(), "method": "GetTask", "params": {"id": task_id}}

@@ -120,8 +120,11 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference:
         assert "error: remote agent ghost:" in ghost["artifacts"][0]["parts"][0]["text"]
 
         spans = receiver.wait_for(
-            lambda got: sum(s.name == "invoke_agent specialist" for s in got) >= 2,
-            what="the specialist's runs",
+            lambda got: (
+                sum(s.name == "invoke_agent specialist" for s in got) >= 2
+                and any(s.name == "execute_tool pricing" for s in got)
+            ),
+            what="both servers' spans",
         )
         tool = next(s for s in spans if s.name == "execute_tool pricing")
         server_span = next(
@@ -131,3 +134,49 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference:
         assert any(
             s.name == "invoke_agent specialist" and s.trace_id == tool.trace_id for s in spans
         )
+
+
+def test_canceling_the_caller_cancels_the_remote_task(serve: Any, tmp_path: Path) -> None:
+    (tmp_path / "slow.yaml").write_text(
+        "llms: {default: {provider: demo, stream_delay: 0.3}}\nagents:\n  specialist: {}\n"
+    )
+    specialist: Server = serve("-c", str(tmp_path / "slow.yaml"))
+    (tmp_path / "top.yaml").write_text(
+        "llms: {default: {provider: demo, stream_delay: 0}}\n"
+        f'remote_agents:\n  pricing: {{url: "{specialist.url}/agents/specialist"}}\n'
+        'agents:\n  coordinator: {tools: ["a2a:pricing"]}\n'
+    )
+    coordinator: Server = serve("-c", str(tmp_path / "top.yaml"))
+    words = " ".join(f"word{i}" for i in range(40))  # 40 words at 0.3 s: 12 s of streaming
+    top_url, bottom_url = (
+        f"{coordinator.url}/agents/coordinator",
+        f"{specialist.url}/agents/specialist",
+    )
+
+    def bottom_tasks() -> list[dict[str, Any]]:
+        return rpc(bottom_url, "ListTasks", {}, version="1.0")["result"]["tasks"]  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 15  # the card (streaming: true) is read in the background
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{coordinator.url}/health", timeout=5).json()["components"]
+        if health["remote.pricing"]["status"] == "ok":
+            break
+        time.sleep(0.1)
+    params = {
+        **v03_message(f'use pricing {{"message": "{words}"}}'),
+        "configuration": {"blocking": False},
+    }
+    top = rpc(top_url, "message/send", params)["result"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not bottom_tasks():
+        time.sleep(0.1)
+    (working,) = bottom_tasks()
+    assert working["status"]["state"] == "TASK_STATE_WORKING"
+    canceled = rpc(top_url, "tasks/cancel", {"id": top["id"]})["result"]
+    assert canceled["status"]["state"] == "canceled"
+    deadline = time.monotonic() + 10
+    state = ""
+    while time.monotonic() < deadline and state != "TASK_STATE_CANCELED":
+        state = bottom_tasks()[0]["status"]["state"]
+        time.sleep(0.1)
+    assert state == "TASK_STATE_CANCELED"  # well before its 12 s of streaming ended

@@ -19,7 +19,7 @@ import aiohttp
 
 from hector_py.agent.runner import CURRENT_RUN
 from hector_py.agent.tools.registry import ToolError
-from hector_py.client import CallError, fetch_card, send_message
+from hector_py.client import CallError, cancel_task, fetch_card, send_message, stream_message
 from hector_py.config.delegation import RemoteAgentConfig
 from hector_py.llm.base import ToolSpec
 
@@ -54,6 +54,7 @@ class RemoteAgentTool:
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", name)
         self.spec = ToolSpec(tool, config.description or f"Ask the remote agent {name}.", SCHEMA)
         self.card_error: str | None = "card not fetched yet"
+        self.streaming = False  # the card says whether the agent streams
         self._contexts: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._retry: asyncio.Task[None] | None = None
 
@@ -78,15 +79,32 @@ class RemoteAgentTool:
         parent = CURRENT_RUN.get()
         key = (parent.tenant, parent.session_id) if parent and parent.session_id else None
         agent = parent.agent if parent else ""
+        remote: list[str] = []  # the remote task's id, once known
         try:
-            result = await send_message(
-                self.http,
-                self.config.url,
-                str(arguments["message"]),
-                context_id=self._contexts.get(key) if key else None,
-                headers=self.headers,
-                timeout=self.config.timeout,
-            )
+            context = self._contexts.get(key) if key else None
+            if self.streaming:
+                result = await stream_message(
+                    self.http,
+                    self.config.url,
+                    str(arguments["message"]),
+                    context_id=context,
+                    headers=self.headers,
+                    timeout=self.config.timeout,
+                    on_task=remote.append,
+                )
+            else:
+                result = await send_message(
+                    self.http,
+                    self.config.url,
+                    str(arguments["message"]),
+                    context_id=context,
+                    headers=self.headers,
+                    timeout=self.config.timeout,
+                )
+        except asyncio.CancelledError:  # the delegating run was canceled: so is the remote task
+            if remote:
+                await asyncio.shield(self._cancel(remote[0]))
+            raise
         except CallError as exc:
             self.count(agent, f"a2a:{self.name}", False)
             raise ToolError(f"remote agent {self.name}: {exc}") from None
@@ -103,6 +121,12 @@ class RemoteAgentTool:
             why = result.error or result.text or "no reason given"
             raise ToolError(f"remote agent {self.name} ended {result.state}: {why}")
         return result.text
+
+    async def _cancel(self, task_id: str) -> None:
+        try:
+            await cancel_task(self.http, self.config.url, task_id, self.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("remote agent %s: canceling task %s failed: %s", self.name, task_id, exc)
 
     async def _fetch_card(self) -> bool:
         try:
@@ -121,6 +145,7 @@ class RemoteAgentTool:
             about = str(card.get("description") or f"the remote agent {self.name}")
             described = f"{about} Skills: {skills}" if skills else about
             self.spec = ToolSpec(self.spec.name, described, SCHEMA)
+        self.streaming = bool((card.get("capabilities") or {}).get("streaming"))
         self.card_error = None
         return True
 
