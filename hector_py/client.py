@@ -30,6 +30,9 @@ class CallResult:
     error: str = ""
     usage: tuple[int, int] = (0, 0)
     """Prompt and completion tokens, when the task reports them (``metadata.usage``)."""
+    task_id: str = ""
+    question: str = ""
+    """What the agent asks when the task waits for input (``input_required``)."""
 
 
 @dataclass
@@ -45,7 +48,9 @@ def _endpoint(url: str, agent: str | None) -> str:
     return f"{base}/agents/{agent}" if agent else f"{base}/"
 
 
-def _request(method: str, text: str, session: str | None) -> dict[str, Any]:
+def _request(
+    method: str, text: str, session: str | None, task_id: str | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "messageId": new_id(),
         "role": "ROLE_USER",
@@ -53,6 +58,8 @@ def _request(method: str, text: str, session: str | None) -> dict[str, Any]:
     }
     if session:
         message["contextId"] = session
+    if task_id:
+        message["taskId"] = task_id
     return {"jsonrpc": "2.0", "id": new_id(), "method": method, "params": {"message": message}}
 
 
@@ -81,9 +88,12 @@ def _outcome(task: dict[str, Any]) -> CallResult:
     message = _texts(status.get("message", {}).get("parts", []))
     usage = (task.get("metadata") or {}).get("usage") or {}
     tokens = (int(usage.get("promptTokens") or 0), int(usage.get("completionTokens") or 0))
+    context, task_id = task.get("contextId", ""), task.get("id", "")
     if state == "failed":
-        return CallResult(state, text, task.get("contextId", ""), message, tokens)
-    return CallResult(state, text or message, task.get("contextId", ""), usage=tokens)
+        return CallResult(state, text, context, message, tokens, task_id)
+    if state == "input_required":
+        return CallResult(state, text, context, usage=tokens, task_id=task_id, question=message)
+    return CallResult(state, text or message, context, usage=tokens, task_id=task_id)
 
 
 async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -103,8 +113,10 @@ async def call_agent(
     session: str | None,
     printer: Printer,
     timeout: float,
+    task_id: str | None = None,
 ) -> CallResult:
-    """Send ``text`` to the agent; with ``stream``, report text and tool calls as they come."""
+    """Send ``text`` to the agent (``task_id``: to the task waiting for it); with
+    ``stream``, report text and tool calls as they come."""
     endpoint = _endpoint(url, agent)
     method = "SendStreamingMessage" if stream else "SendMessage"
     client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -112,7 +124,7 @@ async def call_agent(
         async with (
             aiohttp.ClientSession(timeout=client_timeout) as http,
             http.post(
-                endpoint, json=_request(method, text, session), headers=VERSION_HEADERS
+                endpoint, json=_request(method, text, session, task_id), headers=VERSION_HEADERS
             ) as response,
         ):
             if response.status != 200:
@@ -130,9 +142,10 @@ async def call_agent(
 
 
 async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallResult:
-    state, text, context_id, error = "", [], "", ""
+    state, text, context_id, error, question, task_id = "", [], "", "", "", ""
     async for body in _events(response):
         result = _result(body)
+        task_id = task_id or _task_id(result)
         if "task" in result:
             context_id = result["task"].get("contextId", context_id)
             state = _state(result["task"].get("status", {}))
@@ -149,7 +162,9 @@ async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallRes
                     printer.tool(part["data"])
             if state == "failed":
                 error = _texts(parts)
-    return CallResult(state, "".join(text), context_id, error)
+            elif state == "input_required":
+                question = _texts(parts)
+    return CallResult(state, "".join(text), context_id, error, task_id=task_id, question=question)
 
 
 async def send_message(

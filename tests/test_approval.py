@@ -5,6 +5,8 @@ answer in time fails it, bad answers are spec errors, and ``/v1`` answers 409.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,31 @@ def test_zero_config_approve_tools_flag(serve: Any) -> None:
     assert [p["tool"] for p in pending] == ["current_time"]
     done = send(server, [{"text": "yes"}], taskId=paused["id"])["result"]["task"]
     assert text_of(done).startswith("The tool returned: ")
+
+
+def test_hector_call_asks_on_the_terminal(serve: Any) -> None:
+    server: Server = serve("--tools", "calculator", "--approve-tools")
+    for stream, answer, expected in (
+        ("--stream", "y\n", "The tool returned: 5"),
+        ("--no-stream", "n\n", "The tool returned: error: denied by user"),
+    ):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hector_py",
+                "call",
+                "calculate 2+3",
+                "--url",
+                server.url,
+                stream,
+            ],
+            input=answer,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Approve running calculator?" in result.stderr
+        assert expected in result.stdout, result.stdout

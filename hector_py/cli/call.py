@@ -42,14 +42,29 @@ def call(
             )
 
     printer = Printer(text=lambda piece: out.print(piece, end="", markup=False), tool=show_tool)
-    try:
-        result = asyncio.run(
-            call_agent(
-                url, agent, text, stream=stream, session=session, printer=printer, timeout=timeout
+    task_id = None
+    while True:
+        try:
+            result = asyncio.run(
+                call_agent(
+                    url,
+                    agent,
+                    text,
+                    stream=stream,
+                    session=session,
+                    printer=printer,
+                    timeout=timeout,
+                    task_id=task_id,
+                )
             )
-        )
-    except CallError as exc:
-        fail(str(exc))
+        except CallError as exc:
+            fail(str(exc))
+        if result.state != "input_required":
+            break
+        # the agent waits for a person (tool approval): ask on the terminal, answer the task
+        err.print(result.question, markup=False, soft_wrap=True)
+        text = "yes" if typer.confirm("Approve?", default=False, err=True) else "no"
+        task_id, session = result.task_id, result.context_id
     out.print()
     if result.error:
         err.print(f"error: {result.error}", markup=False, soft_wrap=True)
