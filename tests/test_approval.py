@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import Server, rpc, start_server
+from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
 
 CONFIG = """\
@@ -115,6 +116,30 @@ def test_zero_config_approve_tools_flag(serve: Any) -> None:
     assert [p["tool"] for p in pending] == ["current_time"]
     done = send(server, [{"text": "yes"}], taskId=paused["id"])["result"]["task"]
     assert text_of(done).startswith("The tool returned: ")
+
+
+def test_the_resumed_run_links_to_the_paused_one(serve: Any, tmp_path: Path) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = tmp_path / "traced.yaml"
+        config.write_text(
+            "llms: {default: {provider: demo, stream_delay: 0}}\n"
+            "tools: {calculator: {require_approval: true}}\n"
+            "agents: {assistant: {tools: [calculator]}}\n"
+            "observability:\n  tracing: {enabled: true, protocol: http,"
+            f' endpoint: "127.0.0.1:{receiver.port}", sampling_rate: 1.0}}\n'
+        )
+        server: Server = serve("-c", str(config))
+        paused = send(server, [{"text": "calculate 1+2"}])["result"]["task"]
+        send(server, [{"text": "yes"}], taskId=paused["id"])
+        spans = receiver.wait_for(
+            lambda got: sum(s.name == "invoke_agent assistant" for s in got) >= 2,
+            what="both runs",
+        )
+        first, second = sorted(
+            (s for s in spans if s.name == "invoke_agent assistant"), key=lambda s: s.start_ns
+        )
+        assert second.links == ((first.trace_id, first.span_id),)
+        assert first.links == ()
 
 
 def test_hector_call_asks_on_the_terminal(serve: Any) -> None:

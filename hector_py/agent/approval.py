@@ -31,6 +31,8 @@ class ApprovalRequired:
     calls: tuple[ToolCall, ...]
     ask: tuple[str, ...]
     """Ids of the calls that need a decision (the others run when the run resumes)."""
+    span: str | None = None
+    """The paused run's span (``trace_id-span_id``): the resumed run links to it."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Resume:
     messages: list[Message]
     calls: tuple[ToolCall, ...]
     decisions: dict[str, bool]
+    span: str | None = None
 
 
 def pause(event: ApprovalRequired, user_text: str, timeout: float) -> dict[str, Any]:
@@ -48,6 +51,7 @@ def pause(event: ApprovalRequired, user_text: str, timeout: float) -> dict[str, 
         "messages": [_message_json(m) for m in event.messages],
         "calls": [_call_json(c) for c in event.calls],
         "ask": list(event.ask),
+        "span": event.span,
         "text": user_text,
         "deadline": time.time() + timeout,
     }
@@ -103,7 +107,7 @@ def resume(pending: dict[str, Any], decisions: dict[str, bool]) -> Resume:
     """The paused run, ready to go on."""
     messages = [_message(m) for m in pending["messages"]]
     calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in pending["calls"])
-    return Resume(messages, calls, decisions)
+    return Resume(messages, calls, decisions, pending.get("span"))
 
 
 def expired(pending: dict[str, Any]) -> bool:

@@ -160,9 +160,12 @@ class Agent:
         repaired = False
         # Output guardrails and the schema see the whole reply first: a stream comes at once.
         hold = output is not None or (self.guardrails is not None and self.guardrails.checks_output)
-        run_scope = self.telemetry.agent_run(self.name, session_id, llm.provider, llm.model)
+        paused = resume.span if resume is not None else None
+        run_scope = self.telemetry.agent_run(
+            self.name, session_id, llm.provider, llm.model, resumed_from=paused
+        )
         here = RunContext(self.name, meter, tenant, session_id, depth)
-        with bind(agent=self.name), run_scope:
+        with bind(agent=self.name), run_scope as scope:
             log.debug("agent run started")
             if resume is not None:
                 async for event in self._tools(resume.calls, resume.decisions, messages, here):
@@ -216,7 +219,7 @@ class Agent:
                 messages.append(Message("assistant", "".join(step_text), tool_calls=calls))
                 ask = tuple(call.id for call in calls if call.name in self.approval)
                 if ask:
-                    yield ApprovalRequired(tuple(messages), calls, ask)
+                    yield ApprovalRequired(tuple(messages), calls, ask, scope.span_ids())
                     return
                 async for event in self._tools(calls, {}, messages, here):
                     yield event

@@ -127,6 +127,13 @@ class RunScope:
     span: Span | None
     error_type: str | None = None
 
+    def span_ids(self) -> str | None:
+        """``trace_id-span_id`` (hex) of the run's span, for a later run to link to."""
+        context = self.span.get_span_context() if self.span is not None else None
+        if context is None or not context.is_valid:
+            return None
+        return f"{context.trace_id:032x}-{context.span_id:016x}"
+
 
 @dataclass
 class GuardrailScope:
@@ -190,3 +197,11 @@ def mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) ->
         mark_error(span, error_type)
     if getattr(request, "kind", None) is SpanKind.SERVER and request.is_recording():
         mark_error(request, error_type)
+
+
+def exemplar(span: Span | None) -> dict[str, str] | None:
+    """The exemplar labels of a metric observed under ``span`` (its trace, when sampled)."""
+    if span is None:
+        return None
+    context = span.get_span_context()
+    return {"trace_id": format(context.trace_id, "032x")} if context.trace_flags.sampled else None

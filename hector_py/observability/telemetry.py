@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
@@ -51,6 +51,7 @@ from hector_py.observability.scopes import (
     RunScope,
     ToolScope,
     TriggerScope,
+    exemplar,
     failure_type,
     mark_error,
     mark_failed_run,
@@ -61,6 +62,7 @@ from hector_py.observability.tracing import (
     build_tracing,
     in_unsampled_trace,
     inject_traceparent,
+    links_to,
 )
 
 log = logging.getLogger("hector.telemetry")
@@ -126,6 +128,7 @@ class Telemetry(Counters):
         context: Any = None,
         *,
         record: bool = True,
+        links: Sequence[Link] = (),
     ) -> Iterator[Span | None]:
         if self.tracer is None or not record or (context is None and in_unsampled_trace()):
             yield None
@@ -137,6 +140,7 @@ class Telemetry(Counters):
             context,
             kind,
             attributes,
+            links,
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -150,15 +154,6 @@ class Telemetry(Counters):
         finally:
             otel_context.detach(token)
             span.end()
-
-    @staticmethod
-    def _exemplar(span: Span | None) -> dict[str, str] | None:
-        if span is None:
-            return None
-        context = span.get_span_context()
-        return (
-            {"trace_id": format(context.trace_id, "032x")} if context.trace_flags.sampled else None
-        )
 
     # --- scopes ------------------------------------------------------------------------
 
@@ -205,14 +200,20 @@ class Telemetry(Counters):
                     status = ERROR if scope.code >= 500 else SUCCESS
                     metrics.requests.labels(method_label, route, str(scope.code), status).inc()
                     metrics.request_duration.labels(method_label, route).observe(
-                        time.perf_counter() - started, self._exemplar(span)
+                        time.perf_counter() - started, exemplar(span)
                     )
 
     @contextmanager
     def agent_run(
-        self, agent: str, session_id: str | None, provider: str, model: str
+        self,
+        agent: str,
+        session_id: str | None,
+        provider: str,
+        model: str,
+        resumed_from: str | None = None,
     ) -> Iterator[RunScope]:
-        """One agent run: ``invoke_agent {agent}`` span, run metrics."""
+        """One agent run: ``invoke_agent {agent}`` span (linked to the paused run it resumes,
+        ``RunScope.span_ids``), run metrics."""
         attributes = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": agent,
@@ -226,7 +227,10 @@ class Telemetry(Counters):
         if metrics is not None:
             metrics.active_agent_runs.labels(agent).inc()
         request = trace.get_current_span()  # the protocol request's server span, if any
-        with self._span(f"invoke_agent {agent}", SpanKind.INTERNAL, attributes) as span:
+        links = links_to(resumed_from)
+        with self._span(
+            f"invoke_agent {agent}", SpanKind.INTERNAL, attributes, links=links
+        ) as span:
             scope, raised = RunScope(span), False
             try:
                 yield scope
@@ -239,7 +243,7 @@ class Telemetry(Counters):
                 if metrics is not None:
                     metrics.active_agent_runs.labels(agent).dec()
                     metrics.agent_request_duration.labels(agent).observe(
-                        time.perf_counter() - started, self._exemplar(span)
+                        time.perf_counter() - started, exemplar(span)
                     )
                     metrics.agent_invocations.labels(agent, outcome(scope.error_type)).inc()
                 self._count_error("agent", scope.error_type)
@@ -277,8 +281,8 @@ class Telemetry(Counters):
             self.otlp_metrics.record(provider, model, scope, elapsed)
         if self.metrics is not None:
             price = self.pricing.get((provider, model))
-            exemplar = self._exemplar(scope.span)
-            record_llm_metrics(self.metrics, (agent, provider, model), scope, price, exemplar)
+            labels, trace_id = (agent, provider, model), exemplar(scope.span)
+            record_llm_metrics(self.metrics, labels, scope, price, trace_id)
         self._count_error("llm", scope.error_type)
 
     @contextmanager
@@ -314,7 +318,7 @@ class Telemetry(Counters):
                     mark_error(span, str(scope.error_type))
                 if metrics is not None:
                     metrics.tool_duration.labels(agent, tool).observe(
-                        time.perf_counter() - started, self._exemplar(span)
+                        time.perf_counter() - started, exemplar(span)
                     )
                     metrics.tool_calls.labels(agent, tool, outcome(scope.error_type)).inc()
                 self._count_error("tool", scope.error_type)

@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from hector_py import __version__
 from hector_py.config.model import TracingConfig
@@ -213,3 +214,15 @@ async def inject_traceparent(
     """aiohttp client middleware: the current trace context into the request's headers."""
     propagate.inject(request.headers)
     return await handler(request)
+
+
+def links_to(ids: str | None) -> list[Link]:
+    """A span link to ``trace_id-span_id`` (``RunScope.span_ids``), if given and valid."""
+    trace_hex, _, span_hex = (ids or "").partition("-")
+    try:
+        context = SpanContext(
+            int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(1)
+        )
+    except ValueError:
+        return []
+    return [Link(context)] if context.is_valid else []

@@ -103,6 +103,8 @@ class ReceivedSpan:
     scope: str
     start_ns: int
     end_ns: int
+    links: tuple[tuple[str, str], ...] = ()
+    """(trace_id, span_id) of each linked span (OTLP only)."""
 
 
 # -- span trees ----------------------------------------------------------------------------
@@ -207,6 +209,7 @@ def _from_otlp(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
                         scope=ss.scope.name,
                         start_ns=sp.start_time_unix_nano,
                         end_ns=sp.end_time_unix_nano,
+                        links=tuple((k.trace_id.hex(), k.span_id.hex()) for k in sp.links),
                     )
                 )
     return out
