@@ -126,3 +126,23 @@ def test_card_lists_configured_skills(serve: Any, tmp_path: Path) -> None:
             "examples": [],
         },
     ]
+
+
+def test_extended_card_needs_credentials(serve: Any, tmp_path: Path) -> None:
+    key = "key-ext-0123456789"
+    config = tmp_path / "auth.yaml"
+    config.write_text(
+        f"server: {{auth: {{api_keys: [{key}]}}}}\nagents:\n  assistant: {{tools: [calculator]}}\n"
+    )
+    server: Server = serve("-c", str(config))
+    card = httpx.get(f"{server.url}/.well-known/agent-card.json", timeout=5).json()
+    assert card["capabilities"]["extendedAgentCard"] is True
+    body = {"jsonrpc": "2.0", "id": 1, "method": "GetExtendedAgentCard", "params": {}}
+    headers = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+    anonymous = httpx.post(server.url + "/", json=body, headers=headers, timeout=5)
+    assert anonymous.status_code == 401
+    authed = httpx.post(
+        server.url + "/", json=body, headers={**headers, "X-API-Key": key}, timeout=5
+    )
+    skills = authed.json()["result"]["skills"]
+    assert [s["id"] for s in skills] == ["assistant", "tool:calculator"]

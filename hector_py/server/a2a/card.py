@@ -63,7 +63,12 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "url": url,
         "protocolVersion": "0.3.0",
         "preferredTransport": "JSONRPC",
-        "capabilities": {"streaming": True, "pushNotifications": False},
+        "capabilities": {
+            "streaming": True,
+            "pushNotifications": False,
+            "extendedAgentCard": auth_enabled(state.config.server.auth),
+        },
+        "supportsAuthenticatedExtendedCard": auth_enabled(state.config.server.auth),
         "defaultInputModes": ["text/plain", "application/json", *input_files(agent)],
         "defaultOutputModes": ["text/plain"],
         "skills": [
@@ -80,6 +85,29 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         ],
         **security(state.config.server.auth),
     }
+
+
+def auth_enabled(auth: AuthConfig) -> bool:
+    """Whether callers must present credentials (so an extended card can be shown)."""
+    return bool(auth.api_keys or auth.jwt)
+
+
+def extended_agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
+    """The card an authenticated caller may see: also a skill per tool the agent has."""
+    card = agent_card(request, agent)
+    card["skills"] = [
+        *card["skills"],
+        *(
+            {
+                "id": f"tool:{name}",
+                "name": name,
+                "description": tool.spec.description,
+                "tags": ["tool"],
+            }
+            for name, tool in agent.tools.items()
+        ),
+    ]
+    return card
 
 
 def input_files(agent: Agent) -> list[str]:

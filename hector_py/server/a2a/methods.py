@@ -20,6 +20,7 @@ from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.stores import ChatTurn, Task, TaskQuery, TaskState, new_id
 from hector_py.agent.tasks import Execution, TaskBusy
+from hector_py.server.a2a.card import auth_enabled, extended_agent_card
 from hector_py.server.a2a.errors import (
     BUDGET_EXCEEDED,
     GUARDRAIL_BLOCKED,
@@ -245,9 +246,12 @@ async def push_not_supported(call: Call) -> Result:
     raise RpcError(PUSH_NOT_SUPPORTED, "push notifications are not supported by this agent")
 
 
-async def no_extended_card(call: Call) -> Result:
-    """``GetExtendedAgentCard`` / ``agent/getAuthenticatedExtendedCard``: the card has none."""
-    raise RpcError(UNSUPPORTED_OPERATION, "this agent has no extended agent card")
+async def extended_card(call: Call) -> Result:
+    """``GetExtendedAgentCard`` / ``agent/getAuthenticatedExtendedCard``: with auth on (the
+    caller got here with credentials), the card plus a skill per tool; -32004 without."""
+    if not auth_enabled(call.state.config.server.auth):
+        raise RpcError(UNSUPPORTED_OPERATION, "this agent has no extended agent card")
+    return extended_agent_card(call.request, call.agent)
 
 
 METHODS: dict[str, tuple[Dialect, Method]] = {
@@ -261,7 +265,7 @@ METHODS: dict[str, tuple[Dialect, Method]] = {
     "GetTaskPushNotificationConfig": (V1, push_not_supported),
     "ListTaskPushNotificationConfigs": (V1, push_not_supported),
     "DeleteTaskPushNotificationConfig": (V1, push_not_supported),
-    "GetExtendedAgentCard": (V1, no_extended_card),
+    "GetExtendedAgentCard": (V1, extended_card),
     "message/send": (V03, send_message),
     "message/stream": (V03, stream_message),
     "tasks/get": (V03, get_task),
@@ -271,5 +275,5 @@ METHODS: dict[str, tuple[Dialect, Method]] = {
     "tasks/pushNotificationConfig/get": (V03, push_not_supported),
     "tasks/pushNotificationConfig/list": (V03, push_not_supported),
     "tasks/pushNotificationConfig/delete": (V03, push_not_supported),
-    "agent/getAuthenticatedExtendedCard": (V03, no_extended_card),
+    "agent/getAuthenticatedExtendedCard": (V03, extended_card),
 }
