@@ -17,6 +17,7 @@ class AnthropicLLM(RemoteLLM):
 
     provider = "anthropic"
     accepts = IMAGES_AND_PDF
+    models_path = "/v1/models"
     default_base_url = "https://api.anthropic.com"
     key_env = ("ANTHROPIC_API_KEY",)
 

@@ -32,6 +32,7 @@ class GeminiLLM(RemoteLLM):
 
     provider = "gemini"
     accepts = IMAGES_AND_PDF
+    models_path = "/v1beta/models"
     default_base_url = "https://generativelanguage.googleapis.com"
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 

@@ -23,6 +23,7 @@ class OllamaLLM(RemoteLLM):
 
     provider = "ollama"
     accepts = frozenset({"image/png", "image/jpeg"})
+    models_path = "/api/tags"
     default_base_url = "http://localhost:11434"
     framing = "ndjson"
 

@@ -51,6 +51,8 @@ class RemoteLLM(ABC):
     key_env: ClassVar[tuple[str, ...]] = ()
     """Environment variables holding the API key, in order; empty when none is needed."""
     framing: ClassVar[Framing] = "sse"
+    models_path: ClassVar[str] = "/models"
+    """The API's free model listing, under ``base_url`` (``hector doctor`` asks it)."""
 
     def __init__(
         self,
@@ -148,6 +150,11 @@ class RemoteLLM(ABC):
                 return ToolCall(id, name, parsed)
             error = f"the arguments are not a JSON object: {arguments[:200]}"
         return ToolCall(id, name, {}, error=error)
+
+    def probe(self) -> tuple[str, dict[str, str]]:
+        """The URL and headers of a request that costs nothing (the model listing), to
+        check reachability and the key; ``LLMError`` when no key is set."""
+        return self.base_url + self.models_path, self._headers()
 
     def _headers(self) -> dict[str, str]:
         if self._key is None:

@@ -74,6 +74,7 @@ Fault = Literal[
     "invalid_arguments",
 ]
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
+MODEL_LISTS = ("/v1/models", "/v1beta/models", "/api/tags")  # GET: the models listed
 
 
 @dataclass(frozen=True)
@@ -469,6 +470,10 @@ class FakeLLMServer:
         """Replace the replies still to come."""
         self._script = deque(replies)
 
+    async def _models(self, request: web.Request) -> web.Response:
+        """Each API's free model listing (what ``hector doctor`` asks)."""
+        return web.json_response({"data": [{"id": "fake"}], "models": [{"name": "fake"}]})
+
     async def start(self) -> str:
         """Listen on ``host:port`` (0: a free port); returns ``base_url``."""
         app = web.Application()
@@ -478,6 +483,7 @@ class FakeLLMServer:
                 web.post("/v1/messages", self._dialect("anthropic")),
                 web.post("/v1beta/models/{target}", self._dialect("gemini")),
                 web.post("/api/chat", self._dialect("ollama")),
+                *(web.get(path, self._models) for path in MODEL_LISTS),
                 web.get("/_fake/requests", self._get_requests),
                 web.post("/_fake/script", self._post_script),
             ]
