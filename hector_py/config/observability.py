@@ -40,6 +40,22 @@ class MetricsConfig(Strict):
     otlp: OtlpMetricsConfig = Field(default_factory=OtlpMetricsConfig)
 
 
+class KeepConfig(Strict):
+    """The flight recorder: which traces are kept whatever the sampling rate."""
+
+    enabled: bool = Field(
+        False,
+        description="Record every trace, keep (export) the failed, slow, costly, flagged and"
+        " head-sampled ones (sampling_rate), drop the rest before encoding.",
+    )
+    slower_than: float | None = Field(10.0, gt=0, description="Keep runs slower (seconds).")
+    costlier_than: int | None = Field(
+        20000, ge=1, description="Keep traces whose model calls used more tokens."
+    )
+    max_traces: int = Field(10000, ge=10, description="Traces held while they run.")
+    max_spans_per_trace: int = Field(1000, ge=10, description="Spans held per trace.")
+
+
 class TracingConfig(Strict):
     """OpenTelemetry tracing (``observability.tracing``)."""
 
@@ -59,6 +75,7 @@ class TracingConfig(Strict):
     compression: Literal["gzip", "none"] = "gzip"
     timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
     environment: str | None = Field(None, description="deployment.environment resource value.")
+    keep: KeepConfig = Field(default_factory=KeepConfig)
 
 
 class ObservabilityConfig(Strict):

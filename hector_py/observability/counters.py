@@ -52,6 +52,14 @@ class Counters:
             for kind, value in left.items():
                 self.metrics.upstream_headroom.labels(provider, model, kind).set(value)
 
+    def trace_decision(self, reason: str | None) -> None:
+        """The flight recorder kept a trace (for ``reason``) or dropped it (``None``)."""
+        if self.metrics is not None:
+            if reason is None:
+                self.metrics.traces_dropped.inc()
+            else:
+                self.metrics.traces_kept.labels(reason).inc()
+
     def rate_limited(self, kind: str) -> None:
         """Count one request refused by a tenant's rate limit (``requests`` or ``tokens``)."""
         if self.metrics is not None:

@@ -50,6 +50,8 @@ def server_attributes(
     agent = headers.get("User-Agent")
     if agent:
         attributes["user_agent.original"] = agent
+    if headers.get("X-Hector-Trace", "").strip().lower() == "keep":  # the flight recorder
+        attributes["hector.trace.keep"] = True
     return attributes
 
 

@@ -258,6 +258,15 @@ class Metrics:
             ("provider", "model", "kind"),
             "mostrecent",
         )
+        self.traces_kept = counter(
+            "traces_kept_total",
+            "Traces the flight recorder kept, by reason: error, flagged, slow, costly, caller,"
+            " sampled",
+            ("reason",),
+        )
+        self.traces_dropped = counter(
+            "traces_dropped_total", "Traces the flight recorder dropped before export", ()
+        )
         self.rate_limited = counter(
             "rate_limited_total",
             "Requests refused by a tenant's rate limit (rate_limits:), by the limit's kind",

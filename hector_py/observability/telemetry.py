@@ -114,6 +114,8 @@ class Telemetry(Counters):
         elif tracing.enabled:
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
+            if self.tracing.keeper is not None:
+                self.tracing.keeper.on_decision = self.trace_decision
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
                 self.capture = Capture(tracing.payload_max_chars, self.redact)
 

@@ -42,6 +42,7 @@ from hector_py.observability.exporters import (
     explicit,
     resolve_target,
 )
+from hector_py.observability.recorder import KeepProcessor
 
 log = logging.getLogger("hector.tracing")
 
@@ -143,6 +144,7 @@ class Tracing:
 
     provider: TracerProvider
     exporter: ReportingExporter
+    keeper: KeepProcessor | None = None
 
     def health(self) -> dict[str, Any]:
         """The ``/health`` part: ``degraded`` (never down) while exports fail."""
@@ -178,26 +180,28 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
     target = resolve_target(config, environ)
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    keep = config.keep.enabled
     provider = TracerProvider(
         resource=build_resource(config, environ),
-        sampler=build_sampler(config, environ),
+        # the flight recorder records every trace and decides at its end
+        sampler=ParentBased(ALWAYS_ON) if keep else build_sampler(config, environ),
     )
     exporter = ReportingExporter(build_exporter(target, config, environ), target)
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            exporter,
-            max_queue_size=MAX_QUEUE_SIZE,
-            schedule_delay_millis=500,
-            export_timeout_millis=target.timeout * 1000,
-        )
+    batch = BatchSpanProcessor(
+        exporter,
+        max_queue_size=MAX_QUEUE_SIZE,
+        schedule_delay_millis=500,
+        export_timeout_millis=target.timeout * 1000,
     )
+    keeper = KeepProcessor(batch, config.keep, config.sampling_rate) if keep else None
+    provider.add_span_processor(keeper or batch)
     log.info(
         "tracing to %s via %s",
         target.endpoint,
         target.protocol,
         extra={"exporter": target.exporter},
     )
-    return Tracing(provider, exporter)
+    return Tracing(provider, exporter, keeper)
 
 
 def in_unsampled_trace() -> bool:

@@ -1,0 +1,66 @@
+"""The flight recorder (``observability.tracing.keep``) at ``sampling_rate: 0``: every
+failed, slow, costly or flagged run is exported with its spans, ordinary runs are not,
+and ``hector_traces_kept_total{reason}`` / ``hector_traces_dropped_total`` count it."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import FakeLLM, configured_server
+from tests.fakes.trace_receivers import OTLPHttpReceiver
+from tests.metrics_helpers import scrape
+
+CONFIG = """\
+llms:
+  default: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0}}
+observability:
+  metrics: {{enabled: true}}
+  tracing:
+    enabled: true
+    protocol: http
+    endpoint: "127.0.0.1:{port}"
+    sampling_rate: 0.0
+    keep: {{enabled: true, slower_than: 0.5, costlier_than: 1000}}
+"""
+ROOT = "POST /v1/chat/completions"
+
+
+def chat(url: str, text: str, **headers: str) -> int:
+    body = {"model": "assistant", "messages": [{"role": "user", "content": text}]}
+    return httpx.post(
+        f"{url}/v1/chat/completions", json=body, headers=headers, timeout=15
+    ).status_code
+
+
+def test_failed_slow_costly_and_flagged_runs_are_kept(
+    openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with OTLPHttpReceiver() as receiver:
+        config = CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        with configured_server(tmp_path_factory, "recorder", config) as server:
+            assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(20))
+            openai_fake.script({"status": 400, "error": "refused"})
+            assert chat(server.url, "fails") == 502
+            openai_fake.script({"text": "slowly", "delay": 0.8})
+            assert chat(server.url, "slow") == 200
+            openai_fake.script({"text": "big", "usage": [2000, 10]})
+            assert chat(server.url, "costly") == 200
+            assert chat(server.url, "flagged", **{"X-Hector-Trace": "keep"}) == 200
+            spans = receiver.wait_for(
+                lambda got: sum(s.name == ROOT for s in got) >= 4, what="the kept traces"
+            )
+            time.sleep(1.0)  # anything else would have arrived by now
+            spans = receiver.spans
+            roots = [s for s in spans if s.name == ROOT]
+            assert len(roots) == 4, [s.name for s in spans]
+            kept = {s.trace_id for s in roots}
+            assert {s.trace_id for s in spans} == kept  # whole traces, nothing of the others
+            chats = [s for s in spans if s.name == "chat gpt-fake"]
+            assert len(chats) == 4  # each kept trace keeps its model call span
+            metrics = scrape(f"{server.url}/metrics")
+            for reason in ("error", "slow", "costly", "flagged"):
+                assert metrics.value("hector_traces_kept_total", reason=reason) == 1, reason
+            assert metrics.value("hector_traces_dropped_total") >= 20
