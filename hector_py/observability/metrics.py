@@ -29,6 +29,16 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from hector_py import __version__
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import MetricsConfig
+from hector_py.observability.buckets import (
+    AGENT_BUCKETS,
+    HTTP_BUCKETS,
+    LLM_BUCKETS,
+    RESULT_BUCKETS,
+    SEARCH_BUCKETS,
+    TOKEN_BUCKETS,
+    TOOL_BUCKETS,
+    TTFT_BUCKETS,
+)
 from hector_py.observability.exposition import (
     CachedCounter,
     CachedGauge,
@@ -37,64 +47,12 @@ from hector_py.observability.exposition import (
     content_format,
 )
 
-# Bucket boundaries (seconds). LLM calls follow the OpenTelemetry GenAI semantic conventions
-# (gen_ai.client.operation.duration, gen_ai.server.time_to_first_token); HTTP follows
-# http.server.request.duration; agent runs span several LLM calls, tools are usually quick.
-# HTTP, LLM and run buckets reach past the longest call a model may take (llms.*.timeout.total,
-# 600 s by default), so a slow run lands in a bucket instead of +Inf.
-HTTP_BUCKETS = (
-    *(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60),
-    *(120, 300, 600, 1200),
-)
-LLM_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-    163.84,
-    327.68,
-    655.36,
-)
-TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
-AGENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
-TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-# gen_ai.client.token.usage's advised boundaries (OpenTelemetry GenAI conventions).
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 GENAI_CALL = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",
     "gen_ai_request_model",
     "gen_ai_response_model",
 )
-SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

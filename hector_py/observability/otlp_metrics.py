@@ -15,13 +15,13 @@ from opentelemetry.sdk.resources import Resource
 
 from hector_py import __version__
 from hector_py.config.observability import ObservabilityConfig, OtlpMetricsConfig
+from hector_py.observability.buckets import LLM_BUCKETS, TOKEN_BUCKETS
 from hector_py.observability.exporters import (
     Target,
     otlp_arguments,
     resolve_headers,
     resolve_target,
 )
-from hector_py.observability.metrics import LLM_BUCKETS, TOKEN_BUCKETS
 from hector_py.observability.scopes import LLMScope
 from hector_py.observability.tracing import build_resource
 
