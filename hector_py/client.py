@@ -167,111 +167,85 @@ async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallRes
     return CallResult(state, "".join(text), context_id, error, task_id=task_id, question=question)
 
 
-async def send_message(
-    http: aiohttp.ClientSession,
-    endpoint: str,
-    text: str,
-    *,
-    context_id: str | None,
-    headers: dict[str, str],
-    timeout: float,
-) -> CallResult:
-    """One blocking ``SendMessage`` (A2A 1.0) to ``endpoint``; ``CallError`` when the agent
-    cannot be reached or answers with something that is not a task."""
-    body = _request("SendMessage", text, context_id)
-    try:
-        async with http.post(
-            endpoint,
+@dataclass(frozen=True)
+class Peer:
+    """An A2A 1.0 agent we call (the remote-agent tools), over a shared HTTP session."""
+
+    http: aiohttp.ClientSession
+    endpoint: str
+    headers: dict[str, str]
+    timeout: float
+
+    def _post(self, body: dict[str, Any], timeout: float | None = None) -> Any:
+        return self.http.post(
+            self.endpoint,
             json=body,
-            headers={**VERSION_HEADERS, **headers},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            if response.status != 200:
-                raise CallError(f"HTTP {response.status} from {endpoint}")
-            data = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise CallError(f"{endpoint}: {type(exc).__name__} {exc}".strip()) from None
-    task = _result(data if isinstance(data, dict) else {}).get("task")
-    if not isinstance(task, dict):
-        raise CallError(f"{endpoint} answered without a task")
-    return _outcome(task)
+            headers={**VERSION_HEADERS, **self.headers},
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+        )
 
+    def _failed(self, exc: Exception) -> CallError:
+        return CallError(f"{self.endpoint}: {type(exc).__name__} {exc}".strip())
 
-async def fetch_card(
-    http: aiohttp.ClientSession, endpoint: str, headers: dict[str, str], timeout: float
-) -> dict[str, Any]:
-    """The agent card under ``endpoint`` (``/.well-known/agent-card.json``)."""
-    url = endpoint.rstrip("/") + "/.well-known/agent-card.json"
-    try:
-        async with http.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as response:
-            if response.status != 200:
-                raise CallError(f"HTTP {response.status} from {url}")
-            card = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise CallError(f"{url}: {type(exc).__name__} {exc}".strip()) from None
-    if not isinstance(card, dict):
-        raise CallError(f"{url} is not an agent card")
-    return card
+    async def send(self, text: str, context_id: str | None) -> CallResult:
+        """One blocking ``SendMessage``; ``CallError`` when the agent cannot be reached or
+        answers with something that is not a task."""
+        try:
+            async with self._post(_request("SendMessage", text, context_id)) as response:
+                if response.status != 200:
+                    raise CallError(f"HTTP {response.status} from {self.endpoint}")
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._failed(exc) from None
+        task = _result(data if isinstance(data, dict) else {}).get("task")
+        if not isinstance(task, dict):
+            raise CallError(f"{self.endpoint} answered without a task")
+        return _outcome(task)
 
+    async def stream(
+        self, text: str, context_id: str | None, on_task: Callable[[str], None]
+    ) -> CallResult:
+        """``SendStreamingMessage``, telling ``on_task`` the remote task's id as soon as it
+        is known (so a caller can cancel it); the end state and usage come from a
+        ``GetTask`` once the stream closes."""
+        task_id = ""
+        try:
+            async with self._post(_request("SendStreamingMessage", text, context_id)) as response:
+                if response.status != 200:
+                    raise CallError(f"HTTP {response.status} from {self.endpoint}")
+                async for event in _events(response):
+                    found = _task_id(_result(event))
+                    if found and not task_id:
+                        task_id = found
+                        on_task(task_id)
+            if not task_id:
+                raise CallError(f"{self.endpoint} streamed no task")
+            async with self._post(_method("GetTask", {"id": task_id})) as response:
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._failed(exc) from None
+        return _outcome(_result(data if isinstance(data, dict) else {}))
 
-async def stream_message(
-    http: aiohttp.ClientSession,
-    endpoint: str,
-    text: str,
-    *,
-    context_id: str | None,
-    headers: dict[str, str],
-    timeout: float,
-    on_task: Callable[[str], None],
-) -> CallResult:
-    """``SendStreamingMessage`` (A2A 1.0) to ``endpoint``, telling ``on_task`` the remote
-    task's id as soon as it is known (so a caller can cancel it); the end state and usage
-    come from a ``GetTask`` once the stream closes."""
-    body = _request("SendStreamingMessage", text, context_id)
-    task_id = ""
-    try:
-        async with http.post(
-            endpoint,
-            json=body,
-            headers={**VERSION_HEADERS, **headers},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            if response.status != 200:
-                raise CallError(f"HTTP {response.status} from {endpoint}")
-            async for event in _events(response):
-                found = _task_id(_result(event))
-                if found and not task_id:
-                    task_id = found
-                    on_task(task_id)
-        if not task_id:
-            raise CallError(f"{endpoint} streamed no task")
-        async with http.post(
-            endpoint,
-            json=_get_task(task_id),
-            headers={**VERSION_HEADERS, **headers},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            data = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise CallError(f"{endpoint}: {type(exc).__name__} {exc}".strip()) from None
-    task = _result(data if isinstance(data, dict) else {})
-    return _outcome(task)
+    async def cancel(self, task_id: str) -> None:
+        """``CancelTask``, best effort (the caller logs a failure)."""
+        async with self._post(_method("CancelTask", {"id": task_id}), timeout=10) as response:
+            await response.read()
 
-
-async def cancel_task(
-    http: aiohttp.ClientSession, endpoint: str, task_id: str, headers: dict[str, str]
-) -> None:
-    """``CancelTask`` (A2A 1.0), best effort: an error is only logged by the caller."""
-    body = {"jsonrpc": "2.0", "id": new_id(), "method": "CancelTask", "params": {"id": task_id}}
-    async with http.post(
-        endpoint,
-        json=body,
-        headers={**VERSION_HEADERS, **headers},
-        timeout=aiohttp.ClientTimeout(total=10),
-    ) as response:
-        await response.read()
+    async def card(self, timeout: float) -> dict[str, Any]:
+        """The agent card under the endpoint (``/.well-known/agent-card.json``)."""
+        url = self.endpoint.rstrip("/") + "/.well-known/agent-card.json"
+        try:
+            async with self.http.get(
+                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                if response.status != 200:
+                    raise CallError(f"HTTP {response.status} from {url}")
+                card = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._failed(exc) from None
+        if not isinstance(card, dict):
+            raise CallError(f"{url} is not an agent card")
+        return card
 
 
 def _task_id(result: dict[str, Any]) -> str:
@@ -284,5 +258,5 @@ def _task_id(result: dict[str, Any]) -> str:
     return ""
 
 
-def _get_task(task_id: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": new_id(), "method": "GetTask", "params": {"id": task_id}}
+def _method(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": new_id(), "method": method, "params": params}

@@ -14,7 +14,7 @@ import aiohttp
 
 from hector_py.agent.stores import StoreHealth, open_store
 from hector_py.agent.tools.build import build_registry
-from hector_py.client import CallError, fetch_card
+from hector_py.client import CallError, Peer
 from hector_py.config.loader import ConfigError
 from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLMError, LLMRequest, Message
@@ -115,7 +115,7 @@ async def _tools(config: Config, http: aiohttp.ClientSession) -> Check:
 
 async def _card(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Check:
     try:
-        card = await fetch_card(http, url, headers, TIMEOUT_S)
+        card = await Peer(http, url, headers, TIMEOUT_S).card(TIMEOUT_S)
     except CallError as exc:
         return Check(f"remote agent {url}", False, str(exc), "check remote_agents url")
     return Check(f"remote agent {url}", True, f"card of {card.get('name', '?')} read")

@@ -19,7 +19,7 @@ import aiohttp
 
 from hector_py.agent.runner import CURRENT_RUN
 from hector_py.agent.tools.registry import ToolError
-from hector_py.client import CallError, cancel_task, fetch_card, send_message, stream_message
+from hector_py.client import CallError, Peer
 from hector_py.config.delegation import RemoteAgentConfig
 from hector_py.llm.base import ToolSpec
 
@@ -47,10 +47,10 @@ class RemoteAgentTool:
     ) -> None:
         self.name = name
         self.config = config
-        self.http = http
         self.count = count
         self.timeout = config.timeout
-        self.headers = {k: v.get_secret_value() for k, v in config.headers.items()}
+        headers = {k: v.get_secret_value() for k, v in config.headers.items()}
+        self.peer = Peer(http, config.url, headers, config.timeout)
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", name)
         self.spec = ToolSpec(tool, config.description or f"Ask the remote agent {name}.", SCHEMA)
         self.card_error: str | None = "card not fetched yet"
@@ -82,25 +82,11 @@ class RemoteAgentTool:
         remote: list[str] = []  # the remote task's id, once known
         try:
             context = self._contexts.get(key) if key else None
+            text = str(arguments["message"])
             if self.streaming:
-                result = await stream_message(
-                    self.http,
-                    self.config.url,
-                    str(arguments["message"]),
-                    context_id=context,
-                    headers=self.headers,
-                    timeout=self.config.timeout,
-                    on_task=remote.append,
-                )
+                result = await self.peer.stream(text, context, remote.append)
             else:
-                result = await send_message(
-                    self.http,
-                    self.config.url,
-                    str(arguments["message"]),
-                    context_id=context,
-                    headers=self.headers,
-                    timeout=self.config.timeout,
-                )
+                result = await self.peer.send(text, context)
         except asyncio.CancelledError:  # the delegating run was canceled: so is the remote task
             if remote:
                 await asyncio.shield(self._cancel(remote[0]))
@@ -124,13 +110,13 @@ class RemoteAgentTool:
 
     async def _cancel(self, task_id: str) -> None:
         try:
-            await cancel_task(self.http, self.config.url, task_id, self.headers)
+            await self.peer.cancel(task_id)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("remote agent %s: canceling task %s failed: %s", self.name, task_id, exc)
 
     async def _fetch_card(self) -> bool:
         try:
-            card = await fetch_card(self.http, self.config.url, self.headers, 10.0)
+            card = await self.peer.card(10.0)
         except CallError as exc:
             if self.card_error != str(exc):
                 log.warning("remote agent %s: its card cannot be read: %s", self.name, exc)
