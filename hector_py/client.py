@@ -48,14 +48,25 @@ def _endpoint(url: str, agent: str | None) -> str:
     return f"{base}/agents/{agent}" if agent else f"{base}/"
 
 
+V03_METHODS = {
+    "SendMessage": "message/send",
+    "SendStreamingMessage": "message/stream",
+    "GetTask": "tasks/get",
+    "CancelTask": "tasks/cancel",
+}
+
+
 def _request(
-    method: str, text: str, session: str | None, task_id: str | None = None
+    method: str, text: str, session: str | None, task_id: str | None = None, *, v03: bool = False
 ) -> dict[str, Any]:
     message: dict[str, Any] = {
         "messageId": new_id(),
         "role": "ROLE_USER",
         "parts": [{"text": text}],
     }
+    if v03:  # the v0.3 shapes: kinds and lower-case roles
+        method = V03_METHODS[method]
+        message.update(kind="message", role="user", parts=[{"kind": "text", "text": text}])
     if session:
         message["contextId"] = session
     if task_id:
@@ -169,20 +180,32 @@ async def _follow(response: aiohttp.ClientResponse, printer: Printer) -> CallRes
 
 @dataclass(frozen=True)
 class Peer:
-    """An A2A 1.0 agent we call (the remote-agent tools), over a shared HTTP session."""
+    """An A2A agent we call (the remote-agent tools), over a shared HTTP session, in
+    ``protocol`` 1.0 or 0.3."""
 
     http: aiohttp.ClientSession
     endpoint: str
     headers: dict[str, str]
     timeout: float
+    protocol: str = "1.0"
+
+    @property
+    def v03(self) -> bool:
+        """Whether the agent speaks A2A 0.3."""
+        return self.protocol == "0.3"
 
     def _post(self, body: dict[str, Any], timeout: float | None = None) -> Any:
+        version = {"A2A-Version": self.protocol}
         return self.http.post(
             self.endpoint,
             json=body,
-            headers={**VERSION_HEADERS, **self.headers},
+            headers={**version, **self.headers},
             timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
         )
+
+    def _method(self, method: str, task_id: str) -> dict[str, Any]:
+        name = V03_METHODS[method] if self.v03 else method
+        return {"jsonrpc": "2.0", "id": new_id(), "method": name, "params": {"id": task_id}}
 
     def _failed(self, exc: Exception) -> CallError:
         return CallError(f"{self.endpoint}: {type(exc).__name__} {exc}".strip())
@@ -191,13 +214,15 @@ class Peer:
         """One blocking ``SendMessage``; ``CallError`` when the agent cannot be reached or
         answers with something that is not a task."""
         try:
-            async with self._post(_request("SendMessage", text, context_id)) as response:
+            body = _request("SendMessage", text, context_id, v03=self.v03)
+            async with self._post(body) as response:
                 if response.status != 200:
                     raise CallError(f"HTTP {response.status} from {self.endpoint}")
                 data = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise self._failed(exc) from None
-        task = _result(data if isinstance(data, dict) else {}).get("task")
+        result = _result(data if isinstance(data, dict) else {})
+        task = result if self.v03 and result.get("kind") == "task" else result.get("task")
         if not isinstance(task, dict):
             raise CallError(f"{self.endpoint} answered without a task")
         return _outcome(task)
@@ -210,7 +235,8 @@ class Peer:
         ``GetTask`` once the stream closes."""
         task_id = ""
         try:
-            async with self._post(_request("SendStreamingMessage", text, context_id)) as response:
+            body = _request("SendStreamingMessage", text, context_id, v03=self.v03)
+            async with self._post(body) as response:
                 if response.status != 200:
                     raise CallError(f"HTTP {response.status} from {self.endpoint}")
                 async for event in _events(response):
@@ -220,7 +246,7 @@ class Peer:
                         on_task(task_id)
             if not task_id:
                 raise CallError(f"{self.endpoint} streamed no task")
-            async with self._post(_method("GetTask", {"id": task_id})) as response:
+            async with self._post(self._method("GetTask", task_id)) as response:
                 data = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise self._failed(exc) from None
@@ -228,7 +254,7 @@ class Peer:
 
     async def cancel(self, task_id: str) -> None:
         """``CancelTask``, best effort (the caller logs a failure)."""
-        async with self._post(_method("CancelTask", {"id": task_id}), timeout=10) as response:
+        async with self._post(self._method("CancelTask", task_id), timeout=10) as response:
             await response.read()
 
     async def card(self, timeout: float) -> dict[str, Any]:
@@ -249,14 +275,14 @@ class Peer:
 
 
 def _task_id(result: dict[str, Any]) -> str:
-    """The task a stream event is about (``""`` if none)."""
+    """The task a stream event is about (``""`` if none), in either dialect."""
+    if result.get("kind") == "task":
+        return str(result.get("id") or "")
+    if result.get("kind") in ("status-update", "artifact-update"):
+        return str(result.get("taskId") or "")
     if isinstance(result.get("task"), dict):
         return str(result["task"].get("id") or "")
     for key in ("statusUpdate", "artifactUpdate"):
         if isinstance(result.get(key), dict):
             return str(result[key].get("taskId") or "")
     return ""
-
-
-def _method(method: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": new_id(), "method": method, "params": params}

@@ -8,6 +8,7 @@ reference server (``tests/fakes/a2a_reference.py``), answers through the same to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -16,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
+from hector_py.client import Peer
 from tests.conftest import Server, rpc, v03_message
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
@@ -42,8 +46,9 @@ remote_agents:
   pricing: {{url: "{url}/agents/specialist", headers: {{X-Team: blue}}}}
   ghost: {{url: "http://127.0.0.1:9/agents/nobody", timeout: 2}}
   echo: {{url: "http://127.0.0.1:{reference}/echo"}}
+  old: {{url: "{url}/agents/specialist", protocol: "0.3"}}
 agents:
-  coordinator: {{tools: ["a2a:pricing", "a2a:ghost", "a2a:echo"]}}
+  coordinator: {{tools: ["a2a:pricing", "a2a:ghost", "a2a:echo", "a2a:old"]}}
 """
 ASK = 'use pricing {"message": "price of ABC-1?"}'
 
@@ -115,6 +120,12 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference:
             "The tool returned: reference echo: hello reference"
         )
 
+        # the same specialist in the v0.3 dialect (message/stream, then tasks/get)
+        old = send(coordinator, 'use old {"message": "in the old dialect"}', "ctx-4")
+        assert old["artifacts"][0]["parts"][0]["text"].startswith(
+            'The tool returned: You said: "in the old dialect".'
+        )
+
         ghost = send(coordinator, 'use ghost {"message": "hello?"}', "ctx-2")
         assert ghost["status"]["state"] == "completed"
         assert "error: remote agent ghost:" in ghost["artifacts"][0]["parts"][0]["text"]
@@ -180,3 +191,42 @@ def test_canceling_the_caller_cancels_the_remote_task(serve: Any, tmp_path: Path
         state = bottom_tasks()[0]["status"]["state"]
         time.sleep(0.1)
     assert state == "TASK_STATE_CANCELED"  # well before its 12 s of streaming ended
+
+
+def test_the_v03_dialect_is_spoken_when_asked() -> None:
+    """Our client's v0.3 requests are v0.3 (methods, kinds, roles), checked on the wire."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append({"version": request.headers.get("A2A-Version"), **body})
+        task = {
+            "kind": "task",
+            "id": "t1",
+            "contextId": "c1",
+            "status": {"state": "completed"},
+            "artifacts": [{"artifactId": "a", "parts": [{"kind": "text", "text": "old hi"}]}],
+        }
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": task})
+
+    async def go() -> str:
+        app = web.Application()
+        app.router.add_post("/a2a", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as http:
+                peer = Peer(http, f"http://127.0.0.1:{port}/a2a", {}, 5.0, "0.3")
+                return (await peer.send("hi", None)).text
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(go()) == "old hi"
+    (request,) = seen
+    assert request["version"] == "0.3" and request["method"] == "message/send"
+    message = request["params"]["message"]
+    assert message["kind"] == "message" and message["role"] == "user"
+    assert message["parts"] == [{"kind": "text", "text": "hi"}]

@@ -4,6 +4,7 @@ itself, and no chain is deeper than ``max_delegation_depth``."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -71,6 +72,9 @@ class RemoteAgentConfig(Strict):
         default_factory=dict, description="Sent with every request (secret values, masked)."
     )
     timeout: float = Field(120.0, gt=0, le=3600, description="Seconds for one delegation.")
+    protocol: Literal["auto", "1.0", "0.3"] = Field(
+        "auto", description="The A2A version to speak (auto: what the agent's card offers)."
+    )
     description: str | None = Field(
         None, description="The tool's description (default: from the agent's card)."
     )

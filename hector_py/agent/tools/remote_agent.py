@@ -13,6 +13,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -50,7 +51,8 @@ class RemoteAgentTool:
         self.count = count
         self.timeout = config.timeout
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
-        self.peer = Peer(http, config.url, headers, config.timeout)
+        protocol = "1.0" if config.protocol == "auto" else config.protocol
+        self.peer = Peer(http, config.url, headers, config.timeout, protocol)
         tool = re.sub(r"[^A-Za-z0-9_-]", "_", name)
         self.spec = ToolSpec(tool, config.description or f"Ask the remote agent {name}.", SCHEMA)
         self.card_error: str | None = "card not fetched yet"
@@ -132,6 +134,8 @@ class RemoteAgentTool:
             described = f"{about} Skills: {skills}" if skills else about
             self.spec = ToolSpec(self.spec.name, described, SCHEMA)
         self.streaming = bool((card.get("capabilities") or {}).get("streaming"))
+        if self.config.protocol == "auto":
+            self.peer = replace(self.peer, protocol=_protocol(card))
         self.card_error = None
         return True
 
@@ -139,3 +143,12 @@ class RemoteAgentTool:
         while not await self._fetch_card():
             await asyncio.sleep(RETRY_S)
         log.info("remote agent %s: card read", self.name)
+
+
+def _protocol(card: dict[str, Any]) -> str:
+    """The A2A version to speak to a card's agent: 1.0 when it offers it, else 0.3 when
+    its card is a v0.3 one."""
+    offered = [i.get("protocolVersion", "") for i in card.get("supportedInterfaces") or []]
+    if any(str(version).startswith("1.") for version in offered):
+        return "1.0"
+    return "0.3" if str(card.get("protocolVersion", "")).startswith("0.") else "1.0"
