@@ -210,11 +210,14 @@ class Peer:
     def _failed(self, exc: Exception) -> CallError:
         return CallError(f"{self.endpoint}: {type(exc).__name__} {exc}".strip())
 
-    async def send(self, text: str, context_id: str | None) -> CallResult:
-        """One blocking ``SendMessage``; ``CallError`` when the agent cannot be reached or
-        answers with something that is not a task."""
+    async def send(
+        self, text: str, context_id: str | None, task_id: str | None = None
+    ) -> CallResult:
+        """One blocking ``SendMessage`` (``task_id``: to the task waiting for input);
+        ``CallError`` when the agent cannot be reached or answers with something that is
+        not a task."""
         try:
-            body = _request("SendMessage", text, context_id, v03=self.v03)
+            body = _request("SendMessage", text, context_id, task_id, v03=self.v03)
             async with self._post(body) as response:
                 if response.status != 200:
                     raise CallError(f"HTTP {response.status} from {self.endpoint}")
@@ -228,14 +231,18 @@ class Peer:
         return _outcome(task)
 
     async def stream(
-        self, text: str, context_id: str | None, on_task: Callable[[str], None]
+        self,
+        text: str,
+        context_id: str | None,
+        on_task: Callable[[str], None],
+        task_id: str | None = None,
     ) -> CallResult:
         """``SendStreamingMessage``, telling ``on_task`` the remote task's id as soon as it
         is known (so a caller can cancel it); the end state and usage come from a
         ``GetTask`` once the stream closes."""
+        body = _request("SendStreamingMessage", text, context_id, task_id, v03=self.v03)
         task_id = ""
         try:
-            body = _request("SendStreamingMessage", text, context_id, v03=self.v03)
             async with self._post(body) as response:
                 if response.status != 200:
                     raise CallError(f"HTTP {response.status} from {self.endpoint}")

@@ -23,6 +23,17 @@ class AnswerError(ValueError):
     """An answer that does not decide the pending calls; the message names why."""
 
 
+class InputNeeded(Exception):
+    """Raised by a tool whose agent waits for a person (a sub-agent that ended in
+    ``input-required``): the delegating run pauses too, asking ``question``, and the answer
+    goes back to that tool's ``answer(state, text)``. ``state`` is JSON."""
+
+    def __init__(self, question: str, state: dict[str, Any]) -> None:
+        super().__init__(question)
+        self.question = question
+        self.state = state
+
+
 @dataclass(frozen=True)
 class ApprovalRequired:
     """Run event: the run stops here until a person decides ``calls``."""
@@ -33,6 +44,9 @@ class ApprovalRequired:
     """Ids of the calls that need a decision (the others run when the run resumes)."""
     span: str | None = None
     """The paused run's span (``trace_id-span_id``): the resumed run links to it."""
+    forward: dict[str, Any] | None = None
+    """When a tool's agent asks (``InputNeeded``): ``{call, question, state, decisions}``,
+    the call the answer goes to and the decisions already made for the calls after it."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,9 @@ class Resume:
     calls: tuple[ToolCall, ...]
     decisions: dict[str, bool]
     span: str | None = None
+    forward: dict[str, Any] | None = None
+    """The call whose tool gets ``answer`` (see ``ApprovalRequired.forward``)."""
+    answer: str = ""
 
 
 def pause(event: ApprovalRequired, user_text: str, timeout: float) -> dict[str, Any]:
@@ -52,6 +69,7 @@ def pause(event: ApprovalRequired, user_text: str, timeout: float) -> dict[str, 
         "calls": [_call_json(c) for c in event.calls],
         "ask": list(event.ask),
         "span": event.span,
+        "forward": event.forward,
         "text": user_text,
         "deadline": time.time() + timeout,
     }
@@ -59,7 +77,10 @@ def pause(event: ApprovalRequired, user_text: str, timeout: float) -> dict[str, 
 
 def question(pending: dict[str, Any], redact: Any) -> tuple[str, dict[str, Any]]:
     """The status message of a paused task: a text question and the pending calls (their
-    arguments redacted)."""
+    arguments redacted); a sub-agent's question as it asks it."""
+    if forward := pending.get("forward"):
+        inner = forward["state"].get("pending")
+        return question(inner, redact) if inner is not None else (forward["question"], {})
     calls = [
         {
             "tool_call_id": c["id"],
@@ -80,7 +101,12 @@ def question(pending: dict[str, Any], redact: Any) -> tuple[str, dict[str, Any]]
 def decide(pending: dict[str, Any], answer: str) -> dict[str, bool]:
     """Each pending call's decision from the answer's text: yes/no for all, or a JSON
     ``{"decisions": {...}}`` (a data part reaches here as JSON text). Calls left undecided
-    are denied. ``AnswerError`` for anything else."""
+    are denied. ``AnswerError`` for anything else. An answer for a sub-agent decides
+    nothing here: it goes to the sub-agent (a local one's pending calls check it now)."""
+    if forward := pending.get("forward"):
+        if (inner := forward["state"].get("pending")) is not None:
+            decide(inner, answer)
+        return {}
     ids = list(pending["ask"])
     if _YES.match(answer):
         return dict.fromkeys(ids, True)
@@ -103,11 +129,14 @@ def tools_asked(pending: dict[str, Any]) -> dict[str, str]:
     return {c["id"]: c["name"] for c in pending["calls"] if c["id"] in pending["ask"]}
 
 
-def resume(pending: dict[str, Any], decisions: dict[str, bool]) -> Resume:
-    """The paused run, ready to go on."""
+def resume(pending: dict[str, Any], decisions: dict[str, bool], answer: str = "") -> Resume:
+    """The paused run, ready to go on (``answer``: what a sub-agent that asked gets)."""
     messages = [_message(m) for m in pending["messages"]]
     calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in pending["calls"])
-    return Resume(messages, calls, decisions, pending.get("span"))
+    forward = pending.get("forward")
+    if forward:  # the decisions made before the sub-agent asked still hold
+        decisions = {**forward["decisions"], **decisions}
+    return Resume(messages, calls, decisions, pending.get("span"), forward, answer)
 
 
 def expired(pending: dict[str, Any]) -> bool:

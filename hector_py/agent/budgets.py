@@ -97,6 +97,23 @@ class Budgets:
             raise
         return reservation
 
+    async def refusal(self, tenant: str, spent: int) -> str | None:
+        """Why ``tenant`` may not start more work (a delegation) now that its run has
+        used ``spent`` tokens beyond what it reserved, or ``None``. A store that fails
+        refuses nothing (the run's own reservation still holds)."""
+        limits = self._limits.get(tenant)
+        if not limits:
+            return None
+        keys = periods(datetime.now(UTC))
+        over = max(spent - self._estimates[tenant], 0)  # not in the store until settled
+        try:
+            for period, limit in limits.items():
+                if await self._store.usage(tenant, keys[period]) + over >= limit:
+                    return f"tenant '{tenant}' has used its {period} budget of {limit} tokens"
+        except Exception as exc:
+            log.warning("could not read token usage: %s", exc)
+        return None
+
     def bind(self, reservation: Reservation, task_id: str) -> None:
         """Settle ``reservation`` when the task ``task_id`` ends (``task_changed``)."""
         if not reservation.settled:

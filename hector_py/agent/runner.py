@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from hector_py.agent import structured
-from hector_py.agent.approval import DENIED, ApprovalRequired, Resume
+from hector_py.agent.approval import DENIED, ApprovalRequired, InputNeeded, Resume
 from hector_py.agent.calls import AgentError, ModelCaller, Step, UsageMeter
 from hector_py.agent.guardrails import Guardrails
 from hector_py.agent.structured import Structured
@@ -168,8 +170,10 @@ class Agent:
         with bind(agent=self.name), run_scope as scope:
             log.debug("agent run started")
             if resume is not None:
-                async for event in self._tools(resume.calls, resume.decisions, messages, here):
+                async for event in self._tools(resume.calls, messages, here, scope, resume):
                     yield event
+                    if isinstance(event, ApprovalRequired):
+                        return
             elif self.context is not None and (extra := await self.context(user_text)):
                 messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
@@ -221,8 +225,10 @@ class Agent:
                 if ask:
                     yield ApprovalRequired(tuple(messages), calls, ask, scope.span_ids())
                     return
-                async for event in self._tools(calls, {}, messages, here):
+                async for event in self._tools(calls, messages, here, scope):
                     yield event
+                    if isinstance(event, ApprovalRequired):
+                        return
         raise AgentError(
             f"no final answer after {self.config.max_iterations} model calls (max_iterations)"
         )
@@ -230,22 +236,40 @@ class Agent:
     async def _tools(
         self,
         calls: tuple[ToolCall, ...],
-        decisions: dict[str, bool],
         messages: list[Message],
         here: RunContext,
+        scope: Any,
+        resume: Resume | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
         """Run ``calls`` (a denied one gives the model ``error: denied by user``); their
-        results join ``messages``."""
-        for call in calls:
+        results join ``messages``. A tool whose agent asks for input ends them with
+        ``ApprovalRequired`` (``forward``): the run pauses there."""
+        decisions = resume.decisions if resume is not None else {}
+        forward = resume.forward if resume is not None else None
+        for index, call in enumerate(calls):
             yield ToolCallStarted(call)
+            asked: InputNeeded | None = None
             if decisions.get(call.id, True):
+                answer = None
+                if forward is not None and resume is not None and forward["call"] == call.id:
+                    answer = (forward["state"], resume.answer)
                 token = CURRENT_RUN.set(here)  # no yield until reset: one context
                 try:
-                    outcome = await self._call_tool(call)
+                    outcome = await self._call_tool(call, answer)
+                except InputNeeded as exc:
+                    asked = exc
                 finally:
                     CURRENT_RUN.reset(token)
             else:
                 outcome = ToolOutcome(False, DENIED, "denied")
+            if asked is not None:
+                rest = calls[index:]
+                kept = {c.id: decisions[c.id] for c in rest if c.id in decisions}
+                state = {"call": call.id, "question": asked.question, "state": asked.state}
+                yield ApprovalRequired(
+                    tuple(messages), rest, (), scope.span_ids(), {**state, "decisions": kept}
+                )
+                return
             yield ToolCallFinished(call, outcome)
             messages.append(self._tool_message(call, outcome))
 
@@ -259,8 +283,13 @@ class Agent:
         )
         return Message("tool", text, tool_call_id=call.id, name=call.name, attachments=files)
 
-    async def _call_tool(self, call: ToolCall) -> ToolOutcome:
+    async def _call_tool(
+        self, call: ToolCall, answer: tuple[dict[str, Any], str] | None = None
+    ) -> ToolOutcome:
+        """Run one call (``answer``: the paused tool's state and what the person said);
+        ``InputNeeded`` when the tool's agent asks for input."""
         tool = self.tools.get(call.name)
+        asked: InputNeeded | None = None
         label = call.name if tool is not None else "unknown"  # model-chosen names stay bounded
         kind, server = (tool.kind, getattr(tool, "server", None)) if tool else (None, None)
         with self.telemetry.tool_call(self.name, label, call.id, kind, server) as scope:
@@ -271,9 +300,16 @@ class Agent:
             elif call.error is not None:
                 outcome = ToolOutcome(False, f"error: {call.error}", "invalid_arguments")
             else:
-                outcome = await self.registry.execute(tool, call.arguments)
+                respond = getattr(tool, "answer", None) if answer is not None else None
+                resumed = partial(respond, *answer) if respond and answer else None
+                try:
+                    outcome = await self.registry.execute(tool, call.arguments, resumed)
+                except InputNeeded as exc:  # not a failure: the span ends as it is
+                    asked, outcome = exc, ToolOutcome(True, f"input required: {exc.question}")
             scope.error_type = None if outcome.ok else outcome.error_type or "error"
             scope.payload(call.arguments, outcome.output)
             if not outcome.ok:
                 log.warning("tool %s failed (%s)", label, scope.error_type, extra={"tool": label})
-            return outcome
+        if asked is not None:
+            raise asked
+        return outcome

@@ -342,7 +342,7 @@ class TaskManager:
         names = approval.tools_asked(paused)
         for call_id, approved in decisions.items():
             self.on_approval(agent.name, names[call_id], "approve" if approved else "deny")
-        return approval.resume(paused, decisions)
+        return approval.resume(paused, decisions, answer)
 
     def _watch(self, tenant: str, task_id: str, timeout: float) -> None:
         """Fail the task if it still waits for approval after ``timeout`` seconds."""

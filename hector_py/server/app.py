@@ -19,7 +19,7 @@ from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import Tool, ToolRegistry, build_registry
-from hector_py.agent.tools.delegate import DelegateTool
+from hector_py.agent.tools.delegate import DelegateTool, Delegation
 from hector_py.agent.tools.remote_agent import RemoteAgentTool
 from hector_py.config import delegation
 from hector_py.config.model import Config, ObservabilityConfig
@@ -230,6 +230,10 @@ async def build_app(
         {name: agent.notifications for name, agent in config.agents.items()}, session, telemetry
     )
     budgets = Budgets(config.budgets, store, telemetry)
+    for agent in agents.values():  # a spent budget refuses the next delegation
+        for tool in agent.tools.values():
+            if isinstance(tool, Delegation):
+                tool.budget = budgets.refusal
     rate_limits = TenantLimits(config.rate_limits)
 
     def task_changed(task: Task) -> None:

@@ -169,7 +169,14 @@ async def _reply(
     final = None
     try:
         async with aclosing(
-            agent.run(history, prompt.content, files=prompt.attachments, meter=meter, output=output)
+            agent.run(
+                history,
+                prompt.content,
+                files=prompt.attachments,
+                meter=meter,
+                output=output,
+                tenant=request_tenant(request),
+            )
         ) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
@@ -203,10 +210,13 @@ async def _reply(
 def _approval_needed(agent: Agent, event: ApprovalRequired) -> ApiError:
     """A 409: this endpoint cannot wait for a person; A2A can (``input-required``)."""
     names = ", ".join(sorted({c.name for c in event.calls if c.id in event.ask}))
+    wants = f"wants to run {names}, which needs a person's approval"
+    if event.forward is not None:  # a sub-agent asks
+        wants = f"asks for a person's input ({event.forward['question']})"
     return ApiError(
         409,
-        f"the agent wants to run {names}, which needs a person's approval: send the message"
-        f" over A2A (POST /agents/{agent.name}), where the task waits in input-required",
+        f"the agent {wants}: send the message over A2A (POST /agents/{agent.name}),"
+        " where the task waits in input-required",
         code="approval_required",
     )
 
@@ -280,6 +290,7 @@ async def _stream(
                 stream=True,
                 meter=meter,
                 output=output,
+                tenant=request_tenant(request),
             )
         ) as events:
             async for event in events:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
+from hector_py.agent.approval import InputNeeded
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.llm.base import Attachment, ToolSpec
 
@@ -175,10 +176,17 @@ class ToolRegistry:
             if tool in offered:
                 yield offered[tool]
 
-    async def execute(self, tool: Tool, arguments: dict[str, Any]) -> ToolOutcome:
-        """Validate ``arguments``, run ``tool`` within its timeout, and report the outcome.
+    async def execute(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        resumed: Callable[[], Awaitable[str | ToolResult]] | None = None,
+    ) -> ToolOutcome:
+        """Validate ``arguments``, run ``tool`` within its timeout (``resumed``: the paused
+        call of a tool whose agent asked for input, going on), and report the outcome.
 
-        Never raises, except ``asyncio.CancelledError`` when the caller is cancelled.
+        Never raises, except ``asyncio.CancelledError`` when the caller is cancelled and
+        ``InputNeeded`` when the tool's agent asks for input.
         """
         name = tool.spec.name
         try:
@@ -193,11 +201,13 @@ class ToolRegistry:
             )
         try:
             async with asyncio.timeout(tool.timeout):
-                output = await tool.call(arguments)
+                output = await (resumed() if resumed is not None else tool.call(arguments))
         except TimeoutError:
             return ToolOutcome(False, f"error: {name} timed out after {tool.timeout:g}s", "timeout")
         except ToolError as exc:
             return ToolOutcome(False, f"error: {exc}", "ToolError")
+        except InputNeeded:
+            raise
         except Exception as exc:
             log.warning("tool %s failed", name, exc_info=True)
             return ToolOutcome(False, f"error: {name} failed: {type(exc).__name__}", "exception")

@@ -2,7 +2,9 @@
 through our own client (``hector_py/client.py``) over the server's HTTP session, so the
 call carries ``traceparent`` and the remote run joins the caller's trace. The remote
 task's reported usage is added to the delegating run's meter (budget, cost, task usage);
-one delegating conversation maps to one remote ``contextId``. The card is fetched at
+one delegating conversation maps to one remote ``contextId``. A remote task that ends in
+``input-required`` pauses the delegating run (``InputNeeded``); the person's answer goes
+to that same remote task. The card is fetched at
 start-up for the tool's description; until it answers, ``/health`` shows the agent as
 unavailable (the server is not ready) and a background task retries."""
 
@@ -18,7 +20,9 @@ from typing import Any
 
 import aiohttp
 
-from hector_py.agent.runner import CURRENT_RUN
+from hector_py.agent.approval import InputNeeded
+from hector_py.agent.runner import RunContext
+from hector_py.agent.tools.delegate import SCHEMA, Delegation, conversation
 from hector_py.agent.tools.registry import ToolError
 from hector_py.client import CallError, Peer
 from hector_py.config.delegation import RemoteAgentConfig
@@ -27,14 +31,9 @@ from hector_py.llm.base import ToolSpec
 log = logging.getLogger("hector.tools")
 SESSIONS = 1000
 RETRY_S = 5.0
-SCHEMA = {
-    "type": "object",
-    "properties": {"message": {"type": "string", "description": "What to ask or tell it."}},
-    "required": ["message"],
-}
 
 
-class RemoteAgentTool:
+class RemoteAgentTool(Delegation):
     """Ask an agent of another A2A server (see the module docstring)."""
 
     kind = "a2a"
@@ -46,9 +45,9 @@ class RemoteAgentTool:
         http: aiohttp.ClientSession,
         count: Callable[[str, str, bool], None],
     ) -> None:
+        super().__init__(f"a2a:{name}", count)
         self.name = name
         self.config = config
-        self.count = count
         self.timeout = config.timeout
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         protocol = "1.0" if config.protocol == "auto" else config.protocol
@@ -78,33 +77,45 @@ class RemoteAgentTool:
 
     async def call(self, arguments: dict[str, Any]) -> str:
         """Send ``arguments["message"]``; the remote agent's reply text."""
-        parent = CURRENT_RUN.get()
-        key = (parent.tenant, parent.session_id) if parent and parent.session_id else None
-        agent = parent.agent if parent else ""
-        remote: list[str] = []  # the remote task's id, once known
+        parent = await self.delegating_run()
+        key = conversation(parent)
+        context = self._contexts.get(key) if key else None
+        return await self._send(parent, str(arguments["message"]), context)
+
+    async def answer(self, state: dict[str, Any], text: str) -> str:
+        """Send ``text`` to the remote task that asked for input (``state``)."""
+        parent = await self.delegating_run()
+        return await self._send(parent, text, state["context"] or None, state["task"])
+
+    async def _send(
+        self, parent: RunContext | None, text: str, context: str | None, task: str | None = None
+    ) -> str:
+        remote: list[str] = [task] if task else []  # the remote task's id, once known
         try:
-            context = self._contexts.get(key) if key else None
-            text = str(arguments["message"])
             if self.streaming:
-                result = await self.peer.stream(text, context, remote.append)
+                result = await self.peer.stream(text, context, remote.append, task)
             else:
-                result = await self.peer.send(text, context)
+                result = await self.peer.send(text, context, task)
         except asyncio.CancelledError:  # the delegating run was canceled: so is the remote task
             if remote:
-                await asyncio.shield(self._cancel(remote[0]))
+                await asyncio.shield(self._cancel(remote[-1]))
             raise
         except CallError as exc:
-            self.count(agent, f"a2a:{self.name}", False)
+            self.counted(parent, False)
             raise ToolError(f"remote agent {self.name}: {exc}") from None
         if parent is not None:  # the remote run's tokens are this run's too
             parent.meter.add(*result.usage)
+        key = conversation(parent)
         if key is not None and result.context_id:
             self._contexts[key] = result.context_id
             self._contexts.move_to_end(key)
             while len(self._contexts) > SESSIONS:
                 self._contexts.popitem(last=False)
+        if result.state == "input_required":  # the person above answers
+            asked = result.question or f"the remote agent {self.name} asks for input"
+            raise InputNeeded(asked, {"task": result.task_id, "context": result.context_id})
         ok = result.state == "completed"
-        self.count(agent, f"a2a:{self.name}", ok)
+        self.counted(parent, ok)
         if not ok:
             why = result.error or result.text or "no reason given"
             raise ToolError(f"remote agent {self.name} ended {result.state}: {why}")
