@@ -266,19 +266,52 @@ class Peer:
 
     async def card(self, timeout: float) -> dict[str, Any]:
         """The agent card under the endpoint (``/.well-known/agent-card.json``)."""
+        found = await self.revalidate_card(timeout)
+        assert found.card is not None  # no validator sent: never 304
+        return found.card
+
+    async def revalidate_card(self, timeout: float, etag: str | None = None) -> CardAnswer:
+        """The card, or ``card=None`` when the copy tagged ``etag`` is still current (304),
+        with its validator and how long it may be cached (``Cache-Control: max-age``)."""
         url = self.endpoint.rstrip("/") + "/.well-known/agent-card.json"
+        headers = {**self.headers, **({"If-None-Match": etag} if etag else {})}
         try:
             async with self.http.get(
-                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
+                max_age = _max_age(response.headers.get("Cache-Control", ""))
+                if response.status == 304 and etag:
+                    return CardAnswer(None, etag, max_age)
                 if response.status != 200:
                     raise CallError(f"HTTP {response.status} from {url}")
                 card = await response.json(content_type=None)
+                tag = response.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise self._failed(exc) from None
         if not isinstance(card, dict):
             raise CallError(f"{url} is not an agent card")
-        return card
+        return CardAnswer(card, tag, max_age)
+
+
+@dataclass(frozen=True)
+class CardAnswer:
+    """A card fetch: the card (``None``: unchanged), its ``ETag``, its max age (s)."""
+
+    card: dict[str, Any] | None
+    etag: str | None
+    max_age: float | None
+
+
+def _max_age(cache_control: str) -> float | None:
+    """``max-age`` of a ``Cache-Control`` header (``None`` without one or with ``no-store``)."""
+    directives = [d.strip().lower() for d in cache_control.split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return None
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name == "max-age" and value.strip().isdigit():
+            return float(value)
+    return None
 
 
 def _task_id(result: dict[str, Any]) -> str:

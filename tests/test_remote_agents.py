@@ -138,8 +138,14 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference:
             what="both servers' spans",
         )
         tool = next(s for s in spans if s.name == "execute_tool pricing")
-        server_span = next(
+        client = next(  # the delegation: a CLIENT span named after the remote agent
             s for s in spans if s.trace_id == tool.trace_id and s.parent_span_id == tool.span_id
+        )
+        assert client.name == "invoke_agent specialist" and client.kind == "CLIENT"
+        assert client.attributes["server.address"] == "127.0.0.1"
+        assert client.attributes["server.port"] == int(specialist.url.rsplit(":", 1)[1])
+        server_span = next(
+            s for s in spans if s.trace_id == tool.trace_id and s.parent_span_id == client.span_id
         )
         assert server_span.name.startswith("POST /agents/")  # the specialist's, in one trace
         assert any(
@@ -230,3 +236,53 @@ def test_the_v03_dialect_is_spoken_when_asked() -> None:
     message = request["params"]["message"]
     assert message["kind"] == "message" and message["role"] == "user"
     assert message["parts"] == [{"kind": "text", "text": "hi"}]
+
+
+def test_a_remote_that_answers_garbage_or_hangs_is_a_tool_error(serve: Any, tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.bad_a2a", str(port)])
+    try:
+        (tmp_path / "top.yaml").write_text(
+            "llms: {default: {provider: demo, stream_delay: 0}}\nremote_agents:\n"
+            f'  garbage: {{url: "http://127.0.0.1:{port}/garbage"}}\n'
+            f'  hang: {{url: "http://127.0.0.1:{port}/hang", timeout: 1}}\n'
+            'agents:\n  coordinator: {tools: ["a2a:garbage", "a2a:hang"]}\n'
+            "observability: {metrics: {enabled: true}}\n"
+        )
+        coordinator: Server = serve("-c", str(tmp_path / "top.yaml"))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            health = httpx.get(f"{coordinator.url}/health", timeout=5).json()["components"]
+            if all(health[f"remote.{n}"]["status"] == "ok" for n in ("garbage", "hang")):
+                break
+            time.sleep(0.1)
+        for name, why in (("garbage", "JSONDecodeError"), ("hang", "TimeoutError")):
+            task = send(coordinator, f'use {name} {{"message": "hi"}}', f"ctx-{name}")
+            assert task["status"]["state"] == "completed", task  # the run went on
+            reply = task["artifacts"][0]["parts"][0]["text"]
+            assert reply.startswith(f"The tool returned: error: remote agent {name}:"), reply
+            assert why in reply and "\n" not in reply  # one line naming the cause
+        metrics = scrape(f"{coordinator.url}/metrics")
+        failed = metrics.value(
+            "hector_agent_delegations_total",
+            agent="coordinator",
+            target="a2a:garbage",
+            status="error",
+        )
+        assert failed == 1
+    finally:
+        proc.kill()  # its hanging handler would hold a graceful stop
+        proc.wait(10)
+
+
+def test_the_card_is_revalidated_with_its_etag(serve_once: Server) -> None:
+    async def go() -> tuple[Any, Any]:
+        async with aiohttp.ClientSession() as http:
+            peer = Peer(http, f"{serve_once.url}/agents/assistant", {}, 5.0)
+            first = await peer.revalidate_card(5.0)
+            again = await peer.revalidate_card(5.0, first.etag)
+            return first, again
+
+    first, again = asyncio.run(go())
+    assert first.card["name"] == "assistant" and first.etag and first.max_age == 300
+    assert again.card is None and again.etag == first.etag  # 304: the cached copy holds

@@ -109,7 +109,7 @@ def build_agents(
     for built in agents.values():
         built.approval = approval
     remotes = {
-        name: RemoteAgentTool(name, remote, session, telemetry.delegation)
+        name: RemoteAgentTool(name, remote, session, telemetry)
         for name, remote in config.remote_agents.items()
     }
     for name, agent_config in config.agents.items():  # agents as tools, now all exist

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -27,10 +26,15 @@ from hector_py.agent.tools.registry import ToolError
 from hector_py.client import CallError, Peer
 from hector_py.config.delegation import RemoteAgentConfig
 from hector_py.llm.base import ToolSpec
+from hector_py.observability.delegation import remote_agent_span
+from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.tools")
 SESSIONS = 1000
 RETRY_S = 5.0
+REFRESH_S = (60.0, 300.0, 3600.0)
+"""A read card is fetched again after its ``max-age`` (clamped to the first and last;
+the middle one without a ``max-age``), revalidated with its ``ETag``."""
 
 
 class RemoteAgentTool(Delegation):
@@ -43,9 +47,12 @@ class RemoteAgentTool(Delegation):
         name: str,
         config: RemoteAgentConfig,
         http: aiohttp.ClientSession,
-        count: Callable[[str, str, bool], None],
+        telemetry: Telemetry,
     ) -> None:
-        super().__init__(f"a2a:{name}", count)
+        super().__init__(f"a2a:{name}", telemetry.delegation)
+        self.telemetry = telemetry
+        self.agent_name = name
+        """The remote agent's own name, once its card told it."""
         self.name = name
         self.config = config
         self.timeout = config.timeout
@@ -58,6 +65,8 @@ class RemoteAgentTool(Delegation):
         self.streaming = False  # the card says whether the agent streams
         self._contexts: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._retry: asyncio.Task[None] | None = None
+        self._etag: str | None = None
+        self._max_age = REFRESH_S[1]
 
     def start(self) -> None:
         """Fetch the card in the background (start-up never waits for another server),
@@ -92,10 +101,11 @@ class RemoteAgentTool(Delegation):
     ) -> str:
         remote: list[str] = [task] if task else []  # the remote task's id, once known
         try:
-            if self.streaming:
-                result = await self.peer.stream(text, context, remote.append, task)
-            else:
-                result = await self.peer.send(text, context, task)
+            with remote_agent_span(self.telemetry, self.agent_name, self.config.url):
+                if self.streaming:
+                    result = await self.peer.stream(text, context, remote.append, task)
+                else:
+                    result = await self.peer.send(text, context, task)
         except asyncio.CancelledError:  # the delegating run was canceled: so is the remote task
             if remote:
                 await asyncio.shield(self._cancel(remote[-1]))
@@ -129,12 +139,19 @@ class RemoteAgentTool(Delegation):
 
     async def _fetch_card(self) -> bool:
         try:
-            card = await self.peer.card(10.0)
+            found = await self.peer.revalidate_card(10.0, self._etag)
         except CallError as exc:
             if self.card_error != str(exc):
                 log.warning("remote agent %s: its card cannot be read: %s", self.name, exc)
-            self.card_error = str(exc)
+            if self._etag is None:  # a card read once stays good while its server is away
+                self.card_error = str(exc)
             return False
+        low, default, high = REFRESH_S
+        self._max_age = min(max(found.max_age or default, low), high)
+        if found.card is None:  # 304: ours is current
+            return True
+        card, self._etag = found.card, found.etag
+        self.agent_name = str(card.get("name") or self.name)
         if self.config.description is None:
             skills = "; ".join(
                 f"{s.get('name', '')}: {s.get('description', '')}"
@@ -151,9 +168,13 @@ class RemoteAgentTool(Delegation):
         return True
 
     async def _keep_fetching(self) -> None:
+        """Until the card answers, every few seconds; then again as its caching allows."""
         while not await self._fetch_card():
             await asyncio.sleep(RETRY_S)
         log.info("remote agent %s: card read", self.name)
+        while True:
+            await asyncio.sleep(self._max_age)
+            await self._fetch_card()
 
 
 def _protocol(card: dict[str, Any]) -> str:
