@@ -41,10 +41,10 @@ def error_of(reply: dict[str, Any]) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("method", "code", "reason"),
     [
-        ("CreateTaskPushNotificationConfig", -32003, "PUSH_NOTIFICATION_NOT_SUPPORTED"),
-        ("GetTaskPushNotificationConfig", -32003, "PUSH_NOTIFICATION_NOT_SUPPORTED"),
-        ("ListTaskPushNotificationConfigs", -32003, "PUSH_NOTIFICATION_NOT_SUPPORTED"),
-        ("DeleteTaskPushNotificationConfig", -32003, "PUSH_NOTIFICATION_NOT_SUPPORTED"),
+        ("CreateTaskPushNotificationConfig", -32602, "INVALID_PARAMS"),  # taskId required
+        ("GetTaskPushNotificationConfig", -32602, "INVALID_PARAMS"),
+        ("ListTaskPushNotificationConfigs", -32602, "INVALID_PARAMS"),
+        ("DeleteTaskPushNotificationConfig", -32602, "INVALID_PARAMS"),
         ("GetExtendedAgentCard", -32004, "UNSUPPORTED_OPERATION"),
         ("GetTask", -32602, "INVALID_PARAMS"),
     ],
@@ -60,7 +60,27 @@ def test_v1_errors_carry_error_info(server: Server, method: str, code: int, reas
     "method", ["tasks/pushNotificationConfig/set", "agent/getAuthenticatedExtendedCard"]
 )
 def test_v03_spec_methods_are_never_method_not_found(server: Server, method: str) -> None:
-    assert call(server.url + "/", method, {})["error"]["code"] in (-32003, -32004)
+    assert call(server.url + "/", method, {})["error"]["code"] in (-32602, -32004)
+
+
+def test_push_methods_answer_32003_when_push_is_off(tmp_path: Path) -> None:
+    config = tmp_path / "off.yaml"
+    config.write_text(
+        "llms: {default: {provider: demo, stream_delay: 0}}\n"
+        "a2a: {push_notifications: {enabled: false}}\n"
+    )
+    server = start_server(tmp_path, "-c", str(config))
+    try:
+        task = call(server.url + "/", "SendMessage", v1_message("hi"))["result"]["task"]
+        for method in ("CreateTaskPushNotificationConfig", "ListTaskPushNotificationConfigs"):
+            reply = call(server.url + "/", method, {"taskId": task["id"], "url": "https://x.io"})
+            assert error_of(reply) == (-32003, "PUSH_NOTIFICATION_NOT_SUPPORTED")
+        old = call(server.url + "/", "tasks/pushNotificationConfig/list", {"id": task["id"]})
+        assert old["error"]["code"] == -32003
+        card = httpx.get(server.url + "/.well-known/agent-card.json", timeout=5).json()
+        assert card["capabilities"]["pushNotifications"] is False
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,27 @@ def test_tasks_and_sessions_belong_to_their_tenant(with_store: Any) -> None:
     assert with_store(body) == [None, None, ["secret of A"], ["B's own"], [], ([], 0), 1]
 
 
+def test_push_configs_are_kept_per_task_and_tenant(with_store: Any) -> None:
+    async def body(store: Store) -> list[Any]:
+        await store.save_task(task(1, tenant="A"))
+        first = {"id": "one", "url": "https://a.example/hook", "token": "t1"}
+        await store.save_push_config("A", "task-1", first)
+        await store.save_push_config("A", "task-1", {"id": "two", "url": "https://b.example"})
+        await store.save_push_config("A", "task-1", {**first, "token": "t2"})  # replaces
+        return [
+            await store.push_configs("A", "task-1"),
+            await store.push_configs("B", "task-1"),  # another tenant sees none
+            await store.delete_push_config("B", "task-1", "one"),
+            await store.delete_push_config("A", "task-1", "one"),
+            await store.delete_push_config("A", "task-1", "one"),
+            [c["id"] for c in await store.push_configs("A", "task-1")],
+        ]
+
+    configs, other, foreign_delete, deleted, again, left = with_store(body)
+    assert [(c["id"], c.get("token")) for c in configs] == [("one", "t2"), ("two", None)]
+    assert (other, foreign_delete, deleted, again, left) == ([], False, True, False, ["two"])
+
+
 def test_history_is_the_last_messages_oldest_first(with_store: Any) -> None:
     async def body(store: Store) -> list[list[Message]]:
         for n in range(3):

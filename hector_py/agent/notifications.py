@@ -20,6 +20,7 @@ import orjson
 
 from hector_py import __version__
 from hector_py.agent.stores import Task, TaskState
+from hector_py.config.automation import RetryPolicy
 from hector_py.config.model import NotificationConfig
 from hector_py.observability.telemetry import Telemetry
 
@@ -64,6 +65,37 @@ def payload(event: str, task: Task) -> bytes:
     )
 
 
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    retry: RetryPolicy,
+    timeout: float,
+) -> str | None:
+    """POST ``body`` until a 2xx (no redirects), retrying with exponential backoff; what
+    went wrong at the last attempt, or ``None`` once delivered."""
+    delay, problem = retry.initial_delay, ""
+    for attempt in range(1, retry.max_attempts + 1):
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                if 200 <= response.status < 300:
+                    return None
+                problem = f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = str(exc) or type(exc).__name__
+        if attempt < retry.max_attempts:
+            await asyncio.sleep(min(delay, retry.max_delay))
+            delay *= 2
+    return problem
+
+
 class Notifier:
     """Sends each agent's configured webhooks when its tasks change state."""
 
@@ -100,27 +132,15 @@ class Notifier:
         }
         if hook.secret is not None:
             headers[SIGNATURE_HEADER] = signature(hook.secret.get_secret_value(), body)
-        retry, timeout = hook.retry, aiohttp.ClientTimeout(total=hook.timeout)
-        delay, problem = retry.initial_delay, ""
-        for attempt in range(1, retry.max_attempts + 1):
-            try:
-                async with self._session.post(
-                    hook.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                ) as response:
-                    if 200 <= response.status < 300:
-                        self._telemetry.notification(agent, event, True)
-                        return
-                    problem = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = str(exc) or type(exc).__name__
-            if attempt < retry.max_attempts:
-                await asyncio.sleep(min(delay, retry.max_delay))
-                delay *= 2
+        problem = await post(self._session, hook.url, body, headers, hook.retry, hook.timeout)
+        if problem is None:
+            self._telemetry.notification(agent, event, True)
+            return
         log.warning(
             "notification %s for agent %s failed after %d attempts: %s",
             event,
             agent,
-            retry.max_attempts,
+            hook.retry.max_attempts,
             problem,
         )
         self._telemetry.notification(agent, event, False)

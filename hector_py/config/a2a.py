@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hector_py.config.automation import RetryPolicy
 from hector_py.config.base import Strict
 
 
@@ -22,6 +23,21 @@ class FilesConfig(Strict):
         " default: such parts are refused). No redirects are followed.",
     )
     fetch_timeout: float = Field(10.0, gt=0, le=300, description="Seconds to fetch one URL.")
+
+
+class PushConfig(Strict):
+    """A2A push notifications: a client registers URLs per task and each state change of
+    the task is POSTed there."""
+
+    enabled: bool = Field(True, description="Offer push notifications (the card says so).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts a push URL may name even when they resolve to a loopback, private"
+        " or link-local address (refused otherwise: no requests into your network).",
+    )
+    max_configs_per_task: int = Field(10, ge=1, le=100, description="Push URLs per task.")
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds per delivery attempt.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class A2AConfig(Strict):
@@ -45,6 +61,10 @@ class A2AConfig(Strict):
         le=1_000_000,
         description="Events a stream subscriber may lag behind before it is dropped with an"
         " error event (the task goes on).",
+    )
+    push_notifications: PushConfig = Field(
+        default_factory=PushConfig,
+        description="Push notifications: on by default; URLs into private networks refused.",
     )
     files: FilesConfig = Field(
         default_factory=FilesConfig,

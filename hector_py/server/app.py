@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from functools import partial
 
@@ -34,6 +35,7 @@ from hector_py.observability.metrics import Metrics
 from hector_py.observability.redact import Redactor
 from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api, triggers
+from hector_py.server.a2a.push_sender import PushSender
 from hector_py.server.auth import AUTH, Authenticator, authenticate
 from hector_py.server.hosts import host_guard
 from hector_py.server.knowledge import build_embedders, check_sources
@@ -236,8 +238,11 @@ async def build_app(
                 tool.budget = budgets.refusal
     rate_limits = TenantLimits(config.rate_limits)
 
+    pushes = PushSender(store, session, telemetry, config.a2a.push_notifications)
+
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)
+        pushes.task_changed(task)
         budgets.task_changed(task)
         if task.state.terminal:
             rate_limits.settle(task.id, task.prompt_tokens + task.completion_tokens)
@@ -302,7 +307,9 @@ async def build_app(
         await state.tasks.shutdown(config.server.shutdown_timeout)
         if fleet is not None:
             await fleet.close()
-        await notifier.close(NOTIFY_DRAIN_TIMEOUT_S)
+        await asyncio.gather(
+            notifier.close(NOTIFY_DRAIN_TIMEOUT_S), pushes.close(NOTIFY_DRAIN_TIMEOUT_S)
+        )
         await budgets.close()
 
     async def close_resources(_: web.Application) -> None:

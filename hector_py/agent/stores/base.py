@@ -144,6 +144,18 @@ class Store(Protocol):
         concurrent calls must each see the others' (budgets rely on it)."""
         ...
 
+    async def save_push_config(self, tenant: str, task_id: str, config: dict[str, Any]) -> None:
+        """Insert or replace the push-notification config ``config["id"]`` of a task."""
+        ...
+
+    async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
+        """The push-notification configs of ``tenant``'s task, oldest first."""
+        ...
+
+    async def delete_push_config(self, tenant: str, task_id: str, config_id: str) -> bool:
+        """Remove one push-notification config; whether it existed."""
+        ...
+
     async def close(self) -> None:
         """Release resources."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from typing import Any
 
 from hector_py.agent.stores.base import Task, TaskQuery
 from hector_py.llm.base import Message
@@ -45,6 +46,7 @@ class MemoryStore:
         self._finished: OrderedDict[str, None] = OrderedDict()  # terminal ids, oldest first
         self._sessions: OrderedDict[tuple[str, str], _Session] = OrderedDict()  # LRU first
         self._usage: dict[tuple[str, str], int] = {}
+        self._push: dict[str, dict[str, dict[str, Any]]] = {}  # task id -> config id -> config
 
     async def get_task(self, tenant: str, task_id: str) -> Task | None:
         """``tenant``'s task ``task_id``; ``None`` if unknown or another tenant's."""
@@ -60,7 +62,9 @@ class MemoryStore:
         else:
             self._finished.pop(task.id, None)  # resumed (input-required -> working)
         while len(self._tasks) > self._max_tasks and self._finished:
-            del self._tasks[self._finished.popitem(last=False)[0]]
+            forgotten = self._finished.popitem(last=False)[0]
+            del self._tasks[forgotten]
+            self._push.pop(forgotten, None)
 
     async def list_tasks(self, query: TaskQuery) -> tuple[list[Task], int]:
         """A page of the tasks ``query`` selects, newest status first, and how many match."""
@@ -97,6 +101,23 @@ class MemoryStore:
         """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
         total = self._usage[(tenant, period)] = self._usage.get((tenant, period), 0) + tokens
         return total
+
+    async def save_push_config(self, tenant: str, task_id: str, config: dict[str, Any]) -> None:
+        """Insert or replace the push-notification config ``config["id"]`` of a task (one
+        about to start, too: forgotten with its task)."""
+        self._push.setdefault(task_id, {})[config["id"]] = config
+
+    async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
+        """The push-notification configs of ``tenant``'s task, oldest first."""
+        if await self.get_task(tenant, task_id) is None:
+            return []
+        return list(self._push.get(task_id, {}).values())
+
+    async def delete_push_config(self, tenant: str, task_id: str, config_id: str) -> bool:
+        """Remove one push-notification config; whether it existed."""
+        if await self.get_task(tenant, task_id) is None:
+            return False
+        return self._push.get(task_id, {}).pop(config_id, None) is not None
 
     async def close(self) -> None:
         """Nothing to release in memory."""

@@ -46,6 +46,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX cancel_requests_by_owner ON cancel_requests (owner);
     """,
+    """
+    CREATE TABLE push_configs (
+        tenant text NOT NULL,
+        task_id text NOT NULL,
+        id text NOT NULL,
+        created_at double precision NOT NULL,
+        data jsonb NOT NULL,
+        PRIMARY KEY (tenant, task_id, id)
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

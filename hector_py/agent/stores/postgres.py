@@ -14,8 +14,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
+import orjson
 
 from hector_py.agent.stores.availability import StoreHealth, StoreUnavailable
 from hector_py.agent.stores.base import Task, TaskQuery, TaskState
@@ -238,6 +240,42 @@ class PostgresStore:
                 tokens,
             )
         return int(total)
+
+    async def save_push_config(self, tenant: str, task_id: str, config: dict[str, Any]) -> None:
+        """Insert or replace the push-notification config ``config["id"]`` of a task."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO push_configs (tenant, task_id, id, created_at, data)"
+                " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant, task_id, id)"
+                " DO UPDATE SET data = excluded.data",
+                tenant,
+                task_id,
+                config["id"],
+                time.time(),
+                orjson.dumps(config).decode(),
+            )
+
+    async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
+        """The push-notification configs of ``tenant``'s task, oldest first."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT data::text FROM push_configs WHERE tenant = $1 AND task_id = $2"
+                " ORDER BY created_at, id",
+                tenant,
+                task_id,
+            )
+        return [orjson.loads(row[0]) for row in rows]
+
+    async def delete_push_config(self, tenant: str, task_id: str, config_id: str) -> bool:
+        """Remove one push-notification config; whether it existed."""
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM push_configs WHERE tenant = $1 AND task_id = $2 AND id = $3",
+                tenant,
+                task_id,
+                config_id,
+            )
+        return bool(status != "DELETE 0")
 
     # --- leases and cross-process requests (see stores/fleet.py) ------------------------
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+import orjson
 
 from hector_py.agent.stores.base import Task, TaskQuery
 from hector_py.agent.stores.owner import process_owner
 from hector_py.agent.stores.sqlite_leases import LEASE_TABLES, SqliteLeases
 from hector_py.llm.base import Message
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -44,6 +46,14 @@ CREATE TABLE IF NOT EXISTS token_usage (
     period TEXT NOT NULL,
     tokens INTEGER NOT NULL,
     PRIMARY KEY (tenant, period)
+);
+CREATE TABLE IF NOT EXISTS push_configs (
+    tenant TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant, task_id, id)
 );
 """
 
@@ -184,6 +194,36 @@ class SqliteStore(SqliteLeases):
             row = await cursor.fetchone()
         await self._db.commit()
         return int(row[0]) if row else tokens
+
+    async def save_push_config(self, tenant: str, task_id: str, config: dict[str, Any]) -> None:
+        """Insert or replace the push-notification config ``config["id"]`` of a task."""
+        async with self._db.execute(
+            "INSERT INTO push_configs (tenant, task_id, id, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, task_id, id)"
+            " DO UPDATE SET data = excluded.data",
+            (tenant, task_id, config["id"], time.time(), orjson.dumps(config).decode()),
+        ):
+            pass
+        await self._db.commit()
+
+    async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
+        """The push-notification configs of ``tenant``'s task, oldest first."""
+        async with self._db.execute(
+            "SELECT data FROM push_configs WHERE tenant = ? AND task_id = ?"
+            " ORDER BY created_at, id",
+            (tenant, task_id),
+        ) as cursor:
+            return [orjson.loads(row[0]) async for row in cursor]
+
+    async def delete_push_config(self, tenant: str, task_id: str, config_id: str) -> bool:
+        """Remove one push-notification config; whether it existed."""
+        async with self._db.execute(
+            "DELETE FROM push_configs WHERE tenant = ? AND task_id = ? AND id = ?",
+            (tenant, task_id, config_id),
+        ) as cursor:
+            deleted = cursor.rowcount > 0
+        await self._db.commit()
+        return deleted
 
     async def close(self) -> None:
         """Give up this process's lease, checkpoint and close the database."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hector_py.agent.stores.base import Store, Task, TaskQuery
 from hector_py.llm.base import Message
@@ -58,6 +58,21 @@ class TracedStore:
         """Add ``tokens`` to ``tenant``'s usage in ``period``; returns the new total."""
         with self._telemetry.store_op("upsert", "token_usage", self._system):
             return await self._inner.add_usage(tenant, period, tokens)
+
+    async def save_push_config(self, tenant: str, task_id: str, config: dict[str, Any]) -> None:
+        """Insert or replace the push-notification config ``config["id"]`` of a task."""
+        with self._telemetry.store_op("upsert", "push_configs", self._system):
+            await self._inner.save_push_config(tenant, task_id, config)
+
+    async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
+        """The push-notification configs of ``tenant``'s task, oldest first."""
+        with self._telemetry.store_op("select", "push_configs", self._system):
+            return await self._inner.push_configs(tenant, task_id)
+
+    async def delete_push_config(self, tenant: str, task_id: str, config_id: str) -> bool:
+        """Remove one push-notification config; whether it existed."""
+        with self._telemetry.store_op("delete", "push_configs", self._system):
+            return await self._inner.delete_push_config(tenant, task_id, config_id)
 
     async def close(self) -> None:
         """Close the wrapped store."""

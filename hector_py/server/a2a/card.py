@@ -65,7 +65,7 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "preferredTransport": "JSONRPC",
         "capabilities": {
             "streaming": True,
-            "pushNotifications": False,
+            "pushNotifications": state.config.a2a.push_notifications.enabled,
             "extendedAgentCard": auth_enabled(state.config.server.auth),
         },
         "supportsAuthenticatedExtendedCard": auth_enabled(state.config.server.auth),

@@ -20,12 +20,12 @@ from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.stores import ChatTurn, Task, TaskQuery, TaskState, new_id
 from hector_py.agent.tasks import Execution, TaskBusy
+from hector_py.server.a2a import push
 from hector_py.server.a2a.card import auth_enabled, extended_agent_card
 from hector_py.server.a2a.errors import (
     BUDGET_EXCEEDED,
     GUARDRAIL_BLOCKED,
     INVALID_PARAMS,
-    PUSH_NOT_SUPPORTED,
     RATE_LIMITED,
     TASK_NOT_CANCELABLE,
     UNSUPPORTED_OPERATION,
@@ -82,6 +82,7 @@ async def _start(call: Call, *, stream: bool) -> Execution:
                 raise RpcError(INVALID_PARAMS, f"params.message: {exc}") from None
         task.history.append(turn)
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
+    push_config = await push.config_of_send(call, task.id)
     try:
         call.state.limits.admit(call.tenant, text, task.id)
     except RateLimited as exc:
@@ -94,6 +95,8 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         raise RpcError(BUDGET_EXCEEDED, str(exc)) from None
     call.state.budgets.bind(reservation, task.id)  # settled when the task ends
     try:
+        if push_config is not None:
+            await push.save(call, task.id, push_config)
         return await call.state.tasks.start(
             call.agent, task, text, stream=stream, files=message.files
         )
@@ -241,11 +244,6 @@ def _after(value: str | None) -> float | None:
         ) from None
 
 
-async def push_not_supported(call: Call) -> Result:
-    """Push-notification config methods while push is off: -32003."""
-    raise RpcError(PUSH_NOT_SUPPORTED, "push notifications are not supported by this agent")
-
-
 async def extended_card(call: Call) -> Result:
     """``GetExtendedAgentCard`` / ``agent/getAuthenticatedExtendedCard``: with auth on (the
     caller got here with credentials), the card plus a skill per tool; -32004 without."""
@@ -261,19 +259,19 @@ METHODS: dict[str, tuple[Dialect, Method]] = {
     "ListTasks": (V1, list_tasks),
     "CancelTask": (V1, cancel_task),
     "SubscribeToTask": (V1, subscribe),
-    "CreateTaskPushNotificationConfig": (V1, push_not_supported),
-    "GetTaskPushNotificationConfig": (V1, push_not_supported),
-    "ListTaskPushNotificationConfigs": (V1, push_not_supported),
-    "DeleteTaskPushNotificationConfig": (V1, push_not_supported),
+    "CreateTaskPushNotificationConfig": (V1, push.create_config),
+    "GetTaskPushNotificationConfig": (V1, push.get_config),
+    "ListTaskPushNotificationConfigs": (V1, push.list_configs),
+    "DeleteTaskPushNotificationConfig": (V1, push.delete_config),
     "GetExtendedAgentCard": (V1, extended_card),
     "message/send": (V03, send_message),
     "message/stream": (V03, stream_message),
     "tasks/get": (V03, get_task),
     "tasks/cancel": (V03, cancel_task),
     "tasks/resubscribe": (V03, subscribe),
-    "tasks/pushNotificationConfig/set": (V03, push_not_supported),
-    "tasks/pushNotificationConfig/get": (V03, push_not_supported),
-    "tasks/pushNotificationConfig/list": (V03, push_not_supported),
-    "tasks/pushNotificationConfig/delete": (V03, push_not_supported),
+    "tasks/pushNotificationConfig/set": (V03, push.create_config),
+    "tasks/pushNotificationConfig/get": (V03, push.get_config),
+    "tasks/pushNotificationConfig/list": (V03, push.list_configs),
+    "tasks/pushNotificationConfig/delete": (V03, push.delete_config),
     "agent/getAuthenticatedExtendedCard": (V03, extended_card),
 }
