@@ -18,6 +18,7 @@ from hector_py.agent.runner import Agent
 from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
+from hector_py.agent.stores.traced import TracedStore
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import Tool, ToolRegistry, build_registry
 from hector_py.agent.tools.delegate import DelegateTool, Delegation
@@ -238,7 +239,9 @@ async def build_app(
                 tool.budget = budgets.refusal
     rate_limits = TenantLimits(config.rate_limits)
 
-    pushes = PushSender(store, session, telemetry, config.a2a.push_notifications)
+    # the lookups after each state change are not the request's work: no db spans for them
+    untraced = store.inner if isinstance(store, TracedStore) else store
+    pushes = PushSender(untraced, session, telemetry, config.a2a.push_notifications)
 
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)
