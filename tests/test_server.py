@@ -140,7 +140,7 @@ def test_agent_cards_and_listing(serve: Any) -> None:
     assert card["url"] == url and card["protocolVersion"].startswith("0.3")
     assert {
         (i["url"], i["protocolBinding"], i["protocolVersion"]) for i in card["supportedInterfaces"]
-    } == {(url, "JSONRPC", "1.0"), (url, "JSONRPC", "0.3")}
+    } == {(url, "JSONRPC", "1.0"), (url, "JSONRPC", "0.3"), (url, "HTTP+JSON", "1.0")}
     assert httpx.get(url).json() == card
     listing = httpx.get(f"{server.url}/agents").json()
     assert listing["total"] == 1 and listing["agents"][0]["name"] == "assistant"

@@ -1,4 +1,5 @@
-"""A2A over JSON-RPC: agent cards, ``/agents``, and both protocol dialects on one endpoint.
+"""A2A over JSON-RPC (both protocol dialects on one endpoint) and HTTP+JSON (1.0, under
+the same agent URL): agent cards, ``/agents``.
 
 Semantics (the A2A spec's): a task belongs to the tenant that created it; a message with
 ``taskId`` continues that task when it waits for input; a stream's end never changes the
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from hector_py.agent.runner import Agent
 from hector_py.server.a2a.card import agent_card, card_response
+from hector_py.server.a2a.rest import add_rest_routes
 from hector_py.server.a2a.rpc import dispatch
 from hector_py.server.state import STATE, ServerState
 
@@ -67,3 +69,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/agents/{name}", rpc_agent)
     app.router.add_post("/agents/{name}/", rpc_agent)
     app.router.add_post("/", rpc_default)
+    add_rest_routes(app)

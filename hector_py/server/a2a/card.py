@@ -57,8 +57,11 @@ def agent_card(request: web.Request, agent: Agent) -> dict[str, Any]:
         "description": agent.config.description,
         "version": __version__,
         "supportedInterfaces": [
-            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": version}
-            for version in SUPPORTED_VERSIONS
+            *(
+                {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": version}
+                for version in SUPPORTED_VERSIONS
+            ),
+            {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         ],
         "url": url,
         "protocolVersion": "0.3.0",

@@ -70,6 +70,31 @@ class RpcError(Exception):
         return error
 
 
+HTTP_STATUS = {  # the HTTP+JSON binding's status and google.rpc code for each error
+    TASK_NOT_FOUND: (404, "NOT_FOUND"),
+    METHOD_NOT_FOUND: (404, "NOT_FOUND"),
+    TASK_NOT_CANCELABLE: (400, "FAILED_PRECONDITION"),
+    PUSH_NOT_SUPPORTED: (400, "FAILED_PRECONDITION"),
+    UNSUPPORTED_OPERATION: (400, "FAILED_PRECONDITION"),
+    VERSION_NOT_SUPPORTED: (400, "FAILED_PRECONDITION"),
+    BUDGET_EXCEEDED: (429, "RESOURCE_EXHAUSTED"),
+    RATE_LIMITED: (429, "RESOURCE_EXHAUSTED"),
+    GUARDRAIL_BLOCKED: (400, "FAILED_PRECONDITION"),
+    SUBSCRIBER_TOO_SLOW: (429, "RESOURCE_EXHAUSTED"),
+}
+
+
+def rest_error(error: RpcError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body of ``error`` in the HTTP+JSON binding: a
+    ``google.rpc.Status`` (``code``, ``status``, ``message``, ``details`` with the
+    ``ErrorInfo``)."""
+    status, name = HTTP_STATUS.get(error.code, (400, "INVALID_ARGUMENT"))
+    details = error.body(details=True)["data"]
+    return status, {
+        "error": {"code": status, "status": name, "message": error.message, "details": details}
+    }
+
+
 def not_found(task_id: str) -> RpcError:
     """-32001 for ``task_id``: unknown, another agent's or another tenant's alike."""
     return RpcError(TASK_NOT_FOUND, f"task '{task_id}' not found")

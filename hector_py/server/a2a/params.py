@@ -36,6 +36,8 @@ class Call:
     params: dict[str, Any]
     request_id: Any
     tenant: str
+    rest: bool = False
+    """Over the HTTP+JSON binding: results and errors go out bare, not in JSON-RPC."""
 
 
 @dataclass(frozen=True, slots=True)

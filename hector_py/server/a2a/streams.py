@@ -22,7 +22,7 @@ from aiohttp import web
 from hector_py.agent.runner import TextDelta, ToolCallFinished, ToolCallStarted
 from hector_py.agent.stores import Task, TaskState
 from hector_py.agent.tasks import Execution, Overflowed, StatusChanged, TaskEvent
-from hector_py.server.a2a.errors import SUBSCRIBER_TOO_SLOW, RpcError
+from hector_py.server.a2a.errors import SUBSCRIBER_TOO_SLOW, RpcError, rest_error
 from hector_py.server.a2a.params import Call
 from hector_py.server.sse import open_sse, send_comment, send_events
 
@@ -120,8 +120,13 @@ class _Stream:
 
     async def fail(self, error: RpcError) -> None:
         """End the stream with ``error`` as its last event."""
-        body = {"jsonrpc": "2.0", "id": self.call.request_id, "error": error.body(details=True)}
+        if self.call.rest:
+            body = rest_error(error)[1]
+        else:
+            body = {"jsonrpc": "2.0", "id": self.call.request_id, "error": error.body(details=True)}
         await send_events(await self.open(), orjson.dumps(body))
 
     def _payload(self, result: dict[str, Any]) -> bytes:
+        if self.call.rest:
+            return orjson.dumps(result)
         return orjson.dumps({"jsonrpc": "2.0", "id": self.call.request_id, "result": result})
