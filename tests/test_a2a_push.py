@@ -105,6 +105,21 @@ def test_push_configs_round_trip_and_every_state_change_is_delivered(
         )
         assert refused["error"]["code"] == -32602
         assert "params.url: host '10.1.2.3' is a loopback, private" in refused["error"]["message"]
+        # proto field names are accepted as ProtoJSON parsers must; a name that does not
+        # resolve yet is taken (each delivery checks it again)
+        later = call(
+            url,
+            "CreateTaskPushNotificationConfig",
+            {"task_id": task["id"], "id": "later", "url": "https://hooks.invalid/h"},
+            key="key-a",
+        )
+        assert later["result"]["url"] == "https://hooks.invalid/h", later
+        call(
+            url,
+            "DeleteTaskPushNotificationConfig",
+            {"task_id": task["id"], "id": "later"},
+            key="key-a",
+        )
         unknown = call(
             url, "GetTaskPushNotificationConfig", {"taskId": task["id"], "id": "x"}, key="key-a"
         )

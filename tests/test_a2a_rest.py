@@ -143,8 +143,13 @@ def test_rest_errors_are_http_statuses_with_error_info(server: Server) -> None:
         content=b"{}",
         timeout=5,
     )
-    assert form.status_code == 400
+    assert form.status_code == 415  # the spec's mapping (section 5.4)
     assert form.json()["error"]["details"][0]["reason"] == "CONTENT_TYPE_NOT_SUPPORTED"
+    future = httpx.post(
+        f"{base}/message:send", headers={**key, "A2A-Version": "99.0"}, json={}, timeout=5
+    )
+    assert future.status_code == 400
+    assert future.json()["error"]["details"][0]["reason"] == "VERSION_NOT_SUPPORTED"
     anonymous = httpx.get(f"{base}/tasks", timeout=5)
     assert anonymous.status_code == 401
 
@@ -155,7 +160,7 @@ def test_rest_errors_are_http_statuses_with_error_info(server: Server) -> None:
         timeout=10,
     ).json()["task"]
     cancel = httpx.post(f"{base}/tasks/{sent['id']}:cancel", headers=key, timeout=5)
-    assert cancel.status_code == 400
+    assert cancel.status_code == 409
     assert cancel.json()["error"]["details"][0]["reason"] == "TASK_NOT_CANCELABLE"
     listed = httpx.get(
         f"{base}/tasks",

@@ -135,7 +135,9 @@ def test_a2a_sdk_client_speaks_v03(serve: Any) -> None:
 
 def test_agent_cards_and_listing(serve: Any) -> None:
     server: Server = serve()
-    card = httpx.get(f"{server.url}/.well-known/agent-card.json").json()
+    response = httpx.get(f"{server.url}/.well-known/agent-card.json")
+    card = response.json()
+    assert response.headers["Last-Modified"].endswith(" GMT") and response.headers["ETag"]
     url = f"{server.url}/agents/assistant"
     assert card["url"] == url and card["protocolVersion"].startswith("0.3")
     assert {

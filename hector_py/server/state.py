@@ -35,6 +35,8 @@ class ServerState:
     store_health: StoreHealth = field(default_factory=StoreHealth)
     knowledge: Knowledge | None = None
     started_at: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    """When the config (and so every card) took effect, as the cards' ``Last-Modified``."""
     draining: bool = False
 
 

@@ -5,6 +5,7 @@ schemes the server really enforces."""
 from __future__ import annotations
 
 import hashlib
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -119,10 +120,15 @@ def input_files(agent: Agent) -> list[str]:
 
 
 def card_response(request: web.Request, agent: Agent) -> web.Response:
-    """The card with ``ETag``/``Cache-Control``; 304 when the caller's copy is current."""
+    """The card with ``ETag``/``Cache-Control``/``Last-Modified``; 304 when the caller's
+    copy is current."""
     body = orjson.dumps(agent_card(request, agent))
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={CARD_MAX_AGE_S}"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={CARD_MAX_AGE_S}",
+        "Last-Modified": formatdate(request.app[STATE].started_wall, usegmt=True),
+    }
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", headers=headers)

@@ -3,6 +3,7 @@ the field; its parts are read by :mod:`hector_py.server.a2a.parts`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +56,22 @@ def field(params: dict[str, Any], path: str, kind: type | tuple[type, ...]) -> A
     """``params[path]`` (dotted) if present; -32602 naming the field if of the wrong type."""
     value: Any = params
     for key in path.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
+        value = _member(value, key)
     wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
     if value is not None and wrong:
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise RpcError(INVALID_PARAMS, f"params.{path}: must be {_TYPE_WORDS.get(names, names)}")
     return value
+
+
+def _member(value: Any, key: str) -> Any:
+    """``value[key]``, or under the proto field name (``taskId`` -> ``task_id``), which
+    ProtoJSON parsers accept too."""
+    if not isinstance(value, dict):
+        return None
+    if key in value:
+        return value[key]
+    return value.get(re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key))
 
 
 def identifier(params: dict[str, Any], path: str, *, required: bool = False) -> str | None:

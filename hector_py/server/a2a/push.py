@@ -21,8 +21,9 @@ from hector_py.server.a2a_wire import V03
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-async def unsafe_url(url: str, config: PushConfig) -> str | None:
-    """Why ``url`` may not receive notifications, or ``None``."""
+async def unsafe_url(url: str, config: PushConfig, *, resolvable_later: bool = False) -> str | None:
+    """Why ``url`` may not receive notifications, or ``None`` (``resolvable_later``: a
+    name that does not resolve yet is accepted, as when a config is registered)."""
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         return "must be an http(s) URL with a host"
@@ -33,7 +34,9 @@ async def unsafe_url(url: str, config: PushConfig) -> str | None:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError):
-        return f"host '{host}' does not resolve"
+        # a name that does not resolve now reaches nothing: refused at delivery if it
+        # still does not (each delivery checks again), never a request into the network
+        return None if resolvable_later else f"host '{host}' does not resolve"
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -55,7 +58,7 @@ async def read_config(call: Call, raw: Any, where: str, task_id: str) -> dict[st
     url = field(raw, "url", str)
     if not url:
         raise RpcError(INVALID_PARAMS, f"params.{where}url: required")
-    if (why := await unsafe_url(url, settings)) is not None:
+    if (why := await unsafe_url(url, settings, resolvable_later=True)) is not None:
         raise RpcError(INVALID_PARAMS, f"params.{where}url: {why}")
     auth = field(raw, "authentication", dict) or {}
     if call.dialect is V03:

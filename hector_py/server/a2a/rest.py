@@ -32,11 +32,13 @@ from hector_py.server.a2a.errors import (
     CONTENT_TYPE_NOT_SUPPORTED,
     INVALID_PARAMS,
     PARSE_ERROR,
+    VERSION_NOT_SUPPORTED,
     RpcError,
     rest_error,
 )
 from hector_py.server.a2a.methods import Method
 from hector_py.server.a2a.params import Call
+from hector_py.server.a2a.rpc import requested_version
 from hector_py.server.a2a.streams import VERSION_HEADER
 from hector_py.server.a2a_wire import V1
 from hector_py.server.auth import request_tenant
@@ -112,6 +114,8 @@ def _endpoint(method: Method, params: Params) -> Callable[[web.Request], Awaitab
             raise web.HTTPNotFound(reason=f"agent '{request.match_info['name']}' not found")
         ok = False
         try:
+            if request.headers.get(VERSION_HEADER) and requested_version(request) != V1.version:
+                raise RpcError(VERSION_NOT_SUPPORTED, "the HTTP+JSON binding is A2A 1.0 only")
             tenant = request_tenant(request)
             call = Call(request, state, agent, V1, await params(request), None, tenant, rest=True)
             result = await method(call)
