@@ -1,7 +1,9 @@
 """One model call of a run, through the agent's fallback chain. Each attempt is its own
 ``chat`` span and metrics; a retryable failure (connection, timeout, 429, 5xx, after the
 model's own retries) moves on to the next model whose circuit allows a call, never after
-text has reached the caller and never on a refusal of the request itself (400, 401, 403)."""
+text has reached the caller and never on a refusal of the request itself (400, 401, 403).
+A model over its own rate limit (``llms.<name>.rate_limit``) is skipped the same way; the
+last one raises ``RateLimited``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
+from hector_py.agent.ratelimit import Limiter, RateLimited, estimate
 from hector_py.llm.base import (
     LLM,
     LLMChunk,
@@ -73,6 +76,8 @@ class ModelCaller:
         self.models = models
         self.telemetry = telemetry
         self.max_chars = max_chars
+        self.limiters: dict[str, Limiter] = {}
+        """Rate limits of the models that have one (set by the server)."""
 
     async def call(
         self, request: LLMRequest, step: Step, *, stream: bool, hold: bool, meter: UsageMeter
@@ -81,13 +86,25 @@ class ModelCaller:
         ready = [m for m in self.models if m.breaker is None or m.breaker.allow()]
         ready = ready or [self.models[-1]]  # every circuit open: the last model still tries
         chars = step.chars
+        guess = estimate("".join(m.content for m in request.messages))
         for index, model in enumerate(ready):
             sent = False
+            limiter = self.limiters.get(model.name)
+            used, admitted = meter.total, False
             try:
+                if limiter is not None:
+                    await limiter.admit(guess, f"model '{model.name}'")
+                    admitted = True
                 async for text in self._attempt(model, request, step, stream, meter):
                     if not hold:
                         sent = True
                         yield text
+            except RateLimited as exc:
+                self.telemetry.rate_limited(exc.kind)
+                if index == len(ready) - 1:
+                    raise
+                log.warning("model %s: %s; trying %s", model.name, exc, ready[index + 1].name)
+                continue
             except LLMError as exc:
                 if model.breaker is not None and exc.retryable:
                     model.breaker.failure(exc.error_type)
@@ -102,6 +119,9 @@ class ModelCaller:
                 )
                 step.text, step.calls, step.chars = [], (), chars
                 continue
+            finally:
+                if limiter is not None and admitted:  # the real usage replaces the guess
+                    await limiter.correct(guess, meter.total - used)
             if model.breaker is not None:
                 model.breaker.success()
             step.answered_by = f"{model.llm.provider}/{model.llm.model}"

@@ -1,20 +1,25 @@
 """Rate limits: token buckets of requests and tokens per minute, per tenant and per model.
 A request takes one request and its prompt estimate up front; the run's real usage
 corrects the token bucket afterwards (it may go below zero: the next requests wait).
-Per process (README): with ``--workers`` or replicas each process has its own buckets."""
+The buckets live in this process, or with the postgres store in the database, so every
+replica and worker shares them (``stores/pg_buckets.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hector_py.config.limits import RateLimit, RateLimitsConfig
 
-MAX_TENANTS = 10_000
-"""Buckets kept for unnamed tenants (the least recently seen go first)."""
+log = logging.getLogger("hector.ratelimit")
+MAX_KEYS = 20_000
+"""Buckets kept in a process (the least recently used go first)."""
 
 
 class RateLimited(Exception):
@@ -59,88 +64,140 @@ class Bucket:
         self.level -= amount
 
 
-@dataclass
+class Buckets(Protocol):
+    """Where buckets live: this process (``LocalBuckets``) or a database every replica
+    shares (``stores/pg_buckets.py``)."""
+
+    async def take(self, key: str, per_minute: int, amount: float, force: bool = False) -> float:
+        """Refill ``key``'s bucket, then take ``amount`` when it is there (or ``force``):
+        0; else the seconds until it is, taking nothing."""
+        ...
+
+    async def level(self, key: str, per_minute: int) -> float:
+        """What ``key``'s bucket holds now."""
+        ...
+
+
+class LocalBuckets:
+    """Buckets in this process, the least recently used forgotten past ``MAX_KEYS``."""
+
+    def __init__(self) -> None:
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+
+    def _bucket(self, key: str, per_minute: int) -> Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.per_minute != per_minute:
+            bucket = self._buckets[key] = Bucket(per_minute)
+            while len(self._buckets) > MAX_KEYS:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return bucket
+
+    async def take(self, key: str, per_minute: int, amount: float, force: bool = False) -> float:
+        """See ``Buckets.take``."""
+        bucket = self._bucket(key, per_minute)
+        wait = 0.0 if force else bucket.wait_for(amount)
+        if not wait:
+            bucket.take(amount)
+        return wait
+
+    async def level(self, key: str, per_minute: int) -> float:
+        """See ``Buckets.level``."""
+        return self._bucket(key, per_minute).refill()
+
+
+@dataclass(frozen=True)
 class Limiter:
-    """The buckets of one limit (a tenant or a model)."""
+    """The buckets of one limit (a tenant's or a model's), named ``key``."""
 
     limit: RateLimit
-    requests: Bucket | None = None
-    tokens: Bucket | None = None
+    buckets: Buckets
+    key: str
 
-    def __post_init__(self) -> None:
-        if self.limit.requests_per_minute:
-            self.requests = Bucket(self.limit.requests_per_minute)
-        if self.limit.tokens_per_minute:
-            self.tokens = Bucket(self.limit.tokens_per_minute)
+    def _kinds(self) -> list[tuple[str, int]]:
+        kinds = [
+            ("requests", self.limit.requests_per_minute),
+            ("tokens", self.limit.tokens_per_minute),
+        ]
+        return [(kind, per_minute) for kind, per_minute in kinds if per_minute]
 
-    def admit(self, estimate: int, where: str) -> None:
-        """Take one request and ``estimate`` tokens, or ``RateLimited``."""
-        for kind, bucket, amount in (
-            ("requests", self.requests, 1),
-            ("tokens", self.tokens, estimate),
-        ):
-            if bucket is not None and (wait := bucket.wait_for(amount)) > 0:
-                raise RateLimited(kind, bucket.per_minute, wait, where)
-        if self.requests is not None:
-            self.requests.take(1)
-        if self.tokens is not None:
-            self.tokens.take(estimate)
+    async def admit(self, estimate: int, where: str) -> None:
+        """Take one request and ``estimate`` tokens, or ``RateLimited`` (taking nothing)."""
+        taken: list[tuple[str, int, int]] = []
+        for kind, per_minute in self._kinds():
+            amount = 1 if kind == "requests" else estimate
+            wait = await self.buckets.take(f"{self.key}:{kind}", per_minute, amount)
+            if wait > 0:
+                for name, cap, took in taken:  # give back what the other kind took
+                    await self.buckets.take(name, cap, -took, force=True)
+                raise RateLimited(kind, per_minute, wait, where)
+            taken.append((f"{self.key}:{kind}", per_minute, amount))
 
-    def correct(self, estimate: int, used: int) -> None:
-        """Charge the real usage instead of the estimate."""
-        if self.tokens is not None:
-            self.tokens.take(used - estimate)
+    async def correct(self, estimate: int, used: int) -> None:
+        """Charge the real usage instead of the estimate (never raises: a store that fails
+        is logged, and the estimate stands)."""
+        if self.limit.tokens_per_minute and used != estimate:
+            key = f"{self.key}:tokens"
+            try:
+                await self.buckets.take(
+                    key, self.limit.tokens_per_minute, used - estimate, force=True
+                )
+            except Exception as exc:
+                log.warning("rate limit %s could not be corrected: %s", self.key, exc)
 
-    def headroom(self) -> dict[str, tuple[int, int, float]]:
+    async def headroom(self) -> dict[str, tuple[int, int, float]]:
         """Per kind: the limit, what remains now, and seconds until full."""
         out = {}
-        for kind, bucket in (("requests", self.requests), ("tokens", self.tokens)):
-            if bucket is not None:
-                level = bucket.refill()
-                reset = (bucket.per_minute - level) * 60 / bucket.per_minute
-                out[kind] = (bucket.per_minute, max(0, int(level)), reset)
+        for kind, per_minute in self._kinds():
+            level = await self.buckets.level(f"{self.key}:{kind}", per_minute)
+            reset = (per_minute - level) * 60 / per_minute
+            out[kind] = (per_minute, max(0, int(level)), reset)
         return out
 
 
 class TenantLimits:
-    """Each tenant's limiter (``rate_limits:``); bounded for tenants without a name of
-    their own in the config."""
+    """Each tenant's limiter (``rate_limits:``)."""
 
-    def __init__(self, config: RateLimitsConfig) -> None:
+    def __init__(self, config: RateLimitsConfig, buckets: Buckets) -> None:
         self.config = config
-        self._limiters: OrderedDict[str, Limiter] = OrderedDict()
+        self.buckets = buckets
         self._estimates: dict[str, tuple[str, int]] = {}  # task id -> tenant, estimate
+        self._pending: set[asyncio.Task[None]] = set()
 
     def limiter(self, tenant: str) -> Limiter | None:
         """``tenant``'s limiter, or ``None`` when it has no limit."""
         limit = self.config.tenants.get(tenant, self.config.per_tenant)
         if not (limit.requests_per_minute or limit.tokens_per_minute):
             return None
-        found = self._limiters.get(tenant)
-        if found is None:
-            found = self._limiters[tenant] = Limiter(limit)
-            while len(self._limiters) > MAX_TENANTS + len(self.config.tenants):
-                self._limiters.popitem(last=False)
-        self._limiters.move_to_end(tenant)
-        return found
+        return Limiter(limit, self.buckets, f"tenant:{tenant}")
 
-    def admit(self, tenant: str, text: str, task_id: str | None = None) -> Limiter | None:
+    async def admit(self, tenant: str, text: str, task_id: str | None = None) -> Limiter | None:
         """Admit one request of ``tenant`` for ``text`` (its prompt estimate: a token per
         four characters), or ``RateLimited``. With ``task_id``, ``settle`` corrects it
         when the task ends."""
         limiter = self.limiter(tenant)
         if limiter is not None:
-            limiter.admit(estimate(text), f"tenant '{tenant or 'anonymous'}'")
+            await limiter.admit(estimate(text), f"tenant '{tenant or 'anonymous'}'")
             if task_id is not None:
                 self._estimates[task_id] = (tenant, estimate(text))
         return limiter
 
     def settle(self, task_id: str, used: int) -> None:
-        """A task ended having used ``used`` tokens."""
+        """A task ended having used ``used`` tokens: correct its estimate (in the
+        background)."""
         tenant, guessed = self._estimates.pop(task_id, ("", -1))
         limiter = self.limiter(tenant) if guessed >= 0 else None
         if limiter is not None:
-            limiter.correct(guessed, used)
+            job = asyncio.create_task(limiter.correct(guessed, used))
+            self._pending.add(job)
+            job.add_done_callback(self._pending.discard)
+
+
+def model_limiter(name: str, limit: RateLimit | None, buckets: Buckets) -> Limiter | None:
+    """The limiter of the model ``llms.<name>`` (``rate_limit:``), if it has one."""
+    if limit is None or not (limit.requests_per_minute or limit.tokens_per_minute):
+        return None
+    return Limiter(limit, buckets, f"model:{name}")
 
 
 def estimate(text: str) -> int:

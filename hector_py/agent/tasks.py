@@ -16,6 +16,7 @@ from hector_py.agent import approval
 from hector_py.agent.admission import Admission, Slot
 from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.calls import AgentError, UsageMeter
+from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.runner import (
     Agent,
     FinalReply,
@@ -310,7 +311,7 @@ class TaskManager:
                 # a shutdown that ran out of time fails the task; a CancelTask cancels it
                 state = TaskState.FAILED if task.error else TaskState.CANCELED
                 await self._end(execution, meter, state)
-            except (LLMError, AgentError) as exc:
+            except (LLMError, AgentError, RateLimited) as exc:
                 log.warning("task failed: %s", exc)
                 task.error = str(exc)
                 await self._end(execution, meter, TaskState.FAILED)

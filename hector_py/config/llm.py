@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from hector_py.config.base import IMPORT_PATH, PROVIDERS, Strict
+from hector_py.config.limits import RateLimit
 
 
 class LLMTimeout(Strict):
@@ -97,6 +98,12 @@ class LLMConfig(Strict):
         " error (connection, timeout, 429, 5xx) after its own retries, or its circuit is open.",
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    rate_limit: RateLimit | None = Field(
+        None,
+        description="Requests and tokens per minute this model takes from every agent and"
+        " tenant together; over it the next model of the chain answers, or the caller gets"
+        " a rate-limit error.",
+    )
     cache: CacheConfig = Field(
         default_factory=CacheConfig,
         description="Reuse answers to identical requests: no upstream call, no tokens charged.",

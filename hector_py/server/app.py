@@ -13,11 +13,13 @@ from hector_py.agent.admission import Admission
 from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
-from hector_py.agent.ratelimit import TenantLimits
+from hector_py.agent.ratelimit import LocalBuckets, TenantLimits, model_limiter
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
 from hector_py.agent.stores.leader import schedule_leader
+from hector_py.agent.stores.pg_buckets import PgBuckets
+from hector_py.agent.stores.postgres import PostgresStore
 from hector_py.agent.stores.traced import TracedStore
 from hector_py.agent.tasks import TaskManager
 from hector_py.agent.tools import Tool, ToolRegistry, build_registry
@@ -237,11 +239,18 @@ async def build_app(
         for tool in agent.tools.values():
             if isinstance(tool, Delegation):
                 tool.budget = budgets.refusal
-    rate_limits = TenantLimits(config.rate_limits)
+    inner = store.inner if isinstance(store, TracedStore) else store
+    buckets = PgBuckets(inner) if isinstance(inner, PostgresStore) else LocalBuckets()
+    rate_limits = TenantLimits(config.rate_limits, buckets)
+    for agent in agents.values():
+        agent.caller.limiters = {
+            model.name: limiter
+            for model in agent.models
+            if (limiter := model_limiter(model.name, config.llms[model.name].rate_limit, buckets))
+        }
 
     # the lookups after each state change are not the request's work: no db spans for them
-    untraced = store.inner if isinstance(store, TracedStore) else store
-    pushes = PushSender(untraced, session, telemetry, config.a2a.push_notifications)
+    pushes = PushSender(inner, session, telemetry, config.a2a.push_notifications)
 
     def task_changed(task: Task) -> None:
         notifier.task_changed(task)

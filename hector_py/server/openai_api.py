@@ -104,7 +104,7 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
         if agent.guardrails is not None:
             history, prompt = guarded(agent.guardrails, history, prompt)
         tenant = request_tenant(request)
-        limiter = _admit(request, tenant, prompt.content)
+        limiter = await _admit(request, tenant, prompt.content)
         budgets = request.app[STATE].budgets
         try:
             reservation = await budgets.reserve(tenant)
@@ -126,7 +126,8 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
                 slot.release()
         finally:
             if limiter is not None:
-                limiter.correct(estimate(prompt.content), meter.total)
+                correction = limiter.correct(estimate(prompt.content), meter.total)
+                await asyncio.shield(correction)
             await asyncio.shield(budgets.settle(reservation, meter.total))
             request.app[STATE].telemetry.tenant_usage(
                 request_tenant(request),
@@ -138,17 +139,19 @@ async def _complete(request: web.Request) -> tuple[str | None, web.StreamRespons
         return (agent.name if agent else None), exc.response()
 
 
-def _admit(request: web.Request, tenant: str, text: str) -> Limiter | None:
+async def _admit(request: web.Request, tenant: str, text: str) -> Limiter | None:
     """Take the tenant's rate limit for this request, or a 429 with ``Retry-After`` and
     OpenAI's ``x-ratelimit-*`` headers."""
     state = request.app[STATE]
     try:
-        return state.limits.admit(tenant, text)
+        return await state.limits.admit(tenant, text)
     except RateLimited as exc:
         state.telemetry.rate_limited(exc.kind)
         headers = {"Retry-After": str(math.ceil(exc.retry_after))}
         limiter = state.limits.limiter(tenant)
-        for kind, (limit, remaining, reset) in (limiter.headroom() if limiter else {}).items():
+        for kind, (limit, remaining, reset) in (
+            await limiter.headroom() if limiter else {}
+        ).items():
             headers[f"x-ratelimit-limit-{kind}"] = str(limit)
             headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
             headers[f"x-ratelimit-reset-{kind}"] = f"{math.ceil(reset)}s"
@@ -183,9 +186,9 @@ async def _reply(
                     final = event
                 elif isinstance(event, ApprovalRequired):
                     return _approval_needed(agent, event).response()
-    except (LLMError, AgentError) as exc:
+    except (LLMError, AgentError, RateLimited) as exc:
         log.warning("chat completion failed: %s", exc)
-        return ApiError(502, str(exc), kind="upstream_error").response()
+        return _failure(exc).response()
     assert final is not None
     return web.json_response(
         {
@@ -303,9 +306,9 @@ async def _stream(
                 else:
                     continue
                 await chunks.flush()
-    except (LLMError, AgentError, ApiError) as exc:
+    except (LLMError, AgentError, ApiError, RateLimited) as exc:
         log.warning("chat completion stream failed: %s", exc)
-        error = exc if isinstance(exc, ApiError) else ApiError(502, str(exc), kind="upstream_error")
+        error = exc if isinstance(exc, ApiError) else _failure(exc)
         if chunks.response is None:
             return error.response()
         await _end_with(request, chunks.response, error)
@@ -322,6 +325,15 @@ async def _stream(
         stream_started.reset(token)
     assert chunks.response is not None  # a run ends with FinalReply or raises
     return chunks.response
+
+
+def _failure(exc: LLMError | AgentError | RateLimited) -> ApiError:
+    """The error a failed run answers with: 429 when its model is over its rate limit
+    (``llms.<name>.rate_limit``, no other model left), else 502."""
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
+        return ApiError(429, str(exc), code="rate_limit_exceeded", kind=exc.kind, headers=headers)
+    return ApiError(502, str(exc), kind="upstream_error")
 
 
 async def _end_with(request: web.Request, response: web.StreamResponse, error: ApiError) -> None:

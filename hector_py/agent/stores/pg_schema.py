@@ -56,6 +56,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant, task_id, id)
     );
     """,
+    """
+    CREATE TABLE rate_buckets (
+        key text PRIMARY KEY,
+        level double precision NOT NULL,
+        at double precision NOT NULL
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -120,6 +120,12 @@ class PostgresStore:
             self.health.failed(_reason(exc))
             raise StoreUnavailable(_reason(exc)) from None
 
+    def connection(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; ``StoreUnavailable`` when the database is away."""
+        return self._conn()
+
     async def _watch(self) -> None:
         """Probe the database every second: readiness follows it, both ways."""
         while True:

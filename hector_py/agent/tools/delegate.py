@@ -17,6 +17,7 @@ from typing import Any
 from hector_py.agent import approval
 from hector_py.agent.approval import ApprovalRequired, InputNeeded
 from hector_py.agent.calls import AgentError, UsageMeter
+from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.runner import CURRENT_RUN, Agent, FinalReply, RunContext
 from hector_py.agent.tools.registry import ToolError
 from hector_py.llm.base import LLMError, Message, ToolSpec
@@ -124,7 +125,7 @@ class DelegateTool(Delegation):
                 elif isinstance(event, ApprovalRequired):  # the person above decides
                     pending = approval.pause(event, text, self.agent.config.approval_timeout)
                     raise InputNeeded(approval.question(pending, str)[0], {"pending": pending})
-        except (LLMError, AgentError) as exc:
+        except (LLMError, AgentError, RateLimited) as exc:
             self.counted(parent, False)
             raise ToolError(f"agent {self.agent.name} failed: {exc}") from None
         self.counted(parent, True)

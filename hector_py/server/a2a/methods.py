@@ -84,7 +84,7 @@ async def _start(call: Call, *, stream: bool) -> Execution:
         task.state, task.reply, task.error = TaskState.SUBMITTED, None, None
     push_config = await push.config_of_send(call, task.id)
     try:
-        call.state.limits.admit(call.tenant, text, task.id)
+        await call.state.limits.admit(call.tenant, text, task.id)
     except RateLimited as exc:
         call.state.telemetry.rate_limited(exc.kind)
         retry = {"retryAfterSeconds": str(math.ceil(exc.retry_after))}
