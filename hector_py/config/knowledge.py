@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from hector_py.config.base import Strict
@@ -57,11 +57,26 @@ class ChunkingConfig(Strict):
 
 
 class IndexConfig(Strict):
-    """Where the index lives: an SQLite file with FTS5 full-text search, BM25 ranking."""
+    """Where the index lives: an SQLite file (FTS5 full-text search, BM25 ranking) or
+    PostgreSQL (``tsvector`` full-text search, shared by every replica)."""
 
-    type: Literal["sqlite"] = "sqlite"
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, validate_by_name=True, serialize_by_alias=True
+    )
+
+    type: Literal["sqlite", "postgres"] = "sqlite"
     path: str | None = Field(
-        None, description="The index file (default: .hector/knowledge/{store}.db)."
+        None, description="sqlite: the index file (default: .hector/knowledge/{store}.db)."
+    )
+    dsn: SecretStr | None = Field(
+        None,
+        description="postgres: the database (default: storage.dsn, with the postgres store).",
+    )
+    schema_name: str | None = Field(
+        None,
+        alias="schema",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="postgres: the schema (default: storage.schema).",
     )
 
 

@@ -193,6 +193,14 @@ class Config(Strict):
         providers = {name: llm.provider for name, llm in self.llms.items()}
         for name, store in self.document_stores.items():
             problems += embedder_problems(name, store, providers)
+            kind, dsn = store.index.type, store.index.dsn
+            if kind == "postgres" and dsn is None and self.storage.type != "postgres":
+                problems.append(
+                    (
+                        ("document_stores", name, "index", "dsn"),
+                        "required for a postgres index (or use storage.type: postgres)",
+                    )
+                )
         if self.default_agent is not None and self.default_agent not in self.agents:
             problems.append((("default_agent",), f"unknown agent '{self.default_agent}'"))
         return problems

@@ -20,6 +20,7 @@ import numpy
 
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.stopwords import STOP_WORDS
+from hector_py.knowledge.vectors import Matrix, closest, unit_matrix
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -88,6 +89,15 @@ class Indexed:
     sha256: str
 
 
+def ranked(rows: Iterable[Sequence[Any]], scores: dict[int, float]) -> list[Hit]:
+    """Hits of ``rows`` (path, locator, title, heading, text, chunk id) by their score."""
+    hits = [
+        Hit(path, locator, title, heading, text, round(scores[chunk], 4), chunk)
+        for path, locator, title, heading, text, chunk in rows
+    ]
+    return sorted(hits, key=lambda hit: hit.score, reverse=True)
+
+
 def query_terms(query: str) -> list[str]:
     """The distinct words of ``query``, lower-cased, stop words left out when other words
     remain."""
@@ -116,7 +126,7 @@ class SqliteIndex:
         self._write_lock = threading.Lock()
         self._changes = 0
         self._frequencies: dict[str, int] = {}  # term -> chunks holding it; "" -> all
-        self._matrices: dict[str, tuple[Any, Any]] = {}  # model -> (ids, unit vectors)
+        self._matrices: dict[str, Matrix] = {}  # model -> (ids, unit vectors)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -276,7 +286,7 @@ class SqliteIndex:
                 [(model, numpy.asarray(v, numpy.float32).tobytes(), c) for c, v in vectors],
             )
 
-    def _matrix(self, model: str) -> tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]:
+    def _matrix(self, model: str) -> Matrix:
         """(chunk ids, unit vectors) of ``model``, kept until the next commit."""
         cached = self._matrices.get(model)
         if cached is None:
@@ -287,15 +297,7 @@ class SqliteIndex:
                 )
                 .fetchall()
             )
-            ids = numpy.array([chunk for chunk, _ in rows], numpy.int64)
-            vectors = [numpy.frombuffer(blob, numpy.float32) for _, blob in rows]
-            if vectors and len({len(v) for v in vectors}) == 1:
-                raw = numpy.vstack(vectors)
-                norms = numpy.linalg.norm(raw, axis=1, keepdims=True)
-                matrix: Any = (raw / numpy.where(norms == 0, 1, norms)).astype(numpy.float32)
-            else:
-                ids, matrix = ids[:0], numpy.zeros((0, 0), numpy.float32)
-            cached = self._matrices[model] = (ids, matrix)
+            cached = self._matrices[model] = unit_matrix(rows)
         return cached
 
     def has_vectors(self, model: str) -> bool:
@@ -304,24 +306,16 @@ class SqliteIndex:
 
     def nearest(self, model: str, vector: list[float], top_k: int) -> list[Hit]:
         """The ``top_k`` chunks whose vectors are closest (cosine) to ``vector``."""
-        ids, matrix = self._matrix(model)
-        query = numpy.asarray(vector, numpy.float32)
-        if not len(ids) or matrix.shape[1] != len(query) or not numpy.any(query):
+        chosen = closest(self._matrix(model), vector, top_k)
+        if not chosen:
             return []
-        scores = matrix @ (query / numpy.linalg.norm(query))
-        best = numpy.argsort(-scores)[:top_k]
-        chosen = {int(ids[i]): float(scores[i]) for i in best}
         marks = ",".join("?" * len(chosen))
         rows = self._reader().execute(
             "SELECT d.path, c.locator, c.title, c.heading, c.text, c.id FROM chunks c"
             f" JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
             list(chosen),
         )
-        hits = [
-            Hit(path, locator, title, heading, text, round(chosen[chunk], 4), chunk)
-            for path, locator, title, heading, text, chunk in rows
-        ]
-        return sorted(hits, key=lambda hit: hit.score, reverse=True)
+        return ranked(rows, chosen)
 
     def close(self) -> None:
         """Commit, and close every connection."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hector_py.config.knowledge import DocumentStoreConfig
+from hector_py.config.storage import StorageConfig
 from hector_py.knowledge.hybrid import Embeds, fuse
 from hector_py.knowledge.index import Hit
 from hector_py.knowledge.store import DocumentStore
@@ -55,13 +56,15 @@ class Knowledge:
         configs: Mapping[str, DocumentStoreConfig],
         telemetry: KnowledgeTelemetry | None,
         embedders: Mapping[str, Embeds] | None = None,
+        storage: StorageConfig | None = None,
     ) -> Knowledge:
-        """The stores of ``document_stores:`` (their index files are opened, not filled),
-        with the ``embedders`` of those that have one, by store name."""
+        """The stores of ``document_stores:`` (their indexes are opened, not filled),
+        with the ``embedders`` of those that have one, by store name; a postgres index
+        defaults to the ``storage`` database."""
         embedders = embedders or {}
         return cls(
             {
-                name: DocumentStore(name, config, telemetry, embedders.get(name))
+                name: DocumentStore(name, config, telemetry, embedders.get(name), storage)
                 for name, config in configs.items()
             }
         )

@@ -23,15 +23,17 @@ from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path
 
+import asyncpg
 import watchfiles
 
 from hector_py.config.knowledge import DirectorySource, DocumentStoreConfig
 from hector_py.config.loader import ConfigError, Problem
-from hector_py.config.model import ObservabilityConfig
+from hector_py.config.model import ObservabilityConfig, StorageConfig
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.hybrid import Embedding, Embeds, fuse
 from hector_py.knowledge.index import Hit, Indexed, SqliteIndex
 from hector_py.knowledge.parsing import UnusableFile, parse
+from hector_py.knowledge.pg_index import PgIndex
 from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.telemetry import Telemetry
 
@@ -67,6 +69,30 @@ def included(source: DirectorySource, path: str) -> bool:
     return _matches(path, source.include) and not _matches(path, source.exclude)
 
 
+def open_index(
+    name: str, config: DocumentStoreConfig, storage: StorageConfig | None
+) -> SqliteIndex | PgIndex:
+    """The store's index, opened (a postgres one migrated); ``ConfigError`` naming the
+    setting when it cannot be."""
+    index = config.index
+    if index.type == "postgres":
+        dsn = index.dsn or (storage.dsn if storage is not None else None)
+        schema = index.schema_name or (storage.schema_name if storage is not None else "hector")
+        if dsn is None:
+            raise ConfigError([Problem(f"document_stores.{name}.index.dsn", "required", "config")])
+        try:
+            return PgIndex(name, dsn.get_secret_value(), schema)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            why = f"cannot reach the database: {type(exc).__name__}"
+            raise ConfigError([Problem(f"document_stores.{name}.index", why, "config")]) from None
+    path = config.index_path(name)
+    try:
+        return SqliteIndex(path)
+    except (sqlite3.Error, OSError) as exc:
+        where = f"document_stores.{name}.index.path"
+        raise ConfigError([Problem(where, f"cannot open {path}: {exc}", "config")]) from None
+
+
 class DocumentStore:
     """One ``document_stores:`` entry."""
 
@@ -76,17 +102,12 @@ class DocumentStore:
         config: DocumentStoreConfig,
         telemetry: KnowledgeTelemetry | None = None,
         embedder: Embeds | None = None,
+        storage: StorageConfig | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.root = Path(config.source.path)
-        path = config.index_path(name)
-        try:
-            self.index = SqliteIndex(path)
-        except (sqlite3.Error, OSError) as exc:
-            where = f"document_stores.{name}.index.path"
-            problem = Problem(where, f"cannot open {path}: {exc}", "config")
-            raise ConfigError([problem]) from None
+        self.index = open_index(name, config, storage)
         self.telemetry = telemetry or KnowledgeTelemetry(Telemetry(ObservabilityConfig()))
         self.embedding = None
         if embedder is not None:

@@ -206,6 +206,7 @@ async def build_app(
                 config.document_stores,
                 KnowledgeTelemetry(telemetry),
                 build_embedders(config, session, telemetry),
+                config.storage,
             )
         agents = build_agents(config, session, telemetry, knowledge, registry)
         remotes = {

@@ -79,6 +79,7 @@ async def index_offline(config: Config, names: list[str]) -> list[Indexed]:
                 config.document_stores[name],
                 KnowledgeTelemetry(telemetry),
                 embedders.get(name),
+                config.storage,
             )
             try:
                 report = await asyncio.to_thread(store.refresh)

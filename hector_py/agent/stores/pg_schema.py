@@ -63,6 +63,40 @@ MIGRATIONS: tuple[str, ...] = (
         at double precision NOT NULL
     );
     """,
+    """
+    CREATE TABLE kb_documents (
+        id bigserial PRIMARY KEY,
+        store text NOT NULL,
+        path text NOT NULL,
+        mtime_ns bigint NOT NULL,
+        size bigint NOT NULL,
+        sha256 text NOT NULL,
+        title text NOT NULL,
+        UNIQUE (store, path)
+    );
+    CREATE TABLE kb_chunks (
+        id bigserial PRIMARY KEY,
+        document bigint NOT NULL REFERENCES kb_documents (id) ON DELETE CASCADE,
+        store text NOT NULL,
+        title text NOT NULL,
+        heading text NOT NULL,
+        locator text NOT NULL,
+        text text NOT NULL,
+        tsv tsvector GENERATED ALWAYS AS (
+            setweight(to_tsvector('english', title), 'A')
+            || setweight(to_tsvector('english', heading), 'B')
+            || setweight(to_tsvector('english', text), 'D')
+        ) STORED
+    );
+    CREATE INDEX kb_chunks_tsv ON kb_chunks USING gin (tsv);
+    CREATE INDEX kb_chunks_document ON kb_chunks (document);
+    CREATE INDEX kb_chunks_store ON kb_chunks (store, id);
+    CREATE TABLE kb_vectors (
+        chunk bigint PRIMARY KEY REFERENCES kb_chunks (id) ON DELETE CASCADE,
+        model text NOT NULL,
+        embedding real[] NOT NULL
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,40 @@
+"""Embeddings searched in memory, for every index kind: the vectors of one model as unit
+rows of a matrix (loaded once per index change), ranked by cosine similarity with numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy
+
+Matrix = tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]
+"""(chunk ids, unit vectors, one row each)."""
+
+
+def unit_matrix(rows: Sequence[tuple[int, Any]]) -> Matrix:
+    """The matrix of ``rows`` (chunk id, vector as float32 bytes or numbers); empty when
+    the vectors disagree on their length (the model changed)."""
+    ids = numpy.array([chunk for chunk, _ in rows], numpy.int64)
+    vectors = [
+        numpy.frombuffer(v, numpy.float32)
+        if isinstance(v, bytes)
+        else numpy.asarray(v, numpy.float32)
+        for _, v in rows
+    ]
+    if not vectors or len({len(v) for v in vectors}) != 1:
+        return ids[:0], numpy.zeros((0, 0), numpy.float32)
+    raw = numpy.vstack(vectors)
+    norms = numpy.linalg.norm(raw, axis=1, keepdims=True)
+    return ids, (raw / numpy.where(norms == 0, 1, norms)).astype(numpy.float32)
+
+
+def closest(matrix: Matrix, vector: list[float], top_k: int) -> dict[int, float]:
+    """The ``top_k`` chunk ids nearest to ``vector`` with their cosine similarity."""
+    ids, units = matrix
+    query = numpy.asarray(vector, numpy.float32)
+    if not len(ids) or units.shape[1] != len(query) or not numpy.any(query):
+        return {}
+    scores = units @ (query / numpy.linalg.norm(query))
+    best = numpy.argsort(-scores)[:top_k]
+    return {int(ids[i]): float(scores[i]) for i in best}
