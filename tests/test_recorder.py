@@ -5,11 +5,12 @@ and ``hector_traces_kept_total{reason}`` / ``hector_traces_dropped_total`` count
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FakeLLM, configured_server
+from tests.conftest import FakeLLM, Server, configured_server
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
 
@@ -64,3 +65,52 @@ def test_failed_slow_costly_and_flagged_runs_are_kept(
             for reason in ("error", "slow", "costly", "flagged"):
                 assert metrics.value("hector_traces_kept_total", reason=reason) == 1, reason
             assert metrics.value("hector_traces_dropped_total") >= 20
+            # each kept trace's root says why it was kept
+            assert sorted(r.attributes["hector.trace.kept"] for r in roots) == [
+                "costly",
+                "error",
+                "flagged",
+                "slow",
+            ]
+
+
+P99_CONFIG = """\
+llms:
+  default: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0}}
+observability:
+  metrics: {{enabled: true}}
+  tracing:
+    enabled: true
+    protocol: http
+    endpoint: "127.0.0.1:{port}"
+    sampling_rate: 0.0
+    keep: {{enabled: true, costlier_than: null}}
+"""
+
+
+def test_slower_than_the_recent_p99_is_kept(
+    openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The default ``slower_than: p99``: after 100 ordinary runs, one much slower is kept."""
+    with OTLPHttpReceiver() as receiver:
+        config = P99_CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        with configured_server(tmp_path_factory, "recorder-p99", config) as server:
+            assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(120))
+            openai_fake.script({"text": "slowly", "delay": 1.0})
+            assert chat(server.url, "slow") == 200
+            spans = receiver.wait_for(
+                lambda got: any(s.name == ROOT for s in got), what="the slow trace"
+            )
+            (root,) = [s for s in spans if s.name == ROOT]
+            assert root.attributes["hector.trace.kept"] == "slow"
+            metrics = scrape(f"{server.url}/metrics")
+            assert metrics.value("hector_traces_kept_total", reason="slow") >= 1
+            assert metrics.value("hector_traces_dropped_total") >= 100
+
+
+def test_observe_turns_the_recorder_on(serve: Any) -> None:
+    server: Server = serve("--observe")
+    body = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).is_success
+    metrics = scrape(f"{server.url}/metrics")
+    assert metrics.value("hector_traces_kept_total", reason="sampled") == 1  # rate 1.0

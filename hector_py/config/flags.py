@@ -139,12 +139,15 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
     observability: dict[str, Any] = {}
     if flags.observe or flags.metrics:
         observability["metrics"] = {"enabled": True}
-    if flags.observe:
-        observability["tracing"] = {"enabled": True}
+    tracing: dict[str, Any] = {}
+    if flags.observe:  # the flight recorder on: failed, slow and costly runs always kept
+        tracing.update(enabled=True, keep={"enabled": True})
     if flags.tracing_endpoint == "stdout":  # spans on stdout, no collector needed
-        observability["tracing"] = {"enabled": True, "exporter": "stdout"}
+        tracing.update(enabled=True, exporter="stdout")
     elif flags.tracing_endpoint:
-        observability["tracing"] = {"enabled": True, "endpoint": flags.tracing_endpoint}
+        tracing.update(enabled=True, endpoint=flags.tracing_endpoint)
+    if tracing:
+        observability["tracing"] = tracing
     if observability:
         out["observability"] = observability
     logging = {

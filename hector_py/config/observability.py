@@ -48,10 +48,22 @@ class KeepConfig(Strict):
         description="Record every trace, keep (export) the failed, slow, costly, flagged and"
         " head-sampled ones (sampling_rate), drop the rest before encoding.",
     )
-    slower_than: float | None = Field(10.0, gt=0, description="Keep runs slower (seconds).")
+    slower_than: float | Literal["p99"] | None = Field(
+        "p99",
+        description="Keep traces slower than this many seconds, or than the p99 of the last"
+        " 1,000 traces (within 5 minutes; from 100 on).",
+    )
     costlier_than: int | None = Field(
         20000, ge=1, description="Keep traces whose model calls used more tokens."
     )
+
+    @field_validator("slower_than")
+    @classmethod
+    def _positive_seconds(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, int | float) and value <= 0:
+            raise ValueError("must be greater than 0 (seconds), or p99")
+        return value
+
     max_traces: int = Field(10000, ge=10, description="Traces held while they run.")
     max_spans_per_trace: int = Field(1000, ge=10, description="Spans held per trace.")
 

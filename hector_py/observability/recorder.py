@@ -2,16 +2,18 @@
 
 Every span is recorded (the sampler samples all) and held per trace until the trace's
 local root ends; then the trace is kept, and handed to the SDK's own batch processor and
-exporter, when it failed, was slower than ``slower_than``, cost more than
-``costlier_than`` tokens, was flagged (``X-Hector-Trace: keep``), continues a sampled
-caller's trace, or falls in the head-sampling ratio; otherwise it is dropped before any
-OTLP encoding. Bounded: at most ``max_traces`` traces in flight (the oldest is dropped)
-and ``max_spans_per_trace`` spans each."""
+exporter, when it failed, was slower than ``slower_than`` (seconds, or ``p99``: the 99th
+percentile of the last ``WINDOW`` traces), cost more than ``costlier_than`` tokens, was
+flagged (``X-Hector-Trace: keep``), continues a sampled caller's trace, or falls in the
+head-sampling ratio; otherwise it is dropped before any OTLP encoding. A kept trace's root
+span says why in ``hector.trace.kept``. Bounded: at most ``max_traces`` traces in flight
+(the oldest is dropped) and ``max_spans_per_trace`` spans each."""
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from opentelemetry.context import Context
@@ -22,6 +24,38 @@ from hector_py.config.observability import KeepConfig
 
 TOKEN_ATTRIBUTES = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
 FLAG = "hector.trace.keep"
+DECISION = "hector.trace.kept"
+WINDOW = 1000
+"""Root durations the p99 is taken over (within ``WINDOW_S``)."""
+WINDOW_S = 300.0
+MIN_SAMPLES = 100
+"""Below this many recent traces there is no p99 to compare with (none is slow)."""
+RECOMPUTE_EVERY = 50
+"""Traces between two computations of the p99."""
+
+
+class Percentile:
+    """The 99th percentile of recent root durations (ns), recomputed now and then."""
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[float, int]] = deque(maxlen=WINDOW)
+        self._since = 0
+        self.value: int | None = None
+
+    def add(self, duration: int) -> None:
+        """Count one root's duration."""
+        now = time.monotonic()
+        self._recent.append((now, duration))
+        self._since += 1
+        if self._since >= RECOMPUTE_EVERY or self.value is None:
+            self._since = 0
+            while self._recent and now - self._recent[0][0] > WINDOW_S:
+                self._recent.popleft()
+            if len(self._recent) < MIN_SAMPLES:
+                self.value = None
+                return
+            ordered = sorted(duration for _, duration in self._recent)
+            self.value = ordered[int(len(ordered) * 0.99)]
 
 
 class KeepProcessor(SpanProcessor):
@@ -35,6 +69,7 @@ class KeepProcessor(SpanProcessor):
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
         self._traces: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._lock = threading.Lock()
+        self._p99 = Percentile()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do until spans end."""
@@ -62,15 +97,22 @@ class KeepProcessor(SpanProcessor):
             self.on_decision(reason)
             if reason is not None:
                 for kept in spans:
-                    self.inner.on_end(kept)
+                    self.inner.on_end(_marked(kept, reason) if kept is span else kept)
 
     def _reason(self, root: ReadableSpan, spans: list[ReadableSpan]) -> str | None:
         if any(s.status.status_code is StatusCode.ERROR for s in spans):
             return "error"
         if root.attributes and root.attributes.get(FLAG):
             return "flagged"
+        duration = (root.end_time or 0) - (root.start_time or 0)
         slower = self.config.slower_than
-        if slower is not None and (root.end_time or 0) - (root.start_time or 0) > slower * 1e9:
+        if slower == "p99":
+            with self._lock:
+                threshold = self._p99.value
+                self._p99.add(duration)
+            if threshold is not None and duration > threshold:
+                return "slow"
+        elif slower is not None and duration > float(slower) * 1e9:
             return "slow"
         costlier = self.config.costlier_than
         if costlier is not None:
@@ -96,3 +138,21 @@ class KeepProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the batch processor (held traces are not done yet)."""
         return self.inner.force_flush(timeout_millis)
+
+
+def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:
+    """``span`` (a kept trace's root) with the reason it was kept."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={**(span.attributes or {}), DECISION: reason},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
