@@ -7,6 +7,7 @@ import json
 import socket
 from pathlib import Path
 
+from hector_py.agent.stores.pg_schema import LATEST
 from tests.conftest import hector, start_server
 from tests.postgres_server import Postgres, new_schema
 
@@ -28,12 +29,14 @@ def test_check_connections_reports_the_schema_version(postgres: Postgres, tmp_pa
     path = config(tmp_path, postgres.dsn, schema)
     fresh = hector("validate", str(path), "--check-connections")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    assert f"schema '{schema}' at version 0 of 1 (serve migrates it at start-up)" in fresh.stdout
+    wanted = f"schema '{schema}' at version 0 of {LATEST} (serve migrates it at start-up)"
+    assert wanted in fresh.stdout
     start_server(tmp_path, "-c", str(path)).stop()  # serve migrates
     migrated = hector("validate", str(path), "--check-connections", "--format", "json")
     report = json.loads(migrated.stdout)
     assert report["valid"] is True
-    assert report["store"] == f"PostgreSQL reachable; schema '{schema}' at version 1 of 1"
+    at = f"at version {LATEST} of {LATEST}"
+    assert report["store"] == f"PostgreSQL reachable; schema '{schema}' {at}"
 
 
 def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
