@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
@@ -12,6 +13,7 @@ from typing import Any
 
 from hector_py.agent import structured
 from hector_py.agent.approval import DENIED, ApprovalRequired, InputNeeded, Resume
+from hector_py.agent.board import LiveRun, RunBoard
 from hector_py.agent.calls import AgentError, ModelCaller, Step, UsageMeter
 from hector_py.agent.guardrails import Guardrails
 from hector_py.agent.structured import Structured
@@ -65,6 +67,8 @@ class RunContext:
     tenant: str
     session_id: str | None
     depth: int
+    live: LiveRun | None = None
+    """The run on the console's board (its current step is set as it goes)."""
 
 
 CURRENT_RUN: ContextVar[RunContext | None] = ContextVar("hector_current_run", default=None)
@@ -118,6 +122,8 @@ class Agent:
         self.registry = registry
         self.guardrails = guardrails
         self.context = context
+        self.board: RunBoard | None = None
+        """Where runs in flight are listed (the run console), when set."""
 
     async def run(
         self,
@@ -166,8 +172,9 @@ class Agent:
         run_scope = self.telemetry.agent_run(
             self.name, session_id, llm.provider, llm.model, resumed_from=paused
         )
-        here = RunContext(self.name, meter, tenant, session_id, depth)
-        with bind(agent=self.name), run_scope as scope:
+        live = self.board.start(self.name, tenant, session_id, depth, meter) if self.board else None
+        here = RunContext(self.name, meter, tenant, session_id, depth, live)
+        with bind(agent=self.name), run_scope as scope, self._listed(live, scope):
             log.debug("agent run started")
             if resume is not None:
                 async for event in self._tools(resume.calls, messages, here, scope, resume):
@@ -177,6 +184,8 @@ class Agent:
             elif self.context is not None and (extra := await self.context(user_text)):
                 messages[0] = Message("system", f"{self.config.instruction}\n\n{extra}")
             for iteration in range(1, self.config.max_iterations + 1):
+                if live is not None:
+                    live.step = f"model call {iteration}"
                 request = LLMRequest(messages=tuple(messages), tools=specs, output=output)
                 step = Step(chars=reply_chars)
                 async for text in self.caller.call(
@@ -247,6 +256,8 @@ class Agent:
         decisions = resume.decisions if resume is not None else {}
         forward = resume.forward if resume is not None else None
         for index, call in enumerate(calls):
+            if here.live is not None:
+                here.live.step = f"tool {call.name}"
             yield ToolCallStarted(call)
             asked: InputNeeded | None = None
             if decisions.get(call.id, True):
@@ -272,6 +283,19 @@ class Agent:
                 return
             yield ToolCallFinished(call, outcome)
             messages.append(self._tool_message(call, outcome))
+
+    @contextmanager
+    def _listed(self, live: LiveRun | None, scope: Any) -> Iterator[None]:
+        """Keep ``live`` on the board while the run goes on (with its trace id)."""
+        if live is None or self.board is None:
+            yield
+            return
+        ids = scope.span_ids()
+        live.trace_id = ids.split("-")[0] if ids else None
+        try:
+            yield
+        finally:
+            self.board.end(live)
 
     def _tool_message(self, call: ToolCall, outcome: ToolOutcome) -> Message:
         """The tool result for the model: files its API takes go with it, the others are

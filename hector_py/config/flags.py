@@ -139,6 +139,8 @@ def overrides_for(flags: ServeFlags, base: Config) -> dict[str, Any]:
     observability: dict[str, Any] = {}
     if flags.observe or flags.metrics:
         observability["metrics"] = {"enabled": True}
+    if flags.observe:
+        observability["console"] = {"enabled": True}
     tracing: dict[str, Any] = {}
     if flags.observe:  # the flight recorder on: failed, slow and costly runs always kept
         tracing.update(enabled=True, keep={"enabled": True})

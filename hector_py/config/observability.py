@@ -90,11 +90,20 @@ class TracingConfig(Strict):
     keep: KeepConfig = Field(default_factory=KeepConfig)
 
 
+class ConsoleConfig(Strict):
+    """The run console (``GET /console``): runs in flight, recent traces and their logs."""
+
+    enabled: bool = Field(False, description="Serve /console (behind the API's auth).")
+    max_traces: int = Field(100, ge=1, le=10_000, description="Recent traces held.")
+    max_trace_kb: int = Field(256, ge=4, le=65_536, description="Size a held trace is cut to.")
+
+
 class ObservabilityConfig(Strict):
-    """Metrics and tracing."""
+    """Metrics, tracing and the run console."""
 
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
 
 class LoggingConfig(Strict):

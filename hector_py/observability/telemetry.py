@@ -26,6 +26,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from hector_py import __version__
 from hector_py.config.model import ObservabilityConfig, Pricing
 from hector_py.observability import MULTIPROC_ENV
+from hector_py.observability.console import CONSOLE_ROUTES
 from hector_py.observability.counters import Counters
 from hector_py.observability.exporters import disabled_reason
 from hector_py.observability.genai import (
@@ -99,9 +100,9 @@ class Telemetry(Counters):
         self.metrics: Metrics | None = None
         if config.metrics.enabled:
             self.metrics = Metrics(config.metrics, environ.get(MULTIPROC_ENV))
-        # Probes and scrapes are counted but not traced: they would drown real traces.
+        # Probes, scrapes and console polls are counted, not traced: they drown real traces.
         self._untraced_routes = frozenset(
-            {"/health", "/health/live", "/health/ready", config.metrics.endpoint}
+            {"/health", "/health/live", "/health/ready", config.metrics.endpoint, *CONSOLE_ROUTES}
         )
         self.tracing: Tracing | None = None
         self.tracer: Tracer | None = None

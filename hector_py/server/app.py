@@ -40,6 +40,7 @@ from hector_py.observability.telemetry import Telemetry
 from hector_py.server import a2a, health, openai_api, triggers
 from hector_py.server.a2a.push_sender import PushSender
 from hector_py.server.auth import AUTH, Authenticator, authenticate
+from hector_py.server.console import add_console
 from hector_py.server.hosts import host_guard
 from hector_py.server.knowledge import build_embedders, check_sources
 from hector_py.server.middleware import request_context
@@ -295,6 +296,8 @@ async def build_app(
     health.add_routes(app)
     a2a.add_routes(app)
     openai_api.add_routes(app)
+    if config.observability.console.enabled:
+        add_console(app, telemetry, agents.values())
     metrics = config.observability.metrics
     if telemetry.metrics is not None and metrics.port is None:
         app.router.add_get(metrics.endpoint, telemetry.scrape)

@@ -1,0 +1,165 @@
+"""What the run console shows of traces and logs, kept in process and bounded: the last
+``max_traces`` traces the server exported (with the flight recorder, the kept ones), each
+cut to ``max_trace_kb``, and the last log lines of each of them (by ``trace_id``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from typing import Any
+
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
+
+from hector_py.observability.logs import JsonFormatter, record_fields
+from hector_py.observability.redact import Redactor
+from hector_py.observability.tracing import Tracing
+
+CONSOLE_ROUTES = (
+    "/console",
+    "/console/app.js",
+    "/console/api/runs",
+    "/console/api/traces/{trace_id}",
+)
+"""The run console's routes (``server/console.py``), never traced."""
+LINES_PER_TRACE = 200
+MAX_ATTRIBUTE_CHARS = 8192
+
+
+def _span_json(span: ReadableSpan, redact: Redactor) -> dict[str, Any]:
+    context = span.get_span_context()
+    attributes = {
+        key: redact(value)[:MAX_ATTRIBUTE_CHARS] if isinstance(value, str) else value
+        for key, value in (span.attributes or {}).items()
+    }
+    return {
+        "name": span.name,
+        "span_id": format(context.span_id, "016x") if context else "",
+        "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "kind": span.kind.name,
+        "start": (span.start_time or 0) / 1e9,
+        "duration_ms": round(((span.end_time or 0) - (span.start_time or 0)) / 1e6, 3),
+        "status": span.status.status_code.name,
+        "attributes": {
+            k: v if isinstance(v, str | int | float | bool) else str(v)
+            for k, v in attributes.items()
+        },
+        "events": [
+            {
+                "name": event.name,
+                "attributes": {k: str(v) for k, v in (event.attributes or {}).items()},
+            }
+            for event in span.events
+        ],
+    }
+
+
+class ConsoleSpans(SpanProcessor):
+    """Collects the spans of each exported trace; keeps the last ``max_traces``."""
+
+    def __init__(self, max_traces: int, max_trace_kb: int, redact: Redactor) -> None:
+        self.max_bytes = max_trace_kb * 1024
+        self.redact = redact
+        self.traces: deque[dict[str, Any]] = deque(maxlen=max_traces)
+        self._open: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        self._sizes: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Hold the span; file its trace when the local root ends."""
+        context = span.get_span_context()
+        if context is None:
+            return
+        data = _span_json(span, self.redact)
+        size = len(orjson.dumps(data))
+        with self._lock:
+            held = self._open.setdefault(context.trace_id, [])
+            total = self._sizes.get(context.trace_id, 0)
+            if total + size <= self.max_bytes:  # past the cut the trace says it is cut
+                held.append(data)
+                self._sizes[context.trace_id] = total + size
+            else:
+                self._sizes[context.trace_id] = self.max_bytes + 1
+            while len(self._open) > 10 * (self.traces.maxlen or 1):
+                dropped, _ = self._open.popitem(last=False)
+                self._sizes.pop(dropped, None)
+            if span.parent is None or span.parent.is_remote:
+                spans = self._open.pop(context.trace_id)
+                cut = self._sizes.pop(context.trace_id, 0) > self.max_bytes
+                self.traces.append(
+                    {
+                        "trace_id": format(context.trace_id, "032x"),
+                        "root": span.name,
+                        "start": data["start"],
+                        "duration_ms": data["duration_ms"],
+                        "status": data["status"],
+                        "kept": (span.attributes or {}).get("hector.trace.kept"),
+                        "cut": cut,
+                        "spans": spans,
+                    }
+                )
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The traces held, newest first, without their spans."""
+        with self._lock:
+            traces = list(self.traces)
+        return [
+            {k: v for k, v in trace.items() if k != "spans"} | {"spans": len(trace["spans"])}
+            for trace in reversed(traces)
+        ]
+
+    def find(self, trace_id: str) -> dict[str, Any] | None:
+        """One held trace with its spans, or ``None``."""
+        with self._lock:
+            return next((t for t in self.traces if t["trace_id"] == trace_id), None)
+
+    def shutdown(self) -> None:
+        """Nothing to flush."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing to flush."""
+        return True
+
+
+class ConsoleLogs(logging.Handler):
+    """The last log lines (JSON, redacted) of each of the last traces, by trace id."""
+
+    def __init__(self, max_traces: int, redact: Redactor) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter(redact))
+        self.max_traces = max_traces
+        self._lines: OrderedDict[str, deque[str]] = OrderedDict()
+        self._lines_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """File a record that carries a trace id."""
+        trace_id = record_fields(record).get("trace_id")
+        if not trace_id:
+            return
+        line = self.format(record)
+        with self._lines_lock:
+            lines = self._lines.get(trace_id)
+            if lines is None:
+                lines = self._lines[trace_id] = deque(maxlen=LINES_PER_TRACE)
+                while len(self._lines) > self.max_traces:
+                    self._lines.popitem(last=False)
+            lines.append(line)
+
+    def of(self, trace_id: str) -> list[Any]:
+        """The lines of one trace, parsed, oldest first."""
+        with self._lines_lock:
+            lines = list(self._lines.get(trace_id, ()))
+        return [orjson.loads(line) for line in lines]
+
+
+def attach(tracing: Tracing, spans: ConsoleSpans) -> None:
+    """Give ``spans`` what the server exports: behind the flight recorder, its kept
+    traces; else every recorded one."""
+    if tracing.keeper is None:
+        tracing.provider.add_span_processor(spans)
+        return
+    both = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    both.add_span_processor(tracing.keeper.inner)
+    both.add_span_processor(spans)
+    tracing.keeper.inner = both
