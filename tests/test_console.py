@@ -33,8 +33,9 @@ def chat(server: Server, text: str, key: str | None = None) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
-def render(url: str) -> str:
-    """The DOM of ``url`` once its scripts ran (headless Chromium)."""
+def render(url: str, screenshot: Path | None = None) -> str:
+    """The DOM of ``url`` once its scripts ran (headless Chromium), or with ``screenshot``
+    a PNG of it there."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
@@ -46,7 +47,8 @@ def render(url: str) -> str:
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--virtual-time-budget=3000",
-            "--dump-dom",
+            "--window-size=1280,760",
+            f"--screenshot={screenshot}" if screenshot else "--dump-dom",
             url,
         ],
         capture_output=True,
@@ -87,6 +89,9 @@ def test_the_console_shows_runs_in_flight_and_kept_traces(serve: Any, tmp_path: 
         for name in ("POST /v1/chat/completions", "invoke_agent assistant", "chat demo"):
             assert f">{name}</div>" in dom  # a waterfall row per span
         assert "request completed" in dom  # the trace's log lines
+        shot = tmp_path / "console.png"  # the test's artifact
+        render(f"{server.url}/console#trace={first['trace_id']}", shot)
+        assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
     finally:
         slow.join(30)
     after = httpx.get(f"{server.url}/console/api/runs", timeout=5).json()

@@ -85,6 +85,7 @@ async function openTrace(traceId) {
   const response = await fetch("/console/api/traces/" + encodeURIComponent(traceId), { cache: "no-store" });
   const waterfall = document.getElementById("waterfall");
   waterfall.replaceChildren();
+  waterfall.className = "";
   if (!response.ok) {
     waterfall.textContent = "This trace is no longer held.";
     return;
