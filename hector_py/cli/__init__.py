@@ -4,10 +4,10 @@ Only what ``hector --help`` needs is imported up front; the config models (pydan
 asyncio, YAML and the server load inside the commands, so the help comes back fast.
 """
 
-from hector_py.cli import call, configs, doctor, ops, serve
+from hector_py.cli import call, configs, doctor, ops, serve, top
 from hector_py.cli.base import app
 
-__all__ = ["app", "call", "configs", "doctor", "main", "ops", "serve"]
+__all__ = ["app", "call", "configs", "doctor", "main", "ops", "serve", "top"]
 
 
 def main() -> None:
