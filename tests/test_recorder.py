@@ -114,3 +114,43 @@ def test_observe_turns_the_recorder_on(serve: Any) -> None:
     assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).is_success
     metrics = scrape(f"{server.url}/metrics")
     assert metrics.value("hector_traces_kept_total", reason="sampled") == 1  # rate 1.0
+
+
+DOLLARS_CONFIG = """\
+llms:
+  default:
+    provider: openai
+    model: gpt-fake
+    base_url: "{url}"
+    max_retries: 0
+    pricing: {{input_per_million: 10000, output_per_million: 10000}}
+observability:
+  metrics: {{enabled: true}}
+  tracing:
+    enabled: true
+    protocol: http
+    endpoint: "127.0.0.1:{port}"
+    sampling_rate: 0.0
+    keep: {{enabled: true, slower_than: null, costlier_than: null, costlier_than_usd: 0.5}}
+"""
+
+
+def test_costlier_than_dollars_is_kept(
+    openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At $10,000 per million tokens, a 60-token call costs $0.60: over $0.50, kept."""
+    with OTLPHttpReceiver() as receiver:
+        config = DOLLARS_CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        with configured_server(tmp_path_factory, "recorder-usd", config) as server:
+            openai_fake.script({"text": "cheap", "usage": [10, 10]})  # $0.20: dropped
+            assert chat(server.url, "cheap") == 200
+            openai_fake.script({"text": "dear", "usage": [50, 10]})
+            assert chat(server.url, "dear") == 200
+            spans = receiver.wait_for(
+                lambda got: any(s.name == ROOT for s in got), what="the costly trace"
+            )
+            time.sleep(0.5)
+            roots = [s for s in receiver.spans if s.name == ROOT]
+            assert [r.attributes["hector.trace.kept"] for r in roots] == ["costly"], spans
+            metrics = scrape(f"{server.url}/metrics")
+            assert metrics.value("hector_traces_dropped_total") == 1

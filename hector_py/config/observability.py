@@ -56,6 +56,9 @@ class KeepConfig(Strict):
     costlier_than: int | None = Field(
         20000, ge=1, description="Keep traces whose model calls used more tokens."
     )
+    costlier_than_usd: float | None = Field(
+        None, gt=0, description="Keep traces whose model calls cost more (llms.*.pricing)."
+    )
 
     @field_validator("slower_than")
     @classmethod

@@ -23,6 +23,7 @@ from opentelemetry.trace import StatusCode
 from hector_py.config.observability import KeepConfig
 
 TOKEN_ATTRIBUTES = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+MODEL = "gen_ai.request.model"
 FLAG = "hector.trace.keep"
 DECISION = "hector.trace.kept"
 WINDOW = 1000
@@ -67,6 +68,8 @@ class KeepProcessor(SpanProcessor):
         self.bound = int(ratio * (1 << 64))  # head-sampling share, by trace id
         self.on_decision: Callable[[str | None], None] = lambda reason: None
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
+        self.cost: Callable[[str, str, int, int], float] = lambda *_: 0.0
+        """A model call's price in dollars (provider, model, prompt and completion tokens)."""
         self._traces: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._lock = threading.Lock()
         self._p99 = Percentile()
@@ -114,16 +117,16 @@ class KeepProcessor(SpanProcessor):
                 return "slow"
         elif slower is not None and duration > float(slower) * 1e9:
             return "slow"
+        calls = [_usage(s) for s in spans if s.attributes and MODEL in s.attributes]
         costlier = self.config.costlier_than
-        if costlier is not None:
-            tokens = sum(
-                int(value)
-                for s in spans
-                for key in TOKEN_ATTRIBUTES
-                if isinstance(value := (s.attributes or {}).get(key), int)
-            )
-            if tokens > costlier:
-                return "costly"
+        if (
+            costlier is not None
+            and sum(prompt + completion for _, _, prompt, completion in calls) > costlier
+        ):
+            return "costly"
+        dollars = self.config.costlier_than_usd
+        if dollars is not None and sum(self.cost(*call) for call in calls) > dollars:
+            return "costly"
         if root.parent is not None and root.parent.is_remote and root.parent.trace_flags.sampled:
             return "caller"
         context = root.get_span_context()
@@ -155,4 +158,16 @@ def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _usage(span: ReadableSpan) -> tuple[str, str, int, int]:
+    """A model call span's provider, model, prompt and completion tokens."""
+    attributes = span.attributes or {}
+    prompt, completion = (attributes.get(key) for key in TOKEN_ATTRIBUTES)
+    return (
+        str(attributes.get("gen_ai.provider.name", "")),
+        str(attributes.get(MODEL, "")),
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
     )

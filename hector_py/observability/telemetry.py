@@ -117,6 +117,7 @@ class Telemetry(Counters):
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
             if self.tracing.keeper is not None:
                 self.tracing.keeper.on_decision = self.trace_decision
+                self.tracing.keeper.cost = self.cost
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
                 self.capture = Capture(tracing.payload_max_chars, self.redact)
 
