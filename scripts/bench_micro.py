@@ -204,13 +204,16 @@ def main() -> None:
     variants = [False, True] if args.baseline else [False]
     print("| case | " + " | ".join("baseline" if v else "now" for v in variants) + " |")
     print("|---|" + "---|" * len(variants))
-    for name, with_metrics, with_tracing, rate in (
-        ("scopes of one request: observability off", False, False, 1.0),
-        ("scopes of one request: metrics", True, False, 1.0),
-        ("scopes of one request: tracing (3 spans)", False, True, 1.0),
-        ("scopes of one request: metrics + tracing", True, True, 1.0),
-        ("scopes of one request: metrics + tracing, 10% sampled", True, True, 0.1),
-        ("scopes of one request: metrics + tracing, none sampled", True, True, 0.0),
+    for name, with_metrics, with_tracing, rate, keep in (
+        ("scopes of one request: observability off", False, False, 1.0, False),
+        ("scopes of one request: metrics", True, False, 1.0, False),
+        ("scopes of one request: tracing (3 spans)", False, True, 1.0, False),
+        ("scopes of one request: metrics + tracing", True, True, 1.0, False),
+        ("scopes of one request: metrics + tracing, 10% sampled", True, True, 0.1, False),
+        ("scopes of one request: metrics + tracing, none sampled", True, True, 0.0, False),
+        ("flight recorder (light spans), metrics, all kept", True, True, 1.0, True),
+        ("flight recorder (light spans), metrics, 10% kept", True, True, 0.1, True),
+        ("flight recorder (light spans), metrics, none kept", True, True, 0.0, True),
     ):
         config = ObservabilityConfig.model_validate(
             {
@@ -219,6 +222,7 @@ def main() -> None:
                     "enabled": with_tracing,
                     "endpoint": "127.0.0.1:9",
                     "sampling_rate": rate,
+                    "keep": {"enabled": keep, "slower_than": None, "costlier_than": None},
                 },
             }
         )

@@ -109,11 +109,20 @@ def test_slower_than_the_recent_p99_is_kept(
 
 
 def test_observe_turns_the_recorder_on(serve: Any) -> None:
+    """--observe: the recorder keeps what matters and 10 % of the rest (sampling_rate
+    unset)."""
     server: Server = serve("--observe")
     body = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}
-    assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).is_success
+    for _ in range(40):
+        assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).is_success
+    flagged = {"X-Hector-Trace": "keep"}
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=flagged)
+    assert answer.is_success
     metrics = scrape(f"{server.url}/metrics")
-    assert metrics.value("hector_traces_kept_total", reason="sampled") == 1  # rate 1.0
+    assert metrics.value("hector_traces_kept_total", reason="flagged") == 1
+    sampled = metrics.value("hector_traces_kept_total", reason="sampled")
+    assert sampled + metrics.value("hector_traces_dropped_total") == 40
+    assert sampled < 20  # about 4 in 40 (by trace id), never most
 
 
 DOLLARS_CONFIG = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from hector_py.config.base import Strict
@@ -38,6 +38,10 @@ class MetricsConfig(Strict):
     subsystem: str = Field("", pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$")
     const_labels: dict[str, str] = Field(default_factory=dict)
     otlp: OtlpMetricsConfig = Field(default_factory=OtlpMetricsConfig)
+
+
+KEEP_SAMPLING_RATE = 0.1
+"""The share of ordinary traces the flight recorder keeps when ``sampling_rate`` is unset."""
 
 
 class KeepConfig(Strict):
@@ -91,6 +95,14 @@ class TracingConfig(Strict):
     timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
     environment: str | None = Field(None, description="deployment.environment resource value.")
     keep: KeepConfig = Field(default_factory=KeepConfig)
+
+    @model_validator(mode="after")
+    def _recorder_samples_less(self) -> TracingConfig:
+        """With the flight recorder on, ordinary traces are kept at 10 % unless
+        ``sampling_rate`` says otherwise (failed, slow, costly and flagged ones always)."""
+        if self.keep.enabled and "sampling_rate" not in self.model_fields_set:
+            object.__setattr__(self, "sampling_rate", KEEP_SAMPLING_RATE)
+        return self
 
 
 class ConsoleConfig(Strict):

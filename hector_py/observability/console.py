@@ -123,21 +123,25 @@ class ConsoleSpans(SpanProcessor):
 
 
 class ConsoleLogs(logging.Handler):
-    """The last log lines (JSON, redacted) of each of the last traces, by trace id."""
+    """The last log lines (JSON, redacted) of each of the last traces, by trace id. A
+    record is kept as it is, with its context, and formatted only when the console reads
+    it: most traces are never looked at."""
 
     def __init__(self, max_traces: int, redact: Redactor) -> None:
         super().__init__()
-        self.setFormatter(JsonFormatter(redact))
+        self.setFormatter(_BoundFormatter(redact))
         self.max_traces = max_traces
-        self._lines: OrderedDict[str, deque[str]] = OrderedDict()
+        self._lines: OrderedDict[str, deque[logging.LogRecord]] = OrderedDict()
         self._lines_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """File a record that carries a trace id."""
-        trace_id = record_fields(record).get("trace_id")
+        """File a record that carries a trace id (with its context, taken now)."""
+        fields = record_fields(record)
+        trace_id = fields.get("trace_id")
         if not trace_id:
             return
-        line = self.format(record)
+        line = logging.makeLogRecord(vars(record))
+        line.hector_fields = fields
         with self._lines_lock:
             lines = self._lines.get(trace_id)
             if lines is None:
@@ -147,10 +151,21 @@ class ConsoleLogs(logging.Handler):
             lines.append(line)
 
     def of(self, trace_id: str) -> list[Any]:
-        """The lines of one trace, parsed, oldest first."""
+        """The lines of one trace, as the JSON log format writes them, oldest first."""
         with self._lines_lock:
-            lines = list(self._lines.get(trace_id, ()))
-        return [orjson.loads(line) for line in lines]
+            records = list(self._lines.get(trace_id, ()))
+        return [orjson.loads(self.format(record)) for record in records]
+
+
+class _BoundFormatter(JsonFormatter):
+    """The JSON format, with the context a record had when it was logged."""
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The fields taken at ``emit``, redacted."""
+        bound = getattr(record, "hector_fields", None)
+        if bound is None:
+            return super().fields(record)
+        return {k: self.clean(v) for k, v in bound.items() if k != "hector_fields"}
 
 
 def attach(tracing: Tracing, spans: ConsoleSpans) -> None:

@@ -17,11 +17,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
+from hector_py import __version__
 from hector_py.config.observability import KeepConfig
+from hector_py.observability.light import LightSpan
 
+Recorded = LightSpan | ReadableSpan
+"""What the recorder holds: light spans (the scopes'), or SDK spans (``hector doctor``'s)."""
+SCOPE = InstrumentationScope("hector_py", __version__)
+"""The instrumentation scope of light spans: the telemetry's tracer's."""
 TOKEN_ATTRIBUTES = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
 MODEL = "gen_ai.request.model"
 FLAG = "hector.trace.keep"
@@ -62,22 +70,29 @@ class Percentile:
 class KeepProcessor(SpanProcessor):
     """Holds each trace's spans and keeps or drops the trace when its root ends."""
 
-    def __init__(self, inner: SpanProcessor, config: KeepConfig, ratio: float) -> None:
+    def __init__(
+        self,
+        inner: SpanProcessor,
+        config: KeepConfig,
+        ratio: float,
+        resource: Resource | None = None,
+    ) -> None:
         self.inner = inner
+        self.resource = resource or Resource.get_empty()
         self.config = config
         self.bound = int(ratio * (1 << 64))  # head-sampling share, by trace id
         self.on_decision: Callable[[str | None], None] = lambda reason: None
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
         self.cost: Callable[[str, str, int, int], float] = lambda *_: 0.0
         """A model call's price in dollars (provider, model, prompt and completion tokens)."""
-        self._traces: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._traces: OrderedDict[int, list[Recorded]] = OrderedDict()
         self._lock = threading.Lock()
         self._p99 = Percentile()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do until spans end."""
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def on_end(self, span: Recorded) -> None:
         """Hold ``span``; decide when it is its trace's local root."""
         context = span.get_span_context()
         if context is None:
@@ -100,9 +115,16 @@ class KeepProcessor(SpanProcessor):
             self.on_decision(reason)
             if reason is not None:
                 for kept in spans:
-                    self.inner.on_end(_marked(kept, reason) if kept is span else kept)
+                    self.inner.on_end(self._exported(kept, reason if kept is span else None))
 
-    def _reason(self, root: ReadableSpan, spans: list[ReadableSpan]) -> str | None:
+    def _exported(self, span: Recorded, reason: str | None) -> ReadableSpan:
+        """The SDK span to export (a kept trace's root says why it was kept)."""
+        extra = {DECISION: reason} if reason else {}
+        if isinstance(span, LightSpan):
+            return span.readable(self.resource, SCOPE, extra)
+        return _marked(span, reason) if reason else span
+
+    def _reason(self, root: Recorded, spans: list[Recorded]) -> str | None:
         if any(s.status.status_code is StatusCode.ERROR for s in spans):
             return "error"
         if root.attributes and root.attributes.get(FLAG):
@@ -117,16 +139,13 @@ class KeepProcessor(SpanProcessor):
                 return "slow"
         elif slower is not None and duration > float(slower) * 1e9:
             return "slow"
-        calls = [_usage(s) for s in spans if s.attributes and MODEL in s.attributes]
-        costlier = self.config.costlier_than
-        if (
-            costlier is not None
-            and sum(prompt + completion for _, _, prompt, completion in calls) > costlier
-        ):
-            return "costly"
-        dollars = self.config.costlier_than_usd
-        if dollars is not None and sum(self.cost(*call) for call in calls) > dollars:
-            return "costly"
+        costlier, dollars = self.config.costlier_than, self.config.costlier_than_usd
+        if costlier is not None or dollars is not None:
+            calls = [_usage(s) for s in spans if s.attributes and MODEL in s.attributes]
+            if costlier is not None and sum(p + c for _, _, p, c in calls) > costlier:
+                return "costly"
+            if dollars is not None and sum(self.cost(*call) for call in calls) > dollars:
+                return "costly"
         if root.parent is not None and root.parent.is_remote and root.parent.trace_flags.sampled:
             return "caller"
         context = root.get_span_context()
@@ -143,7 +162,7 @@ class KeepProcessor(SpanProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
-def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:
+def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:  # an SDK span (hector doctor's)
     """``span`` (a kept trace's root) with the reason it was kept."""
     return ReadableSpan(
         name=span.name,
@@ -161,7 +180,7 @@ def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:
     )
 
 
-def _usage(span: ReadableSpan) -> tuple[str, str, int, int]:
+def _usage(span: Recorded) -> tuple[str, str, int, int]:
     """A model call span's provider, model, prompt and completion tokens."""
     attributes = span.attributes or {}
     prompt, completion = (attributes.get(key) for key in TOKEN_ATTRIBUTES)

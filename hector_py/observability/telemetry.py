@@ -36,6 +36,7 @@ from hector_py.observability.genai import (
     request_attributes,
     server_attributes,
 )
+from hector_py.observability.light import LightTracer
 from hector_py.observability.metrics import Metrics, http_method_label
 from hector_py.observability.otlp_metrics import otlp_metrics
 from hector_py.observability.redact import Redactor
@@ -105,7 +106,7 @@ class Telemetry(Counters):
             {"/health", "/health/live", "/health/ready", config.metrics.endpoint, *CONSOLE_ROUTES}
         )
         self.tracing: Tracing | None = None
-        self.tracer: Tracer | None = None
+        self.tracer: Tracer | LightTracer | None = None
         self.capture: Capture | None = None
         tracing = config.tracing
         self.otlp_metrics = otlp_metrics(config, environ)
@@ -115,7 +116,8 @@ class Telemetry(Counters):
         elif tracing.enabled:
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
-            if self.tracing.keeper is not None:
+            if self.tracing.keeper is not None:  # light spans, made SDK spans if kept
+                self.tracer = LightTracer(self.tracing.keeper.on_end)
                 self.tracing.keeper.on_decision = self.trace_decision
                 self.tracing.keeper.cost = self.cost
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":

@@ -193,7 +193,9 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
         schedule_delay_millis=500,
         export_timeout_millis=target.timeout * 1000,
     )
-    keeper = KeepProcessor(batch, config.keep, config.sampling_rate) if keep else None
+    keeper = (
+        KeepProcessor(batch, config.keep, config.sampling_rate, provider.resource) if keep else None
+    )
     provider.add_span_processor(keeper or batch)
     log.info(
         "tracing to %s via %s",

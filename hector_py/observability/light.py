@@ -1,0 +1,188 @@
+"""Light spans for the flight recorder: while a trace runs its spans are plain objects
+(the OpenTelemetry API's ``Span``, so context, ``traceparent``, log correlation and every
+scope work unchanged); only a trace the recorder keeps becomes SDK ``ReadableSpan``s,
+handed to the SDK's own batch processor and exporter. A dropped trace never touches the
+SDK: no span objects with locks and limits, no processors, no encoding.
+
+What a kept trace exports is what the SDK would have exported: the same names, ids,
+parents, kinds, attributes (``None`` values dropped, as the SDK does), events, links,
+status and times, with the tracer's resource and instrumentation scope."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from random import getrandbits
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util import types
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+class LightSpan(trace.Span):
+    """A span being recorded: plain fields until the recorder decides."""
+
+    __slots__ = (
+        "_sink",
+        "attributes",
+        "context",
+        "end_time",
+        "events",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        links: list[Link],
+        sink: Callable[[LightSpan], None],
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.parent = parent
+        self.kind = kind
+        self.attributes = attributes
+        self.links = links
+        self.events: list[Event] = []
+        self.status = Status(StatusCode.UNSET)
+        self.start_time = time.time_ns()
+        self.end_time: int | None = None
+        self._sink = sink
+
+    def get_span_context(self) -> SpanContext:
+        """The span's ids."""
+        return self.context
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        """Set several attributes (``None`` values are left out)."""
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        """Set one attribute (``None`` is left out)."""
+        if value is not None and self.end_time is None:
+            self.attributes[key] = value
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Record an event now (or at ``timestamp``)."""
+        self.events.append(Event(name, attributes, timestamp or time.time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        """Link another span."""
+        self.links.append(Link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        """Rename the span."""
+        self.name = name
+
+    def is_recording(self) -> bool:
+        """Until it ends."""
+        return self.end_time is None
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """Set the status (an OK status is final, as in the SDK)."""
+        if self.status.status_code is StatusCode.OK:
+            return
+        self.status = status if isinstance(status, Status) else Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """An ``exception`` event (the given attributes win over the computed ones)."""
+        recorded: dict[str, Any] = {
+            "exception.type": type(exception).__qualname__,
+            "exception.message": str(exception),
+            "exception.escaped": str(escaped),
+        }
+        recorded.update(attributes or {})
+        self.add_event("exception", recorded, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        """End the span (once) and hand it to the recorder."""
+        if self.end_time is None:
+            self.end_time = end_time or time.time_ns()
+            self._sink(self)
+
+    def readable(
+        self, resource: Resource, scope: InstrumentationScope, extra: Mapping[str, Any] = {}
+    ) -> ReadableSpan:
+        """The SDK span an exporter takes (``extra`` attributes added)."""
+        return ReadableSpan(
+            name=self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=resource,
+            attributes={**self.attributes, **extra},
+            events=self.events,
+            links=self.links,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            instrumentation_scope=scope,
+        )
+
+
+class LightTracer:
+    """Starts light spans (the ``Tracer.start_span`` the telemetry scopes call); ended
+    spans go to ``sink`` (the recorder). A span under an unsampled remote parent is a
+    non-recording one, as ``ParentBased`` makes it."""
+
+    def __init__(self, sink: Callable[[LightSpan], None]) -> None:
+        self._sink = sink
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        links: Sequence[Link] | None = (),
+        **_: Any,
+    ) -> trace.Span:
+        """A new span under the current (or ``context``'s) span."""
+        parent = trace.get_current_span(context).get_span_context()
+        span_id = getrandbits(64) or 1  # as the SDK's RandomIdGenerator, without its loop
+        if parent.is_valid:
+            if not parent.trace_flags.sampled:
+                quiet = SpanContext(parent.trace_id, span_id, False, parent.trace_flags)
+                return trace.NonRecordingSpan(quiet)
+            trace_id, state = parent.trace_id, parent.trace_state
+        else:
+            trace_id, state = getrandbits(128) or 1, None
+        own = SpanContext(trace_id, span_id, False, SAMPLED, state)
+        values = {k: v for k, v in (attributes or {}).items() if v is not None}
+        return LightSpan(
+            name,
+            own,
+            parent if parent.is_valid else None,
+            kind,
+            values,
+            list(links or ()),
+            self._sink,
+        )
