@@ -16,7 +16,8 @@ from tests.metrics_helpers import scrape
 
 CONFIG = """\
 llms:
-  default: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0}}
+  default:
+    {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0{pricing}}}
 observability:
   metrics: {{enabled: true}}
   tracing:
@@ -24,8 +25,15 @@ observability:
     protocol: http
     endpoint: "127.0.0.1:{port}"
     sampling_rate: 0.0
-    keep: {{enabled: true, slower_than: 0.5, costlier_than: 1000}}
+    keep: {{enabled: true, {keep}}}
 """
+
+
+def config_for(fake: FakeLLM, receiver: OTLPHttpReceiver, keep: str, pricing: str = "") -> str:
+    """The recorder's config with these ``keep`` settings (and model ``pricing``)."""
+    return CONFIG.format(url=fake.base_url, port=receiver.port, keep=keep, pricing=pricing)
+
+
 ROOT = "POST /v1/chat/completions"
 
 
@@ -40,7 +48,7 @@ def test_failed_slow_costly_and_flagged_runs_are_kept(
     openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     with OTLPHttpReceiver() as receiver:
-        config = CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        config = config_for(openai_fake, receiver, "slower_than: 0.5, costlier_than: 1000")
         with configured_server(tmp_path_factory, "recorder", config) as server:
             assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(20))
             openai_fake.script({"status": 400, "error": "refused"})
@@ -74,26 +82,12 @@ def test_failed_slow_costly_and_flagged_runs_are_kept(
             ]
 
 
-P99_CONFIG = """\
-llms:
-  default: {{provider: openai, model: gpt-fake, base_url: "{url}", max_retries: 0}}
-observability:
-  metrics: {{enabled: true}}
-  tracing:
-    enabled: true
-    protocol: http
-    endpoint: "127.0.0.1:{port}"
-    sampling_rate: 0.0
-    keep: {{enabled: true, costlier_than: null}}
-"""
-
-
 def test_slower_than_the_recent_p99_is_kept(
     openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The default ``slower_than: p99``: after 100 ordinary runs, one much slower is kept."""
     with OTLPHttpReceiver() as receiver:
-        config = P99_CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        config = config_for(openai_fake, receiver, "costlier_than: null")
         with configured_server(tmp_path_factory, "recorder-p99", config) as server:
             assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(120))
             openai_fake.script({"text": "slowly", "delay": 1.0})
@@ -125,31 +119,14 @@ def test_observe_turns_the_recorder_on(serve: Any) -> None:
     assert sampled < 20  # about 4 in 40 (by trace id), never most
 
 
-DOLLARS_CONFIG = """\
-llms:
-  default:
-    provider: openai
-    model: gpt-fake
-    base_url: "{url}"
-    max_retries: 0
-    pricing: {{input_per_million: 10000, output_per_million: 10000}}
-observability:
-  metrics: {{enabled: true}}
-  tracing:
-    enabled: true
-    protocol: http
-    endpoint: "127.0.0.1:{port}"
-    sampling_rate: 0.0
-    keep: {{enabled: true, slower_than: null, costlier_than: null, costlier_than_usd: 0.5}}
-"""
-
-
 def test_costlier_than_dollars_is_kept(
     openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """At $10,000 per million tokens, a 60-token call costs $0.60: over $0.50, kept."""
     with OTLPHttpReceiver() as receiver:
-        config = DOLLARS_CONFIG.format(url=openai_fake.base_url, port=receiver.port)
+        keep = "slower_than: null, costlier_than: null, costlier_than_usd: 0.5"
+        pricing = ", pricing: {input_per_million: 10000, output_per_million: 10000}"
+        config = config_for(openai_fake, receiver, keep, pricing)
         with configured_server(tmp_path_factory, "recorder-usd", config) as server:
             openai_fake.script({"text": "cheap", "usage": [10, 10]})  # $0.20: dropped
             assert chat(server.url, "cheap") == 200

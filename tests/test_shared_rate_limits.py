@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Server, rpc, start_server
+from tests.conftest import Server, rpc, start_server, v03_message
 from tests.postgres_server import Postgres, new_schema
 
 KEY = "key-acme-0123456789"
@@ -67,14 +67,7 @@ def test_limits_hold_across_two_replicas(postgres: Postgres, tmp_path: Path) -> 
         over = rpc(
             f"{a.url}/agents/assistant",
             "message/send",
-            {
-                "message": {
-                    "kind": "message",
-                    "messageId": "m",
-                    "role": "user",
-                    "parts": [{"kind": "text", "text": "hi"}],
-                }
-            },
+            v03_message("hi"),
             headers={"X-API-Key": KEY},
         )
         assert over["error"]["code"] == -32013
@@ -101,14 +94,7 @@ def test_a_model_over_its_limit_hands_over_to_its_fallback(serve: Any, tmp_path:
     task = rpc(
         f"{server.url}/agents/solo",
         "message/send",
-        {
-            "message": {
-                "kind": "message",
-                "messageId": "m",
-                "role": "user",
-                "parts": [{"kind": "text", "text": "hi"}],
-            }
-        },
+        v03_message("hi"),
     )["result"]
     assert task["status"]["state"] == "failed"
     assert "reached for model 'lonely'" in task["status"]["message"]["parts"][0]["text"]

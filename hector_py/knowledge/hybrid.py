@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
-from hector_py.knowledge.index import Hit
+from hector_py.knowledge.vectors import Hit
 from hector_py.observability.knowledge import KnowledgeTelemetry
 
 log = logging.getLogger("hector.knowledge")

@@ -20,7 +20,7 @@ import numpy
 
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.stopwords import STOP_WORDS
-from hector_py.knowledge.vectors import Matrix, closest, unit_matrix
+from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -68,34 +68,12 @@ _TERM = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One search result: where it is (path and locator) and how well it matched."""
-
-    path: str
-    locator: str
-    title: str
-    heading: str
-    text: str
-    score: float
-    chunk: int = 0  # the chunk's id in its index
-
-
-@dataclass(frozen=True)
 class Indexed:
     """What the index holds about a file, to tell whether it changed."""
 
     mtime_ns: int
     size: int
     sha256: str
-
-
-def ranked(rows: Iterable[Sequence[Any]], scores: dict[int, float]) -> list[Hit]:
-    """Hits of ``rows`` (path, locator, title, heading, text, chunk id) by their score."""
-    hits = [
-        Hit(path, locator, title, heading, text, round(scores[chunk], 4), chunk)
-        for path, locator, title, heading, text, chunk in rows
-    ]
-    return sorted(hits, key=lambda hit: hit.score, reverse=True)
 
 
 def query_terms(query: str) -> list[str]:
@@ -110,7 +88,7 @@ def _phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-class SqliteIndex:
+class SqliteIndex(VectorSearch):
     """An index file; ``search`` may be called from any thread."""
 
     system = "sqlite"
@@ -286,7 +264,7 @@ class SqliteIndex:
                 [(model, numpy.asarray(v, numpy.float32).tobytes(), c) for c, v in vectors],
             )
 
-    def _matrix(self, model: str) -> Matrix:
+    def matrix(self, model: str) -> Matrix:
         """(chunk ids, unit vectors) of ``model``, kept until the next commit."""
         cached = self._matrices.get(model)
         if cached is None:
@@ -300,22 +278,14 @@ class SqliteIndex:
             cached = self._matrices[model] = unit_matrix(rows)
         return cached
 
-    def has_vectors(self, model: str) -> bool:
-        """Whether any chunk has a vector from ``model``."""
-        return len(self._matrix(model)[0]) > 0
-
-    def nearest(self, model: str, vector: list[float], top_k: int) -> list[Hit]:
-        """The ``top_k`` chunks whose vectors are closest (cosine) to ``vector``."""
-        chosen = closest(self._matrix(model), vector, top_k)
-        if not chosen:
-            return []
-        marks = ",".join("?" * len(chosen))
-        rows = self._reader().execute(
+    def chunk_rows(self, ids: list[int]) -> Iterable[Sequence[Any]]:
+        """The rows of these chunks (path, locator, title, heading, text, id)."""
+        marks = ",".join("?" * len(ids))
+        return self._reader().execute(
             "SELECT d.path, c.locator, c.title, c.heading, c.text, c.id FROM chunks c"
             f" JOIN documents d ON d.id = c.document WHERE c.id IN ({marks})",
-            list(chosen),
+            ids,
         )
-        return ranked(rows, chosen)
 
     def close(self) -> None:
         """Commit, and close every connection."""

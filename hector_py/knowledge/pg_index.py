@@ -20,8 +20,8 @@ import asyncpg
 
 from hector_py.agent.stores.pg_schema import migrate
 from hector_py.knowledge.chunking import Chunk
-from hector_py.knowledge.index import Hit, Indexed, query_terms, ranked
-from hector_py.knowledge.vectors import Matrix, closest, unit_matrix
+from hector_py.knowledge.index import Indexed, query_terms
+from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 60.0
@@ -35,7 +35,7 @@ WHERE c.store = $1 AND c.tsv @@ q ORDER BY score DESC, c.id LIMIT $3
 """
 
 
-class PgIndex:
+class PgIndex(VectorSearch):
     """One document store's index in PostgreSQL (see the module docstring)."""
 
     system = "postgresql"
@@ -181,7 +181,7 @@ class PgIndex:
         self._run(put())
         self._matrices.pop(model, None)
 
-    def _matrix(self, model: str) -> Matrix:
+    def matrix(self, model: str) -> Matrix:
         cached = self._matrices.get(model)
         if cached is None or time.monotonic() - cached[0] > MATRIX_TTL_S:
             rows = self._fetch(
@@ -196,21 +196,14 @@ class PgIndex:
             )
         return cached[1]
 
-    def has_vectors(self, model: str) -> bool:
-        """Whether any chunk has a vector from ``model``."""
-        return len(self._matrix(model)[0]) > 0
-
-    def nearest(self, model: str, vector: list[float], top_k: int) -> list[Hit]:
-        """The ``top_k`` chunks whose vectors are closest (cosine) to ``vector``."""
-        chosen = closest(self._matrix(model), vector, top_k)
-        if not chosen:
-            return []
+    def chunk_rows(self, ids: list[int]) -> Iterable[Sequence[Any]]:
+        """The rows of these chunks (path, locator, title, heading, text, id)."""
         rows = self._fetch(
             f"SELECT {CHUNK_ROW}, c.id FROM kb_chunks c JOIN kb_documents d ON d.id = c.document"
             " WHERE c.id = ANY($1::bigint[])",
-            list(chosen),
+            ids,
         )
-        return ranked([tuple(row) for row in rows], chosen)
+        return [tuple(row) for row in rows]
 
     def close(self) -> None:
         """Close the pool and stop the index's loop."""

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from hector_py.config.knowledge import DocumentStoreConfig
 from hector_py.config.storage import StorageConfig
 from hector_py.knowledge.hybrid import Embeds, fuse
-from hector_py.knowledge.index import Hit
 from hector_py.knowledge.store import DocumentStore
+from hector_py.knowledge.vectors import Hit
 from hector_py.llm.base import ToolSpec
 from hector_py.observability.knowledge import KnowledgeTelemetry
 

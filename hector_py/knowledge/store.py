@@ -31,9 +31,10 @@ from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import ObservabilityConfig, StorageConfig
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.hybrid import Embedding, Embeds, fuse
-from hector_py.knowledge.index import Hit, Indexed, SqliteIndex
+from hector_py.knowledge.index import Indexed, SqliteIndex
 from hector_py.knowledge.parsing import UnusableFile, parse
 from hector_py.knowledge.pg_index import PgIndex
+from hector_py.knowledge.vectors import Hit
 from hector_py.observability.knowledge import KnowledgeTelemetry
 from hector_py.observability.telemetry import Telemetry
 

@@ -3,10 +3,25 @@ rows of a matrix (loaded once per index change), ranked by cosine similarity wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: where it is (path and locator) and how well it matched."""
+
+    path: str
+    locator: str
+    title: str
+    heading: str
+    text: str
+    score: float
+    chunk: int = 0  # the chunk's id in its index
+
 
 Matrix = tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]
 """(chunk ids, unit vectors, one row each)."""
@@ -38,3 +53,32 @@ def closest(matrix: Matrix, vector: list[float], top_k: int) -> dict[int, float]
     scores = units @ (query / numpy.linalg.norm(query))
     best = numpy.argsort(-scores)[:top_k]
     return {int(ids[i]): float(scores[i]) for i in best}
+
+
+class VectorSearch:
+    """``has_vectors`` and ``nearest`` for an index that loads its vectors as a ``Matrix``
+    (``matrix``) and reads chunks by id (``chunk_rows``: path, locator, title, heading,
+    text, id)."""
+
+    def matrix(self, model: str) -> Matrix:
+        """(chunk ids, unit vectors) of ``model``."""
+        raise NotImplementedError
+
+    def chunk_rows(self, ids: list[int]) -> Iterable[Sequence[Any]]:
+        """The rows of these chunks."""
+        raise NotImplementedError
+
+    def has_vectors(self, model: str) -> bool:
+        """Whether any chunk has a vector from ``model``."""
+        return len(self.matrix(model)[0]) > 0
+
+    def nearest(self, model: str, vector: list[float], top_k: int) -> list[Hit]:
+        """The ``top_k`` chunks whose vectors are closest (cosine) to ``vector``."""
+        chosen = closest(self.matrix(model), vector, top_k)
+        if not chosen:
+            return []
+        hits = [
+            Hit(path, locator, title, heading, text, round(chosen[chunk], 4), chunk)
+            for path, locator, title, heading, text, chunk in self.chunk_rows(list(chosen))
+        ]
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)

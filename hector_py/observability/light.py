@@ -128,24 +128,29 @@ class LightSpan(trace.Span):
             self.end_time = end_time or time.time_ns()
             self._sink(self)
 
-    def readable(
-        self, resource: Resource, scope: InstrumentationScope, extra: Mapping[str, Any] = {}
-    ) -> ReadableSpan:
-        """The SDK span an exporter takes (``extra`` attributes added)."""
-        return ReadableSpan(
-            name=self.name,
-            context=self.context,
-            parent=self.parent,
-            resource=resource,
-            attributes={**self.attributes, **extra},
-            events=self.events,
-            links=self.links,
-            kind=self.kind,
-            status=self.status,
-            start_time=self.start_time,
-            end_time=self.end_time,
-            instrumentation_scope=scope,
-        )
+
+def readable(
+    span: LightSpan | ReadableSpan,
+    resource: Resource,
+    scope: InstrumentationScope | None,
+    extra: Mapping[str, Any],
+) -> ReadableSpan:
+    """The SDK span an exporter takes for ``span`` (light or already the SDK's), with
+    ``extra`` attributes added."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=resource,
+        attributes={**(span.attributes or {}), **extra},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=scope,
+    )
 
 
 class LightTracer:

@@ -24,7 +24,7 @@ from opentelemetry.trace import StatusCode
 
 from hector_py import __version__
 from hector_py.config.observability import KeepConfig
-from hector_py.observability.light import LightSpan
+from hector_py.observability.light import LightSpan, readable
 
 Recorded = LightSpan | ReadableSpan
 """What the recorder holds: light spans (the scopes'), or SDK spans (``hector doctor``'s)."""
@@ -119,10 +119,11 @@ class KeepProcessor(SpanProcessor):
 
     def _exported(self, span: Recorded, reason: str | None) -> ReadableSpan:
         """The SDK span to export (a kept trace's root says why it was kept)."""
-        extra = {DECISION: reason} if reason else {}
         if isinstance(span, LightSpan):
-            return span.readable(self.resource, SCOPE, extra)
-        return _marked(span, reason) if reason else span
+            return readable(span, self.resource, SCOPE, {DECISION: reason} if reason else {})
+        if reason is None:  # an SDK span (hector doctor's test span)
+            return span
+        return readable(span, span.resource, span.instrumentation_scope, {DECISION: reason})
 
     def _reason(self, root: Recorded, spans: list[Recorded]) -> str | None:
         if any(s.status.status_code is StatusCode.ERROR for s in spans):
@@ -160,24 +161,6 @@ class KeepProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the batch processor (held traces are not done yet)."""
         return self.inner.force_flush(timeout_millis)
-
-
-def _marked(span: ReadableSpan, reason: str) -> ReadableSpan:  # an SDK span (hector doctor's)
-    """``span`` (a kept trace's root) with the reason it was kept."""
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes={**(span.attributes or {}), DECISION: reason},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
 
 
 def _usage(span: Recorded) -> tuple[str, str, int, int]:
