@@ -20,6 +20,7 @@ from hector_py.config.model import Config, ObservabilityConfig
 from hector_py.llm.base import LLMError, LLMRequest, Message
 from hector_py.llm.factory import build_llm
 from hector_py.llm.remote import RemoteLLM
+from hector_py.observability.recorder import FLAG
 from hector_py.observability.telemetry import Telemetry
 from hector_py.observability.tracing import build_tracing
 
@@ -124,7 +125,8 @@ async def _card(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) 
 async def _tracing(config: Config) -> Check:
     tracing = build_tracing(config.observability.tracing)
     try:
-        tracing.provider.get_tracer("hector.doctor").start_span("hector doctor").end()
+        tracer = tracing.provider.get_tracer("hector.doctor")
+        tracer.start_span("hector doctor", attributes={FLAG: True}).end()  # the recorder keeps it
         await asyncio.to_thread(tracing.provider.force_flush, int(TIMEOUT_S * 1000))
         health = tracing.health()
     finally:
