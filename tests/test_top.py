@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hector_py.cli.top_stats import quantile
+from hector_py.observability.top_stats import quantile
 from tests.conftest import Server, clean_env, hector
 
 KEY = "top-key-0123456789"

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import aiohttp
     from rich.console import Group
 
-    from hector_py.cli.top_stats import Snapshot
+    from hector_py.observability.top_stats import Snapshot
 
 MAX_RUNS_SHOWN = 15
 
@@ -84,7 +84,7 @@ async def _watch(
     import aiohttp
     from rich.live import Live
 
-    from hector_py.cli.top_stats import snapshot
+    from hector_py.observability.top_stats import snapshot
 
     async with aiohttp.ClientSession() as http:
         before, at = await _scrape(http, metrics, headers), time.monotonic()
