@@ -89,7 +89,8 @@ def _texts(parts: list[dict[str, Any]]) -> str:
 
 
 def _state(status: dict[str, Any]) -> str:
-    return str(status.get("state", "")).removeprefix("TASK_STATE_").lower()
+    """A task state in either dialect as one name (``input_required``, ``completed``...)."""
+    return str(status.get("state", "")).removeprefix("TASK_STATE_").lower().replace("-", "_")
 
 
 def _outcome(task: dict[str, Any]) -> CallResult:

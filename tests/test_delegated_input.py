@@ -28,8 +28,9 @@ COORDINATOR = """\
 llms: {{default: {{provider: demo, stream_delay: 0}}}}
 remote_agents:
   pricing: {{url: "{url}/agents/specialist"}}
+  legacy: {{url: "{url}/agents/specialist", protocol: "0.3"}}
 agents:
-  assistant: {{tools: ["a2a:pricing"]}}
+  assistant: {{tools: ["a2a:pricing", "a2a:legacy"]}}
 """
 LOCAL = """\
 llms: {default: {provider: demo, stream_delay: 0}}
@@ -108,6 +109,12 @@ def test_a_remote_question_reaches_the_top_caller_and_the_answer_goes_down(
     paused = send(coordinator, 'use pricing {"message": "calculate 1+1"}')["result"]["task"]
     denied = send(coordinator, "no", taskId=paused["id"])["result"]["task"]
     assert text_of(denied) == "The tool returned: The tool returned: error: denied by user"
+
+    # the same through the v0.3 dialect (its state is spelled input-required)
+    old = send(coordinator, 'use legacy {"message": "calculate 2*21"}')["result"]["task"]
+    assert old["status"]["state"] == "TASK_STATE_INPUT_REQUIRED", old
+    done = send(coordinator, "yes", taskId=old["id"])["result"]["task"]
+    assert text_of(done) == "The tool returned: The tool returned: 42"
 
 
 def test_a_local_question_survives_a_restart_and_bad_answers_are_refused(
