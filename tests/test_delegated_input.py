@@ -110,6 +110,15 @@ def test_a_remote_question_reaches_the_top_caller_and_the_answer_goes_down(
     denied = send(coordinator, "no", taskId=paused["id"])["result"]["task"]
     assert text_of(denied) == "The tool returned: The tool returned: error: denied by user"
 
+    # canceling the top task while it waits cancels the remote task it waits on
+    waiting = send(coordinator, 'use pricing {"message": "calculate 3*3"}')["result"]["task"]
+    url = f"{coordinator.url}/agents/assistant"
+    canceled = rpc(url, "CancelTask", {"id": waiting["id"]}, version="1.0")["result"]
+    assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
+    below = rpc(f"{specialist.url}/agents/specialist", "ListTasks", {}, version="1.0")
+    states = [t["status"]["state"] for t in below["result"]["tasks"]]
+    assert states[0] == "TASK_STATE_CANCELED", states  # the newest: the one that waited
+
     # the same through the v0.3 dialect (its state is spelled input-required)
     old = send(coordinator, 'use legacy {"message": "calculate 2*21"}')["result"]["task"]
     assert old["status"]["state"] == "TASK_STATE_INPUT_REQUIRED", old

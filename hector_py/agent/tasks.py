@@ -220,6 +220,14 @@ class TaskManager:
         execution.runner.cancel()
         return await execution.wait()
 
+    async def cancel_waiting(self, task: Task) -> Task:
+        """Cancel a task that waits for input (no process runs it)."""
+        task.pending, task.state = None, TaskState.CANCELED
+        await self.store.save_task(task)
+        if self.on_change is not None:
+            self.on_change(task)
+        return task
+
     async def shutdown(self, timeout: float) -> None:
         """Let running tasks and ``/v1`` runs (every held run slot) finish for ``timeout``
         seconds, then fail the tasks and cancel the rest."""

@@ -101,6 +101,10 @@ class DelegateTool(Delegation):
         resume = approval.resume(pending, decisions, text)
         return await self._run(parent, pending["text"], [], resume)
 
+    async def abandon(self, state: dict[str, Any]) -> None:
+        """The run waiting on this sub-agent was given up: so is the sub-agent's wait."""
+        await abandon(self.agent, state["pending"])
+
     async def _run(
         self,
         parent: RunContext | None,
@@ -139,3 +143,15 @@ class DelegateTool(Delegation):
             while len(self._conversations) > SESSIONS:
                 self._conversations.popitem(last=False)
         return answer
+
+
+async def abandon(agent: Agent, pending: dict[str, Any]) -> None:
+    """A paused run of ``agent`` is given up: the sub-agent it waits on, if any, is let go
+    (a remote task is canceled; a local sub-agent's own wait is given up the same way)."""
+    forward = pending.get("forward")
+    if not forward:
+        return
+    name = next((c["name"] for c in pending["calls"] if c["id"] == forward["call"]), None)
+    leave = getattr(agent.tools.get(name or ""), "abandon", None)
+    if leave is not None:
+        await leave(forward["state"])

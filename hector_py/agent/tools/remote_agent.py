@@ -96,6 +96,11 @@ class RemoteAgentTool(Delegation):
         parent = await self.delegating_run()
         return await self._send(parent, text, state["context"] or None, state["task"])
 
+    async def abandon(self, state: dict[str, Any]) -> None:
+        """The run waiting on the remote task was given up: the remote task is canceled."""
+        if state.get("task"):
+            await self._cancel(state["task"])
+
     async def _send(
         self, parent: RunContext | None, text: str, context: str | None, task: str | None = None
     ) -> str:

@@ -20,6 +20,7 @@ from hector_py.agent.guardrails import GuardrailBlocked
 from hector_py.agent.ratelimit import RateLimited
 from hector_py.agent.stores import ChatTurn, Task, TaskQuery, TaskState, new_id
 from hector_py.agent.tasks import Execution, TaskBusy
+from hector_py.agent.tools.delegate import abandon
 from hector_py.server.a2a import push
 from hector_py.server.a2a.card import auth_enabled, extended_agent_card
 from hector_py.server.a2a.errors import (
@@ -170,9 +171,14 @@ async def get_task(call: Call) -> Result:
 
 
 async def cancel_task(call: Call) -> Result:
-    """``CancelTask`` / ``tasks/cancel``: stop a running task; finished ones cannot be."""
+    """``CancelTask`` / ``tasks/cancel``: stop a running task, or one waiting for input
+    (and the sub-agent it waits on); finished ones cannot be."""
     task = await find_task(call, identifier(call.params, "id"))
     canceled = await call.state.tasks.cancel(task.id)
+    if canceled is None and task.state == TaskState.INPUT_REQUIRED:
+        if task.pending is not None:
+            await abandon(call.agent, task.pending)
+        canceled = await call.state.tasks.cancel_waiting(task)
     if canceled is None:
         state = call.dialect.state(task.state)
         raise RpcError(TASK_NOT_CANCELABLE, f"task '{task.id}' is {state}")
