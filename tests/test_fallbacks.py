@@ -5,6 +5,7 @@ primary's circuit opens and it is skipped, as ``/health`` and the metrics show."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,38 @@ def test_tool_conversation_falls_back_to_anthropic_then_the_circuit_opens(
         == calls
     )
     assert httpx.get(f"{server.url}/health/ready", timeout=5).status_code == 200
+
+
+def test_a_half_open_fallback_keeps_its_trial_while_the_primary_answers() -> None:
+    """A fallback's half-open trial is claimed only by a call that goes to it: while the
+    primary answers, the fallback stays ready for its one trial (it was stuck before)."""
+    from hector_py.agent.calls import ModelCaller, Step, UsageMeter
+    from hector_py.config.llm import CircuitBreakerConfig
+    from hector_py.config.model import ObservabilityConfig
+    from hector_py.llm.base import LLMRequest, Message
+    from hector_py.llm.breaker import Breaker, Model
+    from hector_py.llm.demo import DemoLLM
+    from hector_py.observability.telemetry import Telemetry
+
+    now = [0.0]
+    config = CircuitBreakerConfig(failure_threshold=1, cooldown_seconds=1)
+    breaker = Breaker("backup", config, clock=lambda: now[0])
+    breaker.failure("timeout")  # open
+    now[0] = 5.0  # the cooldown is over: one trial is due
+    caller = ModelCaller(
+        "assistant",
+        [Model("primary", DemoLLM(stream_delay=0)), Model("backup", DemoLLM(), breaker)],
+        Telemetry(ObservabilityConfig()),
+        10_000,
+    )
+
+    async def ask() -> str:
+        step = Step()
+        request = LLMRequest(messages=(Message("user", "hi"),))
+        async for _ in caller.call(request, step, stream=False, hold=False, meter=UsageMeter()):
+            pass
+        return "".join(step.text)
+
+    for _ in range(3):
+        assert asyncio.run(ask()).startswith('You said: "hi"')
+    assert breaker.allow()  # the trial is still the backup's to take

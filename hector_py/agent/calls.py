@@ -83,14 +83,20 @@ class ModelCaller:
         self, request: LLMRequest, step: Step, *, stream: bool, hold: bool, meter: UsageMeter
     ) -> AsyncGenerator[str, None]:
         """Fill ``step``; yield the text as it comes (not when ``hold``)."""
-        ready = [m for m in self.models if m.breaker is None or m.breaker.allow()]
-        ready = ready or [self.models[-1]]  # every circuit open: the last model still tries
+        # which models may answer; each claims its half-open trial only when it is tried
+        ready = [m for m in self.models if m.breaker is None or m.breaker.open_to_calls()]
+        forced = not ready  # every circuit open: the last model still tries
+        ready = ready or [self.models[-1]]
         chars = step.chars
         guess = estimate("".join(m.content for m in request.messages))
         for index, model in enumerate(ready):
             sent = False
             limiter = self.limiters.get(model.name)
             used, admitted = meter.total, False
+            if not forced and model.breaker is not None and not model.breaker.allow():
+                if index == len(ready) - 1:  # another call took its trial meanwhile
+                    raise LLMError(f"{model.name}: its circuit is open", retryable=True)
+                continue
             try:
                 if limiter is not None:
                     await limiter.admit(guess, f"model '{model.name}'")
@@ -101,6 +107,8 @@ class ModelCaller:
                         yield text
             except RateLimited as exc:
                 self.telemetry.rate_limited(exc.kind)
+                if model.breaker is not None:
+                    model.breaker.untried()
                 if index == len(ready) - 1:
                     raise
                 log.warning("model %s: %s; trying %s", model.name, exc, ready[index + 1].name)

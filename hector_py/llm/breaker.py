@@ -43,16 +43,26 @@ class Breaker:
         self._expire(self.clock())
         return self._state
 
-    def allow(self) -> bool:
-        """Whether a call may go to the model now (after the cooldown: one trial at a time)."""
-        now = self.clock()
+    def open_to_calls(self) -> bool:
+        """Whether ``allow`` would let a call through now (claiming nothing)."""
         if self._opened_at is None:
             return True
-        if self._trial or now - self._opened_at < self.config.cooldown_seconds:
+        return not self._trial and self.clock() - self._opened_at >= self.config.cooldown_seconds
+
+    def allow(self) -> bool:
+        """Whether a call may go to the model now (after the cooldown: one trial at a time,
+        claimed by this call)."""
+        if not self.open_to_calls():
             return False
-        self._trial = True
-        self._set("degraded")
+        if self._opened_at is not None:
+            self._trial = True
+            self._set("degraded")
         return True
+
+    def untried(self) -> None:
+        """A call ``allow`` let through was not made (a rate limit held it back): a
+        pending trial is open to the next call again."""
+        self._trial = False
 
     def success(self) -> None:
         """A call succeeded: the circuit closes."""
