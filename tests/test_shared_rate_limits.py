@@ -6,10 +6,16 @@ one real PostgreSQL share each tenant's and each model's buckets (the 6th reques
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import Server, rpc, start_server, v03_message
 from tests.postgres_server import Postgres, new_schema
@@ -98,3 +104,48 @@ def test_a_model_over_its_limit_hands_over_to_its_fallback(serve: Any, tmp_path:
     )["result"]
     assert task["status"]["state"] == "failed"
     assert "reached for model 'lonely'" in task["status"]["message"]["parts"][0]["text"]
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (.ci/run installs Debian's)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, "redis-server exited"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_limits_hold_across_replicas_through_redis(redis_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "hector.yaml"
+    config.write_text(
+        "llms: {default: {provider: demo, stream_delay: 0}}\n"
+        f"server:\n  auth:\n    api_keys: [{{key: {KEY}, tenant: acme}}]\n"
+        f"rate_limits:\n  backend: '{redis_url}'\n  tenants: {{acme: {{requests_per_minute: 5}}}}\n"
+    )
+    a = start_server(tmp_path, "-c", str(config))  # memory stores: only Redis is shared
+    b = start_server(tmp_path, "-c", str(config))
+    try:
+        codes = [chat(server, key=KEY).status_code for server in (a, b, a, b, a, b)]
+        assert codes == [200] * 5 + [429], codes
+        refused = chat(a, key=KEY)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    finally:
+        assert a.stop() == 0 and b.stop() == 0

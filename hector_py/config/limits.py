@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from hector_py.config.base import Strict
 
@@ -23,3 +23,9 @@ class RateLimitsConfig(Strict):
     tenants: dict[str, RateLimit] = Field(
         default_factory=dict, description="Limits of named tenants (instead of per_tenant)."
     )
+    backend: SecretStr | None = Field(
+        None,
+        description="redis://host:port/db: every limit's buckets in Redis, shared by all"
+        " replicas (default: the postgres store's database, else each process's memory).",
+    )
+    redis_prefix: str = Field("hector:rate:", min_length=1, description="Redis key prefix.")

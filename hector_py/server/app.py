@@ -13,7 +13,8 @@ from hector_py.agent.admission import Admission
 from hector_py.agent.budgets import Budgets
 from hector_py.agent.guardrails import Guardrail, Guardrails
 from hector_py.agent.notifications import Notifier
-from hector_py.agent.ratelimit import LocalBuckets, TenantLimits, model_limiter
+from hector_py.agent.ratelimit import Buckets, LocalBuckets, TenantLimits, model_limiter
+from hector_py.agent.redis_buckets import RedisBuckets
 from hector_py.agent.runner import Agent
 from hector_py.agent.stores import StoreHealth, Task, open_store
 from hector_py.agent.stores.fleet import join_fleet
@@ -242,7 +243,14 @@ async def build_app(
             if isinstance(tool, Delegation):
                 tool.budget = budgets.refusal
     inner = store.inner if isinstance(store, TracedStore) else store
-    buckets = PgBuckets(inner) if isinstance(inner, PostgresStore) else LocalBuckets()
+    redis = config.rate_limits.backend
+    buckets: Buckets = (
+        RedisBuckets(redis.get_secret_value(), config.rate_limits.redis_prefix)
+        if redis is not None
+        else PgBuckets(inner)
+        if isinstance(inner, PostgresStore)
+        else LocalBuckets()
+    )
     rate_limits = TenantLimits(config.rate_limits, buckets)
     for agent in agents.values():
         agent.caller.limiters = {
@@ -334,6 +342,8 @@ async def build_app(
         await registry.close()  # stops MCP stdio children
         await session.close()
         await state.store.close()
+        if isinstance(buckets, RedisBuckets):
+            await buckets.close()
         if knowledge is not None:
             await knowledge.close()
         await telemetry.shutdown(TRACE_FLUSH_TIMEOUT_S)
