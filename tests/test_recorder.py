@@ -140,3 +140,34 @@ def test_costlier_than_dollars_is_kept(
             assert [r.attributes["hector.trace.kept"] for r in roots] == ["costly"], spans
             metrics = scrape(f"{server.url}/metrics")
             assert metrics.value("hector_traces_dropped_total") == 1
+
+
+def test_the_recorder_stays_bounded_over_10000_runs() -> None:
+    """10,000 runs whose roots never end (a crash mid-run, say) and 10,000 that do: the
+    recorder holds at most ``max_traces`` traces and ``max_spans_per_trace`` spans each."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
+    from hector_py.config.observability import KeepConfig
+    from hector_py.observability.light import LightTracer
+    from hector_py.observability.recorder import KeepProcessor
+
+    class Null:
+        def on_end(self, span: object) -> None: ...
+
+    config = KeepConfig(enabled=True, max_traces=100, max_spans_per_trace=10)
+    keeper = KeepProcessor(Null(), config, 0.0)  # type: ignore[arg-type]
+    decisions: list[str | None] = []
+    keeper.on_decision = decisions.append
+    tracer = LightTracer(keeper.on_end)
+    for run in range(10_000):
+        root = tracer.start_span("root")
+        token = otel_context.attach(trace.set_span_in_context(root))
+        for _ in range(20):
+            tracer.start_span("child").end()
+        otel_context.detach(token)
+        if run % 2:
+            root.end()
+    assert len(keeper._traces) <= 100
+    assert all(len(spans) <= 10 for spans in keeper._traces.values())
+    assert len(decisions) >= 10_000 - 100  # ended ones decided, the rest evicted as dropped

@@ -110,3 +110,16 @@ def test_quantiles_from_cumulative_buckets() -> None:
     assert quantile(0.5, buckets) == pytest.approx(0.1 + 0.4 * (40 / 80))
     assert quantile(0.95, buckets) == pytest.approx(0.5 + 0.5 * 0.5)
     assert quantile(0.5, [(float("inf"), 0.0)]) != quantile(0.5, [(float("inf"), 0.0)])  # nan
+
+
+def test_top_against_workers(serve: Any, tmp_path: Path) -> None:
+    """--workers 2: the merged metrics give the whole server's rate."""
+    config = tmp_path / "workers.yaml"
+    config.write_text(CONFIG + f"storage: {{type: sqlite, path: '{tmp_path / 'hector.db'}'}}\n")
+    server: Server = serve("-c", str(config), "--workers", "2")
+    with Load(server):
+        time.sleep(0.5)
+        shown = hector("top", "--url", server.url, "--api-key", KEY, "--once", "--interval", "1")
+    assert shown.returncode == 0, shown.stderr
+    rate = float(re.search(r"req/s (\d+\.\d)", shown.stdout).group(1))  # type: ignore[union-attr]
+    assert rate > 0, shown.stdout
