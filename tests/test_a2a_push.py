@@ -162,7 +162,9 @@ def test_push_configs_round_trip_and_every_state_change_is_delivered(
 
 
 def test_a_v03_config_hears_the_task_with_its_credentials(serve: Any, tmp_path: Path) -> None:
-    (tmp_path / "hector.yaml").write_text(CONFIG)
+    memory = CONFIG.replace("storage: {type: sqlite, path: hector.db}\n", "")
+    assert memory != CONFIG
+    (tmp_path / "hector.yaml").write_text(memory)  # the memory store's own quick path
     server: Server = serve("-c", str(tmp_path / "hector.yaml"))
     url = f"{server.url}/agents/assistant"
     with WebhookReceiver() as receiver:

@@ -107,6 +107,10 @@ class MemoryStore:
         about to start, too: forgotten with its task)."""
         self._push.setdefault(task_id, {})[config["id"]] = config
 
+    def has_push_configs(self, task_id: str) -> bool:
+        """Whether a task has push configs (no ``await``: one process holds them all)."""
+        return bool(self._push.get(task_id))
+
     async def push_configs(self, tenant: str, task_id: str) -> list[dict[str, Any]]:
         """The push-notification configs of ``tenant``'s task, oldest first."""
         if await self.get_task(tenant, task_id) is None:

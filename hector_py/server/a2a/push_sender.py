@@ -56,6 +56,9 @@ class PushSender:
         """Queue the notifications of ``task``'s new state (a snapshot of it, taken now)."""
         if not self._config.enabled:
             return
+        quick = getattr(self._store, "has_push_configs", None)  # the memory store answers now
+        if quick is not None and not quick(task.id):
+            return
         snapshot = Task.from_json(task.to_json())
         previous = self._last.get(task.id)
         round_ = asyncio.create_task(self._round(previous, snapshot))
