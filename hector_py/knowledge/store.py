@@ -305,7 +305,11 @@ class DocumentStore:
             force_polling=polling,
             poll_delay_ms=WATCH_DEBOUNCE_MS,
         ):
-            report = await asyncio.to_thread(self.refresh)
+            try:
+                report = await asyncio.to_thread(self.refresh)
+            except Exception as exc:  # e.g. the index's database is down: the next change
+                log.warning("document store %s: refresh failed: %s", self.name, exc)
+                continue
             await self.embed_pending()
             log.info(
                 "document store %s: %d added, %d updated, %d removed",
