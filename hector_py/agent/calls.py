@@ -88,7 +88,7 @@ class ModelCaller:
         forced = not ready  # every circuit open: the last model still tries
         ready = ready or [self.models[-1]]
         chars = step.chars
-        guess = estimate("".join(m.content for m in request.messages))
+        guess = estimate("".join(m.content for m in request.messages)) if self.limiters else 0
         for index, model in enumerate(ready):
             sent = False
             limiter = self.limiters.get(model.name)

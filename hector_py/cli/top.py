@@ -58,8 +58,13 @@ async def _get(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -
 
 async def _scrape(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
     status, text = await _get(http, url, headers)
+    hints = {
+        401: " (pass --api-key)",
+        404: " (are the metrics off? start the server with --observe or --metrics, or pass"
+        " --metrics-url)",
+    }
     if status != 200:
-        fail(f"{url} answered HTTP {status}" + (" (pass --api-key)" if status == 401 else ""))
+        fail(f"{url} answered HTTP {status}{hints.get(status, '')}")
     return text
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from typing import Any
 
@@ -20,7 +21,7 @@ from hector_py.agent.approval import ApprovalRequired
 from hector_py.agent.budgets import BudgetExceeded
 from hector_py.agent.calls import AgentError, UsageMeter
 from hector_py.agent.ratelimit import Limiter, RateLimited, estimate
-from hector_py.agent.runner import Agent, FinalReply, TextDelta
+from hector_py.agent.runner import Agent, FinalReply, RunEvent, TextDelta
 from hector_py.agent.stores import new_id
 from hector_py.llm.base import LLMError, Message, OutputSchema, Usage, accepted_types
 from hector_py.llm.http import stream_started
@@ -171,16 +172,7 @@ async def _reply(
     """Run ``agent`` and answer in one piece, in OpenAI's shape."""
     final = None
     try:
-        async with aclosing(
-            agent.run(
-                history,
-                prompt.content,
-                files=prompt.attachments,
-                meter=meter,
-                output=output,
-                tenant=request_tenant(request),
-            )
-        ) as events:
+        async with aclosing(_run(request, agent, history, prompt, meter, output)) as events:
             async for event in events:
                 if isinstance(event, FinalReply):
                     final = event
@@ -286,15 +278,7 @@ async def _stream(
     token = stream_started.set(chunks.start)
     try:
         async with aclosing(
-            agent.run(
-                history,
-                prompt.content,
-                files=prompt.attachments,
-                stream=True,
-                meter=meter,
-                output=output,
-                tenant=request_tenant(request),
-            )
+            _run(request, agent, history, prompt, meter, output, stream=True)
         ) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -325,6 +309,28 @@ async def _stream(
         stream_started.reset(token)
     assert chunks.response is not None  # a run ends with FinalReply or raises
     return chunks.response
+
+
+def _run(
+    request: web.Request,
+    agent: Agent,
+    history: list[Message],
+    prompt: Message,
+    meter: UsageMeter,
+    output: OutputSchema | None,
+    *,
+    stream: bool = False,
+) -> AsyncGenerator[RunEvent, None]:
+    """The caller's run of ``agent`` on ``prompt``, as its tenant."""
+    return agent.run(
+        history,
+        prompt.content,
+        files=prompt.attachments,
+        stream=stream,
+        meter=meter,
+        output=output,
+        tenant=request_tenant(request),
+    )
 
 
 def _failure(exc: LLMError | AgentError | RateLimited) -> ApiError:
