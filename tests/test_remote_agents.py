@@ -130,23 +130,20 @@ def test_a_remote_agent_answers_as_a_tool(serve: Any, tmp_path: Path, reference:
         assert ghost["status"]["state"] == "completed"
         assert "error: remote agent ghost:" in ghost["artifacts"][0]["parts"][0]["text"]
 
-        spans = receiver.wait_for(
-            lambda got: (
-                sum(s.name == "invoke_agent specialist" for s in got) >= 2
-                and any(s.name == "execute_tool pricing" for s in got)
-            ),
-            what="both servers' spans",
-        )
-        tool = next(s for s in spans if s.name == "execute_tool pricing")
-        client = next(  # the delegation: a CLIENT span named after the remote agent
-            s for s in spans if s.trace_id == tool.trace_id and s.parent_span_id == tool.span_id
-        )
+        def chain(got: list[Any]) -> tuple[Any, Any, Any] | None:
+            """The first ``execute_tool pricing`` span, the delegation's CLIENT span under
+            it and the specialist's server span under that, once all arrived (each server
+            exports on its own schedule)."""
+            tool = next((s for s in got if s.name == "execute_tool pricing"), None)
+            client = tool and next((s for s in got if s.parent_span_id == tool.span_id), None)
+            server = client and next((s for s in got if s.parent_span_id == client.span_id), None)
+            return (tool, client, server) if server else None
+
+        spans = receiver.wait_for(lambda got: chain(got) is not None, what="both servers' spans")
+        tool, client, server_span = chain(spans)  # type: ignore[misc]
         assert client.name == "invoke_agent specialist" and client.kind == "CLIENT"
         assert client.attributes["server.address"] == "127.0.0.1"
         assert client.attributes["server.port"] == int(specialist.url.rsplit(":", 1)[1])
-        server_span = next(
-            s for s in spans if s.trace_id == tool.trace_id and s.parent_span_id == client.span_id
-        )
         assert server_span.name.startswith("POST /agents/")  # the specialist's, in one trace
         assert any(
             s.name == "invoke_agent specialist" and s.trace_id == tool.trace_id for s in spans
