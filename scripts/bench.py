@@ -77,8 +77,9 @@ class Settings:
 
 
 # wrk takes whole seconds
-SAMPLED_RATE = 1.0  # the "sampled" server: --observe exporting every trace (the recorder
-# keeps 10 % of ordinary traces when sampling_rate is unset, the "observe" server)
+SAMPLED_RATE = 1.0  # the "sampled" server: --observe exporting every trace (with
+# sampling_rate unset, the "observe" server, the recorder keeps up to 10 ordinary traces a
+# second besides the failed, slow and costly ones)
 SAMPLING_ENV = "HECTOR_OBSERVABILITY__TRACING__SAMPLING_RATE"
 
 QUICK = Settings(
@@ -553,7 +554,6 @@ observability:
   tracing:
     enabled: {tracing}
     endpoint: "{tracing_endpoint}"
-    sampling_rate: 1.0
 logging:
   level: info
 """

@@ -18,7 +18,7 @@ tools:
   broken: {type: mcp, command: /nonexistent/mcp-server}
 storage: {type: postgres, dsn: "postgresql://u:p@127.0.0.1:9/db"}
 observability:
-  tracing:  # with the flight recorder (10 % of ordinary traces): the test span is flagged
+  tracing:  # with the flight recorder (10 ordinary traces a second): the test span is flagged
     {enabled: true, protocol: http, endpoint: "127.0.0.1:9", timeout: 2, keep: {enabled: true}}
 agents:
   assistant: {tools: [broken]}

@@ -103,20 +103,46 @@ def test_slower_than_the_recent_p99_is_kept(
 
 
 def test_observe_turns_the_recorder_on(serve: Any) -> None:
-    """--observe: the recorder keeps what matters and 10 % of the rest (sampling_rate
-    unset)."""
+    """--observe: the recorder keeps what matters and up to 10 other traces a second
+    (``sampling_rate`` unset), none by ratio."""
     server: Server = serve("--observe")
     body = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}
+    started = time.monotonic()
     for _ in range(40):
         assert httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=10).is_success
+    seconds = time.monotonic() - started
     flagged = {"X-Hector-Trace": "keep"}
     answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=flagged)
     assert answer.is_success
     metrics = scrape(f"{server.url}/metrics")
     assert metrics.value("hector_traces_kept_total", reason="flagged") == 1
-    sampled = metrics.value("hector_traces_kept_total", reason="sampled")
-    assert sampled + metrics.value("hector_traces_dropped_total") == 40
-    assert sampled < 20  # about 4 in 40 (by trace id), never most
+    assert metrics.value("hector_traces_kept_total", reason="sampled") == 0
+    rate = metrics.value("hector_traces_kept_total", reason="rate")
+    assert rate + metrics.value("hector_traces_dropped_total") == 40
+    assert 10 <= rate <= 10 * (int(seconds) + 1)  # the first ten of each second
+
+
+def test_ordinary_per_second_bounds_the_ordinary_traces_kept(
+    openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``ordinary_per_second: 2`` beside ``sampling_rate: 0``: the first two ordinary traces
+    of each second are exported whole, with the reason ``rate``; the rest are dropped."""
+    with OTLPHttpReceiver() as receiver:
+        config = config_for(openai_fake, receiver, "ordinary_per_second: 2")
+        with configured_server(tmp_path_factory, "recorder-rate", config) as server:
+            started = time.monotonic()
+            assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(30))
+            seconds = time.monotonic() - started
+            receiver.wait_for(lambda got: sum(s.name == ROOT for s in got) >= 2, what="2 traces")
+            time.sleep(1.0)  # anything else would have arrived by now
+            roots = [s for s in receiver.spans if s.name == ROOT]
+            assert 2 <= len(roots) <= 2 * (int(seconds) + 1), (len(roots), seconds)
+            assert {r.attributes["hector.trace.kept"] for r in roots} == {"rate"}
+            chats = [s for s in receiver.spans if s.name == "chat gpt-fake"]
+            assert len(chats) == len(roots)
+            metrics = scrape(f"{server.url}/metrics")
+            assert metrics.value("hector_traces_kept_total", reason="rate") == len(roots)
+            assert metrics.value("hector_traces_dropped_total") == 30 - len(roots)
 
 
 def test_costlier_than_dollars_is_kept(

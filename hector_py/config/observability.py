@@ -40,8 +40,8 @@ class MetricsConfig(Strict):
     otlp: OtlpMetricsConfig = Field(default_factory=OtlpMetricsConfig)
 
 
-KEEP_SAMPLING_RATE = 0.1
-"""The share of ordinary traces the flight recorder keeps when ``sampling_rate`` is unset."""
+KEEP_PER_SECOND = 10.0
+"""Ordinary traces the flight recorder keeps a second when ``sampling_rate`` is unset."""
 
 
 class KeepConfig(Strict):
@@ -51,6 +51,13 @@ class KeepConfig(Strict):
         False,
         description="Record every trace, keep (export) the failed, slow, costly, flagged and"
         " head-sampled ones (sampling_rate), drop the rest before encoding.",
+    )
+    ordinary_per_second: float | None = Field(
+        None,
+        ge=0,
+        description="Also keep up to this many ordinary traces a second (first come): a quiet"
+        " server shows every trace, a busy one exports a bounded number. Default: 10 when"
+        " sampling_rate is unset, else 0.",
     )
     slower_than: float | Literal["p99"] | None = Field(
         "p99",
@@ -98,10 +105,15 @@ class TracingConfig(Strict):
 
     @model_validator(mode="after")
     def _recorder_samples_less(self) -> TracingConfig:
-        """With the flight recorder on, ordinary traces are kept at 10 % unless
-        ``sampling_rate`` says otherwise (failed, slow, costly and flagged ones always)."""
-        if self.keep.enabled and "sampling_rate" not in self.model_fields_set:
-            object.__setattr__(self, "sampling_rate", KEEP_SAMPLING_RATE)
+        """With the flight recorder on and ``sampling_rate`` unset, ordinary traces are kept
+        up to ``KEEP_PER_SECOND`` a second, none by ratio (failed, slow, costly and flagged
+        ones always); a ``sampling_rate`` that is set is exact unless
+        ``ordinary_per_second`` is set too."""
+        keep = self.keep
+        if keep.enabled and "sampling_rate" not in self.model_fields_set:
+            object.__setattr__(self, "sampling_rate", 0.0)
+            if keep.ordinary_per_second is None:
+                object.__setattr__(keep, "ordinary_per_second", KEEP_PER_SECOND)
         return self
 
 

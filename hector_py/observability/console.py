@@ -10,6 +10,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 
 from hector_py.observability.logs import JsonFormatter, record_fields
@@ -124,37 +125,42 @@ class ConsoleSpans(SpanProcessor):
 
 class ConsoleLogs(logging.Handler):
     """The last log lines (JSON, redacted) of each of the last traces, by trace id. A
-    record is kept as it is, with its context, and formatted only when the console reads
-    it: most traces are never looked at."""
+    record is kept as it is, with its context taken when it was logged, and formatted only
+    when the console reads it: most traces are never looked at."""
 
     def __init__(self, max_traces: int, redact: Redactor) -> None:
         super().__init__()
         self.setFormatter(_BoundFormatter(redact))
         self.max_traces = max_traces
-        self._lines: OrderedDict[str, deque[logging.LogRecord]] = OrderedDict()
+        self._lines: OrderedDict[str, deque[tuple[logging.LogRecord, dict[str, Any]]]] = (
+            OrderedDict()
+        )
         self._lines_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         """File a record that carries a trace id (with its context, taken now)."""
-        fields = record_fields(record)
-        trace_id = fields.get("trace_id")
-        if not trace_id:
+        if not trace.get_current_span().get_span_context().is_valid:
             return
-        line = logging.makeLogRecord(vars(record))
-        line.hector_fields = fields
+        fields = record_fields(record)
+        trace_id = fields["trace_id"]
         with self._lines_lock:
             lines = self._lines.get(trace_id)
             if lines is None:
                 lines = self._lines[trace_id] = deque(maxlen=LINES_PER_TRACE)
                 while len(self._lines) > self.max_traces:
                     self._lines.popitem(last=False)
-            lines.append(line)
+            lines.append((record, fields))
 
     def of(self, trace_id: str) -> list[Any]:
         """The lines of one trace, as the JSON log format writes them, oldest first."""
         with self._lines_lock:
-            records = list(self._lines.get(trace_id, ()))
-        return [orjson.loads(self.format(record)) for record in records]
+            held = list(self._lines.get(trace_id, ()))
+        lines = []
+        for record, fields in held:
+            line = logging.makeLogRecord(vars(record))
+            line.hector_fields = fields
+            lines.append(orjson.loads(self.format(line)))
+        return lines
 
 
 class _BoundFormatter(JsonFormatter):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from contextlib import suppress
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,12 +40,7 @@ def server_attributes(
     attributes: dict[str, Any] = {"url.scheme": scheme}
     host = headers.get("Host")
     if host:
-        parts = urlsplit(f"//{host}")
-        if parts.hostname:
-            attributes["server.address"] = parts.hostname
-        with suppress(ValueError):
-            if parts.port is not None:
-                attributes["server.port"] = parts.port
+        attributes.update(_host_attributes(host))
     if client:
         attributes["client.address"] = client
     agent = headers.get("User-Agent")
@@ -52,6 +48,19 @@ def server_attributes(
         attributes["user_agent.original"] = agent
     if headers.get("X-Hector-Trace", "").strip().lower() == "keep":  # the flight recorder
         attributes["hector.trace.keep"] = True
+    return attributes
+
+
+@lru_cache(maxsize=256)
+def _host_attributes(host: str) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of a ``Host`` header (few distinct ones)."""
+    attributes: dict[str, Any] = {}
+    parts = urlsplit(f"//{host}")
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+    with suppress(ValueError):
+        if parts.port is not None:
+            attributes["server.port"] = parts.port
     return attributes
 
 

@@ -219,7 +219,7 @@ class Metrics:
         self.traces_kept = counter(
             "traces_kept_total",
             "Traces the flight recorder kept, by reason: error, flagged, slow, costly, caller,"
-            " sampled",
+            " sampled, rate",
             ("reason",),
         )
         self.traces_dropped = counter(

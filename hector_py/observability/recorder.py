@@ -4,8 +4,9 @@ Every span is recorded (the sampler samples all) and held per trace until the tr
 local root ends; then the trace is kept, and handed to the SDK's own batch processor and
 exporter, when it failed, was slower than ``slower_than`` (seconds, or ``p99``: the 99th
 percentile of the last ``WINDOW`` traces), cost more than ``costlier_than`` tokens, was
-flagged (``X-Hector-Trace: keep``), continues a sampled caller's trace, or falls in the
-head-sampling ratio; otherwise it is dropped before any OTLP encoding. A kept trace's root
+flagged (``X-Hector-Trace: keep``), continues a sampled caller's trace, falls in the
+head-sampling ratio, or is among the first ``ordinary_per_second`` ordinary traces of its
+second; otherwise it is dropped before any OTLP encoding. A kept trace's root
 span says why in ``hector.trace.kept``. Bounded: at most ``max_traces`` traces in flight
 (the oldest is dropped) and ``max_spans_per_trace`` spans each."""
 
@@ -67,6 +68,29 @@ class Percentile:
             self.value = ordered[int(len(ordered) * 0.99)]
 
 
+class PerSecond:
+    """Says yes to the first ``rate`` callers of each second (for a rate below one, to the
+    first caller of each ``1 / rate`` seconds)."""
+
+    def __init__(self, rate: float) -> None:
+        self.window = max(1.0, 1.0 / rate) if rate > 0 else 0.0
+        self.allowed = rate * self.window
+        self._start = -self.window
+        self._taken = 0
+
+    def take(self) -> bool:
+        """One more in this window, if there is room."""
+        if not self.allowed:
+            return False
+        now = time.monotonic()
+        if now - self._start >= self.window:
+            self._start, self._taken = now, 0
+        if self._taken < self.allowed:
+            self._taken += 1
+            return True
+        return False
+
+
 class KeepProcessor(SpanProcessor):
     """Holds each trace's spans and keeps or drops the trace when its root ends."""
 
@@ -88,6 +112,7 @@ class KeepProcessor(SpanProcessor):
         self._traces: OrderedDict[int, list[Recorded]] = OrderedDict()
         self._lock = threading.Lock()
         self._p99 = Percentile()
+        self._rate = PerSecond(config.ordinary_per_second or 0.0)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do until spans end."""
@@ -152,7 +177,8 @@ class KeepProcessor(SpanProcessor):
         context = root.get_span_context()
         if context is not None and (context.trace_id & ((1 << 64) - 1)) < self.bound:
             return "sampled"
-        return None
+        with self._lock:
+            return "rate" if self._rate.take() else None
 
     def shutdown(self) -> None:
         """Shut the batch processor down."""

@@ -224,7 +224,9 @@ async def inject_traceparent(
 
 def links_to(ids: str | None) -> list[Link]:
     """A span link to ``trace_id-span_id`` (``RunScope.span_ids``), if given and valid."""
-    trace_hex, _, span_hex = (ids or "").partition("-")
+    if not ids:
+        return []
+    trace_hex, _, span_hex = ids.partition("-")
     try:
         context = SpanContext(
             int(trace_hex, 16), int(span_hex, 16), is_remote=True, trace_flags=TraceFlags(1)
