@@ -222,6 +222,7 @@ def main() -> None:
                     "enabled": with_tracing,
                     "endpoint": "127.0.0.1:9",
                     "sampling_rate": rate,
+                    "export_process": False,  # the null exporter above, in process
                     "keep": {"enabled": keep, "slower_than": None, "costlier_than": None},
                 },
             }

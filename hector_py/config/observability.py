@@ -101,6 +101,11 @@ class TracingConfig(Strict):
     compression: Literal["gzip", "none"] = "gzip"
     timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
     environment: str | None = Field(None, description="deployment.environment resource value.")
+    export_process: bool = Field(
+        True,
+        description="Encode and send spans from a child process, so exporting never takes the"
+        " server's CPU (false: on a thread of the server).",
+    )
     keep: KeepConfig = Field(default_factory=KeepConfig)
 
     @model_validator(mode="after")

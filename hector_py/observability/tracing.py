@@ -36,6 +36,12 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from hector_py import __version__
 from hector_py.config.model import TracingConfig
+from hector_py.observability.export_process import (
+    NOISY_LOGGERS,
+    ExportProcessError,
+    HashedResource,
+    ProcessExporter,
+)
 from hector_py.observability.exporters import (
     Target,
     build_exporter,
@@ -47,8 +53,6 @@ from hector_py.observability.recorder import KeepProcessor
 log = logging.getLogger("hector.tracing")
 
 MAX_QUEUE_SIZE = 2048
-# The exporters log every failed attempt; we report export health once, ourselves.
-_NOISY_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk.trace.export")
 
 
 class ReportingExporter(SpanExporter):
@@ -66,6 +70,8 @@ class ReportingExporter(SpanExporter):
         try:
             result = self._inner.export(spans)
             error = None if result is SpanExportResult.SUCCESS else "export failed"
+        except ExportProcessError as exc:  # the export process's own words
+            result, error = SpanExportResult.FAILURE, str(exc)
         except Exception as exc:  # an exporter must never break the batch thread
             result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -90,18 +96,6 @@ class ReportingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-class _HashedResource(Resource):
-    """A resource that hashes once. The OTLP encoder groups spans by resource, hashing it
-    for every span, and ``Resource.__hash__`` serialises every attribute to JSON."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource.attributes, resource.schema_url)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
 def build_resource(config: TracingConfig, environ: Mapping[str, str]) -> Resource:
     """``service.name``/``version``, ``deployment.environment.name``, ``host.name`` and
     ``OTEL_RESOURCE_ATTRIBUTES``; explicit hector config wins over the env."""
@@ -114,7 +108,7 @@ def build_resource(config: TracingConfig, environ: Mapping[str, str]) -> Resourc
         attributes["service.version"] = config.service_version or __version__
     if config.environment:
         attributes["deployment.environment.name"] = config.environment
-    return _HashedResource(Resource.create(attributes))
+    return HashedResource(Resource.create(attributes))
 
 
 def build_sampler(config: TracingConfig, environ: Mapping[str, str]) -> Sampler:
@@ -178,7 +172,7 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
     """Provider with ``ParentBased(TraceIdRatioBased(rate))`` and a bounded batch processor."""
     environ = os.environ if environ is None else environ
     target = resolve_target(config, environ)
-    for name in _NOISY_LOGGERS:
+    for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     keep = config.keep.enabled
     provider = TracerProvider(
@@ -186,7 +180,13 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
         # the flight recorder records every trace and decides at its end
         sampler=ParentBased(ALWAYS_ON) if keep else build_sampler(config, environ),
     )
-    exporter = ReportingExporter(build_exporter(target, config, environ), target)
+    in_child = config.export_process and target.protocol != "stdout"
+    inner = (
+        ProcessExporter(target, config, environ)
+        if in_child
+        else build_exporter(target, config, environ)
+    )
+    exporter = ReportingExporter(inner, target)
     batch = BatchSpanProcessor(
         exporter,
         max_queue_size=MAX_QUEUE_SIZE,
