@@ -90,8 +90,10 @@ class PgIndex(VectorSearch):
             while not self._run(conn.fetchval(lock, key)) and not cancelled():
                 time.sleep(LOCK_POLL_S)
             yield
-        finally:  # asyncpg's reset of a released connection lets go of its advisory locks
-            self._run(self._pool.release(conn))
+        finally:  # asyncpg resets a released connection (its advisory locks go), or
+            # closes it when it cannot (they go with the session): the lock is let go
+            with contextlib.suppress(StoreUnavailable):
+                self._run(self._pool.release(conn))
 
     def documents(self) -> dict[str, Indexed]:
         """Every indexed file of this store by path."""
