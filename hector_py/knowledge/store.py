@@ -286,9 +286,10 @@ class DocumentStore:
         return fuse([lexical, near])[:top_k]
 
     async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
-        """Refresh whenever an included file is added, changed or removed, until ``stop``;
-        ``polling`` checks the files every ``WATCH_DEBOUNCE_MS`` instead of asking the OS
-        (when inotify is out of watches, or does not see a mounted folder's changes)."""
+        """Refresh whenever an included file is added, changed or removed (and every
+        ``RETRY_S`` after a refresh failed), until ``stop``; ``polling`` checks the files
+        every ``WATCH_DEBOUNCE_MS`` instead of asking the OS (when inotify is out of
+        watches, or does not see a mounted folder's changes)."""
         source, root = self.config.source, self.root.resolve()
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change else
 
