@@ -79,6 +79,19 @@ class IndexConfig(Strict):
         description="postgres: the schema (default: storage.schema).",
     )
 
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> IndexConfig:
+        for kind, names in (("sqlite", ("path",)), ("postgres", ("dsn", "schema_name"))):
+            wrong = [name for name in names if name in self.model_fields_set]
+            if self.type != kind and wrong:
+                fields = ", ".join("schema" if name == "schema_name" else name for name in wrong)
+                raise PydanticCustomError(
+                    "index_config",
+                    "{fields}: only for type: {kind}",
+                    {"fields": fields, "kind": kind},
+                )
+        return self
+
 
 class EmbedderConfig(Strict):
     """Vectors for hybrid search, from an ``llms:`` entry's endpoint (its base URL, key,

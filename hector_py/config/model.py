@@ -141,6 +141,7 @@ class Config(Strict):
                 values.append(agent.trigger.secret)
         if self.storage.dsn is not None:
             values.append(self.storage.dsn)
+        values += [s.index.dsn for s in self.document_stores.values() if s.index.dsn]
         return [value.get_secret_value() for value in values]
 
     def reference_problems(self) -> list[tuple[tuple[str, ...], str]]:

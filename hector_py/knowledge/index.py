@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +126,11 @@ class SqliteIndex(VectorSearch):
         with self._write_lock:
             rows = self._writer.execute("SELECT path, mtime_ns, size, sha256 FROM documents")
             return {path: Indexed(mtime, size, digest) for path, mtime, size, digest in rows}
+
+    @contextmanager
+    def exclusive(self, cancelled: Callable[[], bool]) -> Iterator[None]:
+        """Nothing to hold: each process refreshes the file for itself (see PgIndex's)."""
+        yield
 
     @contextmanager
     def _change(self) -> Iterator[sqlite3.Connection]:

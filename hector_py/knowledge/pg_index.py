@@ -1,8 +1,11 @@
 """The PostgreSQL index of a document store (``index: {type: postgres}``): chunks with a
 generated ``tsvector`` (title, heading and text weighted A, B, D) under a GIN index,
 ranked by ``ts_rank_cd``; vectors as ``real[]``, searched in memory like the SQLite
-index's. Every replica on the database shares one index: a file is written under an
-advisory lock on its path and skipped when the same content (hash) is there already.
+index's. Every replica on the database shares one index: a refresh holds an advisory lock
+on the store (so one replica reads and parses a file version, the others then find it
+indexed), and a file is written under an advisory lock on its path and skipped when the
+same content (hash) is there already. A database that cannot be reached raises
+``StoreUnavailable``; the pool reconnects by itself once it is back.
 
 The index keeps the SQLite index's blocking interface (the document store calls it from
 worker threads): its asyncpg pool runs on an event loop of its own, in its own thread.
@@ -11,20 +14,24 @@ worker threads): its asyncpg pool runs on an event loop of its own, in its own t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
+from hector_py.agent.stores.availability import StoreUnavailable
 from hector_py.agent.stores.pg_schema import migrate
+from hector_py.agent.stores.postgres import UNREACHABLE, connect, reason
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.index import Indexed, query_terms
 from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 60.0
+LOCK_POLL_S = 0.2  # how often a replica waiting to refresh the store asks for its lock
 MATRIX_TTL_S = 30.0
 """Vectors other replicas added show within this long (this one's at once)."""
 CHUNK_ROW = "d.path, c.locator, c.title, c.heading, c.text"
@@ -42,6 +49,7 @@ class PgIndex(VectorSearch):
 
     def __init__(self, store: str, dsn: str, schema: str) -> None:
         self.store = store
+        self._lock_key = f"{schema}:{store}"  # advisory locks span the database's schemas
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"index-{store}-pg", daemon=True
@@ -55,7 +63,10 @@ class PgIndex(VectorSearch):
             raise
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result(CALL_TIMEOUT_S)
+        try:
+            return asyncio.run_coroutine_threadsafe(work, self._loop).result(CALL_TIMEOUT_S)
+        except UNREACHABLE as exc:
+            raise StoreUnavailable(reason(exc)) from None
 
     def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def fetch() -> list[asyncpg.Record]:
@@ -63,6 +74,26 @@ class PgIndex(VectorSearch):
                 return list(await conn.fetch(sql, *args))
 
         return self._run(fetch())
+
+    @contextlib.contextmanager
+    def exclusive(self, cancelled: Callable[[], bool]) -> Iterator[None]:
+        """Refresh the store alone: hold its advisory lock (a session lock, so a replica
+        that dies lets go), waiting while another replica refreshes; no lock once
+        ``cancelled()`` (the store is closing and will write nothing)."""
+
+        async def acquire() -> asyncpg.pool.PoolConnectionProxy:
+            return await self._pool.acquire()
+
+        conn = self._run(acquire())
+        try:
+            lock, key = "SELECT pg_try_advisory_lock(hashtext($1))", f"kb-refresh:{self._lock_key}"
+            while not self._run(conn.fetchval(lock, key)) and not cancelled():
+                time.sleep(LOCK_POLL_S)
+            yield
+        finally:  # asyncpg resets a released connection (its advisory locks go), or
+            # closes it when it cannot (they go with the session): the lock is let go
+            with contextlib.suppress(StoreUnavailable):
+                self._run(self._pool.release(conn))
 
     def documents(self) -> dict[str, Indexed]:
         """Every indexed file of this store by path."""
@@ -92,7 +123,7 @@ class PgIndex(VectorSearch):
         async def put() -> None:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"kb:{self.store}:{path}"
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"kb-file:{self._lock_key}:{path}"
                 )
                 there = await conn.fetchval(
                     "SELECT sha256 FROM kb_documents WHERE store = $1 AND path = $2",
@@ -220,7 +251,7 @@ class PgIndex(VectorSearch):
 
 async def _open(dsn: str, schema: str) -> asyncpg.Pool:
     """A small pool on ``schema``, migrated first (the same migrations as the store's)."""
-    conn = await asyncpg.connect(dsn, timeout=10)
+    conn = await connect(dsn)
     try:
         await migrate(conn, schema)
     finally:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from hector_py.agent.stores.availability import StoreUnavailable
+from hector_py.agent.tools.registry import ToolError
 from hector_py.config.knowledge import DocumentStoreConfig
 from hector_py.config.storage import StorageConfig
 from hector_py.knowledge.hybrid import Embeds, fuse
@@ -190,5 +192,9 @@ class SearchKnowledgeTool:
         """The best chunks for ``query``, each with its source."""
         query = arguments["query"]
         top_k = min(max(int(arguments.get("top_k", self.top_k)), 1), 50)
-        hits = await self.knowledge.search(self.stores, query, top_k)
+        try:
+            hits = await self.knowledge.search(self.stores, query, top_k)
+        except StoreUnavailable as exc:  # the model hears the gist, the log the reason
+            log.warning("%s failed: %s", SEARCH_TOOL, exc)
+            raise ToolError("the document index is unavailable; try again later") from None
         return render(hits) if hits else f"No passage matches {query!r}."

@@ -26,6 +26,8 @@ from pathlib import Path
 import asyncpg
 import watchfiles
 
+from hector_py.agent.stores.availability import StoreUnavailable
+from hector_py.agent.stores.pg_schema import SchemaTooNew
 from hector_py.config.knowledge import DirectorySource, DocumentStoreConfig
 from hector_py.config.loader import ConfigError, Problem
 from hector_py.config.model import ObservabilityConfig, StorageConfig
@@ -40,6 +42,7 @@ from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.knowledge")
 WATCH_DEBOUNCE_MS = 300
+RETRY_S = 5  # a watched store whose refresh failed tries again this often
 CANDIDATES = 4  # with an embedder, each ranking offers top_k * CANDIDATES to the fusion
 MAX_PENDING_WRITES = 8  # parsed files waiting for the writer (bounds memory)
 
@@ -83,9 +86,9 @@ def open_index(
             raise ConfigError([Problem(f"document_stores.{name}.index.dsn", "required", "config")])
         try:
             return PgIndex(name, dsn.get_secret_value(), schema)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            why = f"cannot reach the database: {type(exc).__name__}"
-            raise ConfigError([Problem(f"document_stores.{name}.index", why, "config")]) from None
+        except (StoreUnavailable, SchemaTooNew, asyncpg.PostgresError) as exc:
+            where = f"document_stores.{name}.index"
+            raise ConfigError([Problem(where, f"cannot open the index: {exc}", "config")]) from None
     path = config.index_path(name)
     try:
         return SqliteIndex(path)
@@ -132,7 +135,7 @@ class DocumentStore:
 
     def refresh(self) -> Report:
         """Bring the index in line with the directory (blocking: run it in a thread)."""
-        with self._lock:
+        with self._lock, self.index.exclusive(lambda: self._closing):
             try:
                 report = self._refresh()
             finally:
@@ -283,9 +286,10 @@ class DocumentStore:
         return fuse([lexical, near])[:top_k]
 
     async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
-        """Refresh whenever an included file is added, changed or removed, until ``stop``;
-        ``polling`` checks the files every ``WATCH_DEBOUNCE_MS`` instead of asking the OS
-        (when inotify is out of watches, or does not see a mounted folder's changes)."""
+        """Refresh whenever an included file is added, changed or removed (and every
+        ``RETRY_S`` after a refresh failed), until ``stop``; ``polling`` checks the files
+        every ``WATCH_DEBOUNCE_MS`` instead of asking the OS (when inotify is out of
+        watches, or does not see a mounted folder's changes)."""
         source, root = self.config.source, self.root.resolve()
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change else
 
@@ -296,7 +300,8 @@ class DocumentStore:
                 return False
             return included(source, relative)
 
-        async for _ in watchfiles.awatch(
+        failed = False  # the last refresh failed: try again without waiting for a change
+        async for changes in watchfiles.awatch(
             root,
             watch_filter=relevant,
             stop_event=stop,
@@ -304,12 +309,24 @@ class DocumentStore:
             recursive=True,
             force_polling=polling,
             poll_delay_ms=WATCH_DEBOUNCE_MS,
+            rust_timeout=RETRY_S * 1000,
+            yield_on_timeout=True,  # no change within RETRY_S: an empty set
         ):
+            if not (changes or failed):
+                continue
             try:
                 report = await asyncio.to_thread(self.refresh)
-            except Exception as exc:  # e.g. the index's database is down: the next change
-                log.warning("document store %s: refresh failed: %s", self.name, exc)
+            except Exception as exc:  # e.g. the index's database is down
+                if not failed:
+                    log.warning(
+                        "document store %s: refresh failed, retrying every %d s: %s",
+                        self.name,
+                        RETRY_S,
+                        exc,
+                    )
+                failed = True
                 continue
+            failed = False
             await self.embed_pending()
             log.info(
                 "document store %s: %d added, %d updated, %d removed",

@@ -59,7 +59,8 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     so asyncpg's default reset query would only add a round trip to every operation."""
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """What went wrong, in one line (the exception's type and message)."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -70,9 +71,9 @@ async def connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
     except UNREACHABLE as exc:
-        raise StoreUnavailable(_reason(exc)) from None
+        raise StoreUnavailable(reason(exc)) from None
     except asyncpg.PostgresError as exc:  # bad password, unknown database, ...
-        raise StoreUnavailable(_reason(exc)) from None
+        raise StoreUnavailable(reason(exc)) from None
 
 
 class PostgresStore:
@@ -105,7 +106,7 @@ class PostgresStore:
                 server_settings={"search_path": schema, "application_name": "hector"},
             )
         except UNREACHABLE as exc:
-            raise StoreUnavailable(_reason(exc)) from None
+            raise StoreUnavailable(reason(exc)) from None
         store = cls(pool, owner, health)
         store._probe = asyncio.create_task(store._watch())
         return store
@@ -117,8 +118,8 @@ class PostgresStore:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 yield conn
         except UNREACHABLE as exc:
-            self.health.failed(_reason(exc))
-            raise StoreUnavailable(_reason(exc)) from None
+            self.health.failed(reason(exc))
+            raise StoreUnavailable(reason(exc)) from None
 
     def connection(
         self,
