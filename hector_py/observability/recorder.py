@@ -12,6 +12,7 @@ span says why in ``hector.trace.kept``. Bounded: at most ``max_traces`` traces i
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import OrderedDict, deque
@@ -48,24 +49,28 @@ class Percentile:
     """The 99th percentile of recent root durations (ns), recomputed now and then."""
 
     def __init__(self) -> None:
-        self._recent: deque[tuple[float, int]] = deque(maxlen=WINDOW)
+        self._times: deque[float] = deque(maxlen=WINDOW)
+        self._durations: deque[int] = deque(maxlen=WINDOW)
         self._since = 0
         self.value: int | None = None
 
     def add(self, duration: int) -> None:
         """Count one root's duration."""
         now = time.monotonic()
-        self._recent.append((now, duration))
+        self._times.append(now)
+        self._durations.append(duration)
         self._since += 1
         if self._since >= RECOMPUTE_EVERY or self.value is None:
             self._since = 0
-            while self._recent and now - self._recent[0][0] > WINDOW_S:
-                self._recent.popleft()
-            if len(self._recent) < MIN_SAMPLES:
+            while self._times and now - self._times[0] > WINDOW_S:
+                self._times.popleft()
+                self._durations.popleft()
+            count = len(self._durations)
+            if count < MIN_SAMPLES:
                 self.value = None
                 return
-            ordered = sorted(duration for _, duration in self._recent)
-            self.value = ordered[int(len(ordered) * 0.99)]
+            above = count - int(count * 0.99)  # the p99 is the above-th largest
+            self.value = heapq.nlargest(above, self._durations)[-1]
 
 
 class PerSecond:
