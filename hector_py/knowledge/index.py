@@ -7,6 +7,7 @@ readers (searches, one connection per thread) share the file in WAL mode.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
@@ -174,10 +175,13 @@ class SqliteIndex(VectorSearch):
                 (path, indexed.mtime_ns, indexed.size, indexed.sha256, title),
             )
             document = cursor.lastrowid
-            db.executemany(
+            # One statement for all the chunks (as JSON), not one per chunk: the writer
+            # waits for the GIL after each statement while the refresh thread parses.
+            db.execute(
                 "INSERT INTO chunks (document, title, heading, locator, text)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(document, title, c.heading, c.locator, c.text) for c in chunks],
+                " SELECT ?, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+                " json_extract(value, '$[2]') FROM json_each(?)",
+                (document, title, json.dumps([(c.heading, c.locator, c.text) for c in chunks])),
             )
             db.execute(
                 "INSERT INTO chunks_fts (rowid, title, heading, text)"
