@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import logging
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,26 @@ def test_refresh_is_incremental(tmp_path: Path) -> None:
     reopened = store_for(tmp_path)  # the index is a file: a restart starts from it
     assert reopened.refresh().unchanged == 3
     reopened.close()
+
+
+def test_an_index_written_with_the_old_insert_trigger_stays_consistent(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs")
+    store = store_for(tmp_path)
+    store.refresh()
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "index.db")) as db, db:  # as earlier versions
+        db.execute(
+            "CREATE TRIGGER chunks_added AFTER INSERT ON chunks BEGIN"
+            " INSERT INTO chunks_fts(rowid, title, heading, text)"
+            " VALUES (new.id, new.title, new.heading, new.text); END"
+        )
+    (tmp_path / "docs" / "notes.txt").write_text("The tea kettle is on floor three.\n")
+    reopened = store_for(tmp_path)
+    assert reopened.refresh().updated == 1
+    assert search(reopened, "kettle") == ["notes.txt (line 1)"]  # indexed once
+    reopened.close()
+    with closing(sqlite3.connect(tmp_path / "index.db")) as db:  # external content matches
+        db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def test_include_and_exclude(tmp_path: Path) -> None:

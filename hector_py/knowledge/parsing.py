@@ -67,7 +67,7 @@ def parse(path: str, data: bytes) -> Document:
 
 # --- HTML ---------------------------------------------------------------------------------
 
-_SKIP = ["script", "style", "noscript", "template", "nav", "header", "footer", "svg", "form"]
+_SKIP = "script, style, noscript, template, nav, header, footer, svg, form"  # one CSS pass
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _BLOCKS = frozenset(
     {
@@ -109,12 +109,15 @@ def _html(data: bytes, fallback_title: str) -> Document:
     root = tree.css_first("[role=main]") or tree.css_first("main") or tree.body
     if root is None:
         return Document(title or fallback_title, [])
-    root.strip_tags(_SKIP)
+    for skipped in root.css(_SKIP):
+        skipped.decompose(recursive=False)
     blocks: list[Block] = []
     heading, anchor = title, ""
     pieces: list[str] = []
 
     def flush() -> None:
+        if not pieces:
+            return
         text = _clean("".join(pieces))
         if text and text != heading:  # a heading's own text is the blocks' heading
             blocks.append(Block(heading, f"#{anchor}" if anchor else "", text))
@@ -129,7 +132,7 @@ def _html(data: bytes, fallback_title: str) -> Document:
         if tag not in _BLOCKS:
             continue
         flush()
-        ident = node.attributes.get("id") if tag in _ANCHORED else None
+        ident = node.id if tag in _ANCHORED else None
         if ident:
             anchor = ident
         if tag in _HEADINGS:
