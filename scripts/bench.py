@@ -917,13 +917,14 @@ class Bench:
             cmd += ["--gil", "--threads", "-f", "raw", "-o", str(raw)]
             spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
-            self.load.run(target, 32, seconds + 1, 0)
+            run = self.load.run(target, 32, seconds + 1, 0)
             spy.wait(30)
             from bench_profile import load, summarise
 
+            cpu_us = run.extra.get("cpu_us_per_request")
             out[target.label] = {
                 "command": _shell(cmd),
-                "summary": summarise(load(raw), 20, None),
+                "summary": summarise(load(raw), 20, None, cpu_us),
             }
             print(f"  profiled {target.label} -> {raw}")
         self.results["profiles"] = out

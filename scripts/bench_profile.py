@@ -3,8 +3,11 @@
     py-spy record -p PID -d 10 -r 200 --threads -f raw -o prof.txt
     python scripts/bench_profile.py prof.txt [--top 25] [--thread MainThread]
 
-Prints the share of samples per thread, then the functions with the largest inclusive
-share (time spent in them or anything they called) and the largest self share.
+Prints the share of samples per thread, the share of each part of the telemetry (each
+sample goes to the part of its innermost frame that belongs to one; with ``--cpu-us``, the
+server's CPU per request, also as microseconds per request), then the functions with the
+largest inclusive share (time spent in them or anything they called) and the largest
+self share.
 """
 
 from __future__ import annotations
@@ -17,6 +20,25 @@ from pathlib import Path
 _ENTRY = re.compile(
     r"\((typer/|asyncio/runners\.py|threading\.py|hector\)|hector_py/cli/)"
     r"|^(BaseEventLoop\.(run_forever|run_until_complete|_run_once)|Handle\._run|<module>) "
+)
+COMPONENTS = (  # (part, what its frames contain), the first match wins
+    (
+        "export (batch processor, encoding)",
+        ("export_process.py", "exporter/", "grpc/", "_shared_internal/", "trace/export/"),
+    ),
+    (
+        "metrics (prometheus_client)",
+        (
+            "prometheus_client/",
+            "observability/metrics.py",
+            "observability/counters.py",
+            "record_llm_metrics",
+        ),
+    ),
+    ("run console (held logs, spans, runs)", ("observability/console.py", "agent/board.py")),
+    ("logging (access line, log context)", ("logging/", "observability/logs.py")),
+    ("trace context propagation", ("inject_traceparent", "propagat")),
+    ("spans and the flight recorder", ("observability/", "opentelemetry/")),
 )
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -43,7 +65,34 @@ def load(path: Path) -> list[tuple[list[str], int]]:
     return stacks
 
 
-def summarise(stacks: list[tuple[list[str], int]], top: int, thread: str | None) -> str:
+def _part(frames: list[str]) -> str:
+    """The innermost telemetry part on the stack; serving work it wraps (aiohttp sending a
+    request inside the ``traceparent`` middleware) is not the telemetry's."""
+    for frame in reversed(frames):
+        for name, marks in COMPONENTS:
+            if any(mark in frame for mark in marks):
+                return name
+        if "aiohttp/" in frame:
+            break
+    return "the rest (serving)"
+
+
+def components(stacks: list[tuple[list[str], int]], total: int, cpu_us: float | None) -> list[str]:
+    """The telemetry's parts: each sample goes to the part of its innermost frame in one."""
+    parts: Counter[str] = Counter()
+    for frames, count in stacks:
+        parts[_part(frames)] += count
+    unit = " | µs per request" if cpu_us else ""
+    out = ["", f"| part | share of samples{unit} |", "|---|---|" + ("---|" if cpu_us else "")]
+    for name, count in parts.most_common():
+        per_request = f" | {count / total * cpu_us:.0f}" if cpu_us else ""
+        out.append(f"| {name} | {count / total:.1%}{per_request} |")
+    return out
+
+
+def summarise(
+    stacks: list[tuple[list[str], int]], top: int, thread: str | None, cpu_us: float | None = None
+) -> str:
     out = []
     threads: Counter[str] = Counter()
     for frames, count in stacks:
@@ -55,6 +104,7 @@ def summarise(stacks: list[tuple[list[str], int]], top: int, thread: str | None)
     out.append("|---|---|")
     for name, count in threads.most_common(8):
         out.append(f"| {name} | {count / total:.1%} |")
+    out += components(stacks, total, cpu_us)
     if thread:
         stacks = [(f, c) for f, c in stacks if thread in f[0]]
     inclusive: Counter[str] = Counter()
@@ -86,8 +136,9 @@ def main() -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--thread", default=None, help="only stacks of this thread")
+    parser.add_argument("--cpu-us", type=float, default=None, help="server CPU per request")
     args = parser.parse_args()
-    print(summarise(load(args.file), args.top, args.thread))
+    print(summarise(load(args.file), args.top, args.thread, args.cpu_us))
 
 
 if __name__ == "__main__":

@@ -117,3 +117,22 @@ def test_the_console_needs_the_api_key_and_is_off_by_default(serve: Any, tmp_pat
 
     plain: Server = serve()
     assert httpx.get(plain.url + "/console", timeout=5).status_code == 404
+
+
+def test_a_trace_over_max_trace_kb_is_cut(serve: Any, tmp_path: Path) -> None:
+    """Captured payloads past ``max_trace_kb`` (4): the trace is held with the spans that fit
+    and says it is ``cut``; a small one is whole."""
+    config = CONFIG.replace("max_traces: 5}", "max_traces: 5, max_trace_kb: 4}").replace(
+        '"127.0.0.1:9"}', '"127.0.0.1:9", capture_payloads: true}'
+    )
+    (tmp_path / "hector.yaml").write_text(config.replace("stream_delay: 0.2", "stream_delay: 0"))
+    server: Server = serve("-c", str(tmp_path / "hector.yaml"))
+    assert chat(server, "hi").is_success
+    assert chat(server, "long " * 1200).is_success  # 6 KB in, echoed back: over 4 KB
+    traces = httpx.get(f"{server.url}/console/api/runs", timeout=5).json()["traces"]
+    long, short = traces[0], traces[1]  # newest first
+    assert (short["cut"], long["cut"]) == (False, True), traces
+    whole = httpx.get(f"{server.url}/console/api/traces/{short['trace_id']}", timeout=5).json()
+    assert len(whole["spans"]) == short["spans"] >= 3
+    part = httpx.get(f"{server.url}/console/api/traces/{long['trace_id']}", timeout=5).json()
+    assert len(part["spans"]) == long["spans"] < short["spans"]

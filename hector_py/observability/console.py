@@ -56,14 +56,24 @@ def _span_json(span: ReadableSpan, redact: Redactor) -> dict[str, Any]:
     }
 
 
+def _size(span: ReadableSpan) -> int:
+    """About how many bytes ``span`` takes as JSON (its strings, plus a fixed part)."""
+    size = 256 + 128 * len(span.events)
+    for value in (span.attributes or {}).values():
+        size += min(len(value), MAX_ATTRIBUTE_CHARS) if isinstance(value, str) else 16
+    return size
+
+
 class ConsoleSpans(SpanProcessor):
-    """Collects the spans of each exported trace; keeps the last ``max_traces``."""
+    """Collects the spans of each exported trace; keeps the last ``max_traces``. Spans
+    are held as they are and turned into JSON (redacted) only when the console reads
+    them: most traces are never looked at."""
 
     def __init__(self, max_traces: int, max_trace_kb: int, redact: Redactor) -> None:
         self.max_bytes = max_trace_kb * 1024
         self.redact = redact
         self.traces: deque[dict[str, Any]] = deque(maxlen=max_traces)
-        self._open: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._sizes: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -72,13 +82,12 @@ class ConsoleSpans(SpanProcessor):
         context = span.get_span_context()
         if context is None:
             return
-        data = _span_json(span, self.redact)
-        size = len(orjson.dumps(data))
+        size = _size(span)
         with self._lock:
             held = self._open.setdefault(context.trace_id, [])
             total = self._sizes.get(context.trace_id, 0)
             if total + size <= self.max_bytes:  # past the cut the trace says it is cut
-                held.append(data)
+                held.append(span)
                 self._sizes[context.trace_id] = total + size
             else:
                 self._sizes[context.trace_id] = self.max_bytes + 1
@@ -88,13 +97,14 @@ class ConsoleSpans(SpanProcessor):
             if span.parent is None or span.parent.is_remote:
                 spans = self._open.pop(context.trace_id)
                 cut = self._sizes.pop(context.trace_id, 0) > self.max_bytes
+                start, end = span.start_time or 0, span.end_time or 0
                 self.traces.append(
                     {
                         "trace_id": format(context.trace_id, "032x"),
                         "root": span.name,
-                        "start": data["start"],
-                        "duration_ms": data["duration_ms"],
-                        "status": data["status"],
+                        "start": start / 1e9,
+                        "duration_ms": round((end - start) / 1e6, 3),
+                        "status": span.status.status_code.name,
                         "kept": (span.attributes or {}).get("hector.trace.kept"),
                         "cut": cut,
                         "spans": spans,
@@ -111,9 +121,12 @@ class ConsoleSpans(SpanProcessor):
         ]
 
     def find(self, trace_id: str) -> dict[str, Any] | None:
-        """One held trace with its spans, or ``None``."""
+        """One held trace with its spans as JSON, or ``None``."""
         with self._lock:
-            return next((t for t in self.traces if t["trace_id"] == trace_id), None)
+            found = next((t for t in self.traces if t["trace_id"] == trace_id), None)
+        if found is None:
+            return None
+        return found | {"spans": [_span_json(span, self.redact) for span in found["spans"]]}
 
     def shutdown(self) -> None:
         """Nothing to flush."""
