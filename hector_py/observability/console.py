@@ -138,53 +138,36 @@ class ConsoleSpans(SpanProcessor):
 
 class ConsoleLogs(logging.Handler):
     """The last log lines (JSON, redacted) of each of the last traces, by trace id. A
-    record is kept as it is, with its context taken when it was logged, and formatted only
+    record is kept as it is, with the context its logging call had, and formatted only
     when the console reads it: most traces are never looked at."""
 
     def __init__(self, max_traces: int, redact: Redactor) -> None:
         super().__init__()
-        self.setFormatter(_BoundFormatter(redact))
+        self.setFormatter(JsonFormatter(redact))
         self.max_traces = max_traces
-        self._lines: OrderedDict[str, deque[tuple[logging.LogRecord, dict[str, Any]]]] = (
-            OrderedDict()
-        )
+        self._lines: OrderedDict[str, deque[logging.LogRecord]] = OrderedDict()
         self._lines_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """File a record that carries a trace id (with its context, taken now)."""
+        """File a record logged inside a trace."""
         if not trace.get_current_span().get_span_context().is_valid:
             return
-        fields = record_fields(record)
-        trace_id = fields["trace_id"]
+        trace_id = record_fields(record).get("trace_id")
+        if not isinstance(trace_id, str):
+            return
         with self._lines_lock:
             lines = self._lines.get(trace_id)
             if lines is None:
                 lines = self._lines[trace_id] = deque(maxlen=LINES_PER_TRACE)
                 while len(self._lines) > self.max_traces:
                     self._lines.popitem(last=False)
-            lines.append((record, fields))
+            lines.append(record)
 
     def of(self, trace_id: str) -> list[Any]:
         """The lines of one trace, as the JSON log format writes them, oldest first."""
         with self._lines_lock:
-            held = list(self._lines.get(trace_id, ()))
-        lines = []
-        for record, fields in held:
-            line = logging.makeLogRecord(vars(record))
-            line.hector_fields = fields
-            lines.append(orjson.loads(self.format(line)))
-        return lines
-
-
-class _BoundFormatter(JsonFormatter):
-    """The JSON format, with the context a record had when it was logged."""
-
-    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
-        """The fields taken at ``emit``, redacted."""
-        bound = getattr(record, "hector_fields", None)
-        if bound is None:
-            return super().fields(record)
-        return {k: self.clean(v) for k, v in bound.items() if k != "hector_fields"}
+            records = list(self._lines.get(trace_id, ()))
+        return [orjson.loads(self.format(record)) for record in records]
 
 
 def attach(tracing: Tracing, spans: ConsoleSpans) -> None:

@@ -27,10 +27,12 @@ LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+_FIELDS = "_hector_fields"
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",
+    _FIELDS,
 }
 
 
@@ -45,13 +47,19 @@ def bind(**fields: Any) -> Iterator[None]:
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The bound context, the current span's ids and the ``extra=`` fields of one record."""
+    """The bound context, the current span's ids and the ``extra=`` fields of one record,
+    taken once, in the logging call (every handler, and the run console later, see the
+    same)."""
+    cached: dict[str, Any] | None = record.__dict__.get(_FIELDS)
+    if cached is not None:
+        return cached
     fields = dict(_context.get())
     span = trace.get_current_span().get_span_context()
     if span.is_valid:
         fields["trace_id"] = format(span.trace_id, "032x")
         fields["span_id"] = format(span.span_id, "016x")
     fields.update((k, v) for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
+    record.__dict__[_FIELDS] = fields
     return fields
 
 
