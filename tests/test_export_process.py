@@ -1,17 +1,24 @@
 """Spans are encoded and sent by a child process of the server (``tracing.export_process``):
 the OTLP receiver gets the same spans; a child that is killed is started again (and
-said so in the log) without losing the next batches; the child ends with the server."""
+said so in the log) without losing the next batches; one that cannot start says why and
+is not restarted in a loop; the child ends with the server."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, TraceFlags
 
+from hector_py.config.observability import TracingConfig
+from hector_py.observability.export_process import ExportProcessError, ProcessExporter
+from hector_py.observability.exporters import resolve_target
 from tests.conftest import configured_server
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 
@@ -90,7 +97,7 @@ def test_spans_leave_through_a_child_that_comes_back_when_killed(
             assert again != child
             lines = server.log_lines()
             exported = [line for line in lines if "export" in line]
-            assert any("trace export process exited (-9); starting" in x for x in exported)
+            assert any("export process exited (-9); starting it again" in x for x in exported)
             assert not any("is failing" in line for line in exported), exported  # none lost
             health = httpx.get(f"{server.url}/health").json()
             assert health["components"]["tracing"]["status"] == "ok", health
@@ -106,3 +113,34 @@ def test_export_process_false_exports_in_the_server(
             chat(server.url, "one")
             receiver.wait_for(lambda got: any(s.name == ROOT for s in got))
             assert export_children(server.proc.pid) == []
+
+
+def test_a_child_that_cannot_start_is_reported_and_not_restarted_in_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export process that dies before answering (here: a stand-in for a Python that
+    cannot import the exporter) fails the batch with its exit code and last stderr line,
+    and is not started again for every batch."""
+    starts = tmp_path / "starts"
+    broken = tmp_path / "python"
+    broken.write_text(
+        f"#!/bin/sh\necho started >> {starts}\n"
+        "echo 'ModuleNotFoundError: No module named grpc' >&2\nexit 3\n"
+    )
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    config = TracingConfig(enabled=True, protocol="http", endpoint="127.0.0.1:9")
+    exporter = ProcessExporter(resolve_target(config, {}), config, {})
+    span = ReadableSpan(
+        name="s", context=SpanContext(1, 2, False, TraceFlags(1)), start_time=1, end_time=2
+    )
+    try:
+        for _ in range(3):
+            with pytest.raises(ExportProcessError) as failed:
+                exporter.export([span])
+            assert str(failed.value) == (
+                "the export process exited (3): ModuleNotFoundError: No module named grpc"
+            )
+    finally:
+        exporter.shutdown()
+    assert starts.read_text().count("started") == 1  # paused, not a crash loop

@@ -21,8 +21,11 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +44,7 @@ OK, FAILED = "ok", "export failed"
 NOISY_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk.trace.export")
 """The exporters log every failed attempt; export health is reported once, by the server."""
 SHUTDOWN_S = 10.0
+RESTART_PAUSE_S = 30
 
 log = logging.getLogger("hector.tracing")
 
@@ -169,29 +173,60 @@ class ProcessExporter(SpanExporter):
         self._child: subprocess.Popen[bytes] | None = None
         self._resources = _Resources()
         self._closed = False
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed at shutdown)
+        self._answered = False  # the current child has answered a batch
+        self._paused: tuple[float, str] = (0.0, "")  # no start before (monotonic), why
         with self._lock:
             self._running()  # start now: the first batch should not wait for imports
 
     def _running(self) -> subprocess.Popen[bytes]:
+        """The export process, started (again) if need be."""
         child = self._child
         if child is not None:
             if child.poll() is None:
                 return child
-            log.warning("the trace export process exited (%s); starting it again", child.returncode)
+            self._bury(child)
+        until, why = self._paused
+        if time.monotonic() < until:
+            raise ExportProcessError(why)
         source = str(Path(__file__).resolve().parents[2])  # this hector_py, whatever the cwd
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+        self._stderr.seek(0)
+        self._stderr.truncate()
         child = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._stderr,
             env=env,
         )
         assert child.stdin is not None
-        _send(child.stdin, self._setup)
-        self._child = child
+        with suppress(OSError):  # gone already: the first batch finds out why
+            _send(child.stdin, self._setup)
+        self._child, self._answered = child, False
         return child
+
+    def _bury(self, child: subprocess.Popen[bytes]) -> str:
+        """Note that ``child`` is gone, say why (its exit code and last words). One that
+        died before answering any batch (it cannot start) is not started again for
+        ``RESTART_PAUSE_S``: batches fail with its reason meanwhile."""
+        child.kill()
+        child.wait()
+        self._child = None
+        why = f"the export process exited ({child.returncode}){self._last_words()}"
+        if self._answered:
+            log.warning("%s; starting it again", why)
+        else:
+            self._paused = (time.monotonic() + RESTART_PAUSE_S, why)
+            log.warning("%s; starting it again in %d s", why, RESTART_PAUSE_S)
+        return why
+
+    def _last_words(self) -> str:
+        """``: <the last line the dead child wrote to stderr>``, if any."""
+        self._stderr.seek(0)
+        lines = self._stderr.read()[-4096:].decode(errors="replace").strip().splitlines()
+        return f": {lines[-1]}" if lines else ""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Hand ``spans`` to the export process and wait for its answer."""
@@ -207,10 +242,8 @@ class ProcessExporter(SpanExporter):
             except (OSError, ValueError):
                 answer = None
             if answer is None:
-                child.kill()
-                child.wait()
-                self._child = None
-                raise ExportProcessError(f"the export process exited ({child.returncode})")
+                raise ExportProcessError(self._bury(child))
+            self._answered = True
         if answer == OK:
             return SpanExportResult.SUCCESS
         if answer == FAILED:
@@ -223,6 +256,7 @@ class ProcessExporter(SpanExporter):
             self._closed = True
             child, self._child = self._child, None
         if child is None:
+            self._stderr.close()
             return
         assert child.stdin is not None
         try:
@@ -231,6 +265,7 @@ class ProcessExporter(SpanExporter):
         except (OSError, subprocess.TimeoutExpired):
             child.kill()
             child.wait()
+        self._stderr.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Every batch is answered before the next: nothing is held here."""
@@ -239,7 +274,10 @@ class ProcessExporter(SpanExporter):
 
 def main() -> None:
     """The export process: export each batch from stdin, answer on stdout, until EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    # Ctrl-C, or a service manager signalling the whole group, stops the server, which
+    # then closes our stdin: the last batches are exported before we exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     answers, sys.stdout = sys.stdout.buffer, sys.stderr  # nothing else writes to the pipe
     requests = sys.stdin.buffer
     setup = _receive(requests)
