@@ -198,7 +198,8 @@ def rss_kb(pid: int) -> int:
 
 
 def tree_rss_kb(pid: int) -> int:
-    """RSS of ``pid`` and all its descendants (LiteLLM may fork workers)."""
+    """RSS of ``pid`` and all its descendants (LiteLLM may fork workers; a hector with
+    tracing has its export process)."""
     total = rss_kb(pid)
     with contextlib.suppress(OSError):
         for child in Path(f"/proc/{pid}/task").iterdir():
@@ -804,7 +805,7 @@ class Bench:
                 self.slow_upstream(floors["slow"], hectors, peer)
         if peer is not None:
             self.results["litellm_rss_after_kb"] = tree_rss_kb(peer[0].pid)
-        self.results["rss_after_kb"] = {m: rss_kb(p.pid) for m, (p, _) in hectors.items()}
+        self.results["rss_after_kb"] = {m: tree_rss_kb(p.pid) for m, (p, _) in hectors.items()}
         for proc, _ in hectors.values():
             self.procs.stop(proc)
         if peer is not None:
@@ -1127,12 +1128,12 @@ class Bench:
         print(f"\n== memory: idle, then {s.hold_streams} open streams ==")
         proc, url, _ = self.start_hector("hector-memory", "observe", receiver)
         time.sleep(1.0)
-        idle = rss_kb(proc.pid)
+        idle = tree_rss_kb(proc.pid)
         for _ in range(50):
             http_post(url + "/v1/chat/completions", self.bodies["openai"].read_bytes())
             http_post(url + "/agents/bench", self.bodies["a2a"].read_bytes())
         time.sleep(0.5)
-        warm = rss_kb(proc.pid)
+        warm = tree_rss_kb(proc.pid)
         cmd = helper(
             "hold",
             "--url",
@@ -1148,7 +1149,7 @@ class Bench:
         opened = json.loads(holder.line(timeout=120))
         samples = []
         for _ in range(5):
-            samples.append(rss_kb(proc.pid))
+            samples.append(tree_rss_kb(proc.pid))
             time.sleep(0.2)
         loaded = max(samples)
         holder.say("close")

@@ -101,10 +101,11 @@ class TracingConfig(Strict):
     compression: Literal["gzip", "none"] = "gzip"
     timeout: float = Field(10.0, gt=0, description="Seconds one export may take.")
     environment: str | None = Field(None, description="deployment.environment resource value.")
-    export_process: bool = Field(
-        True,
+    export_process: bool | None = Field(
+        None,
         description="Encode and send spans from a child process, so exporting never takes the"
-        " server's CPU (false: on a thread of the server).",
+        " server's CPU (about 60 MB more memory); false: on a thread of the server. Default:"
+        " a child process when sampling_rate is 0.5 or more (most traces exported).",
     )
     keep: KeepConfig = Field(default_factory=KeepConfig)
 

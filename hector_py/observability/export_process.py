@@ -1,4 +1,5 @@
-"""Trace export from a child process (``tracing.export_process``, on by default).
+"""Trace export from a child process (``tracing.export_process``; by default when
+``sampling_rate`` is 0.5 or more).
 
 The SDK's OTLP encoding is Python work: in the serving process it takes the GIL from the
 event loop (at ``sampling_rate: 1.0`` a fifth of a request's CPU, and p99 spikes of 10 ms

@@ -53,6 +53,8 @@ from hector_py.observability.recorder import KeepProcessor
 log = logging.getLogger("hector.tracing")
 
 MAX_QUEUE_SIZE = 2048
+EXPORT_PROCESS_RATE = 0.5
+"""From this sampling rate on, spans leave from a child process unless configured."""
 
 
 class ReportingExporter(SpanExporter):
@@ -180,7 +182,10 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] | None = Non
         # the flight recorder records every trace and decides at its end
         sampler=ParentBased(ALWAYS_ON) if keep else build_sampler(config, environ),
     )
-    in_child = config.export_process and target.protocol != "stdout"
+    export_process = config.export_process
+    if export_process is None:  # worth its memory when most traces leave
+        export_process = config.sampling_rate >= EXPORT_PROCESS_RATE
+    in_child = export_process and target.protocol != "stdout"
     inner = (
         ProcessExporter(target, config, environ)
         if in_child
