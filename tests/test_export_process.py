@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from hector_py.config.observability import TracingConfig
 from hector_py.observability.export_process import ExportProcessError, ProcessExporter
 from hector_py.observability.exporters import resolve_target
-from tests.conftest import configured_server
+from tests.conftest import Server, configured_server
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 
 CONFIG = """\
@@ -28,23 +30,25 @@ observability:
     enabled: true
     protocol: http
     endpoint: "127.0.0.1:{port}"
+    sampling_rate: {rate}
     export_process: {in_child}
 """
 ROOT = "POST /v1/chat/completions"
 
 
+def alive_parent(pid: int | str) -> int | None:
+    """The parent of ``pid`` while it runs; ``None`` once it is gone or a zombie."""
+    try:
+        state, parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if state == "Z" else int(parent)
+
+
 def children(pid: int) -> list[int]:
     """The live processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and stat[0] != "Z":
-                found.append(int(entry.name))
-    return found
+    entries = (e.name for e in Path("/proc").iterdir() if e.name.isdigit())
+    return [int(name) for name in entries if alive_parent(name) == pid]
 
 
 def export_children(pid: int) -> list[int]:
@@ -59,60 +63,66 @@ def export_children(pid: int) -> list[int]:
 def gone(pid: int) -> bool:
     """Whether ``pid`` exits (or is a zombie) within 5 s."""
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            return True
+    while alive_parent(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
 
 
 def chat(url: str, text: str) -> None:
+    """One request in a sampled caller's trace (kept at any sampling rate)."""
     body = {"model": "assistant", "messages": [{"role": "user", "content": text}]}
-    assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15).is_success
+    caller = {"traceparent": f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"}
+    answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=caller, timeout=15)
+    assert answer.is_success
+
+
+@contextmanager
+def traced_server(
+    factory: pytest.TempPathFactory, in_child: str, rate: float = 1.0
+) -> Iterator[tuple[Server, OTLPHttpReceiver]]:
+    """A server tracing to a live receiver, its first request's spans received."""
+    with OTLPHttpReceiver() as receiver:
+        config = CONFIG.format(port=receiver.port, in_child=in_child, rate=rate)
+        with configured_server(factory, "export", config) as server:
+            chat(server.url, "one")
+            receiver.wait_for(lambda got: any(s.name == ROOT for s in got))
+            yield server, receiver
 
 
 def test_spans_leave_through_a_child_that_comes_back_when_killed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    with OTLPHttpReceiver() as receiver:
-        config = CONFIG.format(port=receiver.port, in_child="true")
-        with configured_server(tmp_path_factory, "export-child", config) as server:
-            (child,) = export_children(server.proc.pid)
-            chat(server.url, "one")
-            spans = receiver.wait_for(lambda got: any(s.name == ROOT for s in got))
-            names = {s.name for s in spans}
-            assert "invoke_agent assistant" in names and any(n.startswith("chat ") for n in names)
-            time.sleep(1.0)  # the child has answered for that batch: it is idle when killed
-            os.kill(child, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while child in children(server.proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            chat(server.url, "two")
-            receiver.wait_for(lambda got: sum(s.name == ROOT for s in got) == 2, timeout=10)
-            (again,) = export_children(server.proc.pid)
-            assert again != child
-            lines = server.log_lines()
-            exported = [line for line in lines if "export" in line]
-            assert any("export process exited (-9); starting it again" in x for x in exported)
-            assert not any("is failing" in line for line in exported), exported  # none lost
-            health = httpx.get(f"{server.url}/health").json()
-            assert health["components"]["tracing"]["status"] == "ok", health
-        assert gone(again)  # ended with the server
+    with traced_server(tmp_path_factory, "true") as (server, receiver):
+        (child,) = export_children(server.proc.pid)
+        names = {s.name for s in receiver.spans}
+        assert "invoke_agent assistant" in names and any(n.startswith("chat ") for n in names)
+        time.sleep(1.0)  # the child has answered for that batch: it is idle when killed
+        os.kill(child, signal.SIGKILL)
+        assert gone(child)
+        chat(server.url, "two")
+        receiver.wait_for(lambda got: sum(s.name == ROOT for s in got) == 2, timeout=10)
+        (again,) = export_children(server.proc.pid)
+        assert again != child
+        exported = [line for line in server.log_lines() if "export" in line]
+        assert any("export process exited (-9); starting it again" in x for x in exported)
+        assert not any("is failing" in line for line in exported), exported  # none lost
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["components"]["tracing"]["status"] == "ok", health
+    assert gone(again)  # ended with the server
 
 
-def test_export_process_false_exports_in_the_server(
-    tmp_path_factory: pytest.TempPathFactory,
+@pytest.mark.parametrize(
+    ("in_child", "rate", "children"),
+    [("false", 1.0, 0), ("null", 1.0, 1), ("null", 0.2, 0)],
+)
+def test_where_spans_leave_from(
+    tmp_path_factory: pytest.TempPathFactory, in_child: str, rate: float, children: int
 ) -> None:
-    with OTLPHttpReceiver() as receiver:
-        config = CONFIG.format(port=receiver.port, in_child="false")
-        with configured_server(tmp_path_factory, "export-thread", config) as server:
-            chat(server.url, "one")
-            receiver.wait_for(lambda got: any(s.name == ROOT for s in got))
-            assert export_children(server.proc.pid) == []
+    """``export_process`` says; unset, a child from ``sampling_rate`` 0.5 on."""
+    with traced_server(tmp_path_factory, in_child, rate) as (server, _):
+        assert len(export_children(server.proc.pid)) == children
 
 
 def test_a_child_that_cannot_start_is_reported_and_not_restarted_in_a_loop(

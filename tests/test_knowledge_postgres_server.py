@@ -14,7 +14,13 @@ from tests.conftest import Server, hector
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 from tests.metrics_helpers import scrape
 from tests.postgres_server import Postgres, cluster, new_schema
-from tests.test_knowledge_server import search_reply, wait_ready, wait_until, write_docs
+from tests.test_knowledge_server import (
+    search_reply,
+    wait_ready,
+    wait_until,
+    watch_scenario,
+    write_docs,
+)
 
 CATCH_UP_S = 20.0  # a failed refresh is retried every 5 s (RETRY_S)
 
@@ -66,14 +72,7 @@ def test_two_servers_share_one_index(serve: Any, postgres: Postgres, tmp_path: P
     assert "0 added, 0 updated, 0 removed, 2 unchanged" in offline.stdout, offline.stderr
 
     # the replicas watch the folder: whichever indexes a change, both search it
-    added = docs / "guides" / "oncall.txt"
-    added.write_text("The on-call rota changes every Tuesday.\n")
-    wait_until(lambda: "oncall.txt" in search_reply(b, "rota tuesday"), "added file on B")
-    added.write_text("The on-call rota changes every Friday.\n")
-    wait_until(lambda: "Friday" in search_reply(a, "rota"), "changed file on A")
-    added.unlink()
-    wait_until(lambda: "oncall.txt" not in search_reply(b, "rota"), "deleted file on B")
-    assert "oncall.txt" not in search_reply(a, "rota")
+    watch_scenario(docs, a, b)
     metrics = scrape(a.url + "/metrics")
     assert metrics.value("hector_vectorstore_searches_total", store="handbook") >= 3
     for server in (a, b):

@@ -57,6 +57,20 @@ def search_reply(server: Server, query: str) -> str:
     return ask(server, "use search_knowledge " + json.dumps({"query": query}))
 
 
+def watch_scenario(docs: Path, one: Server, other: Server) -> None:
+    """A file written, changed and deleted under ``docs`` is found, updated and gone within
+    the watch deadline, searching on ``one`` and ``other`` in turn (one server, or two
+    replicas sharing an index)."""
+    added = docs / "guides" / "oncall.txt"
+    added.write_text("The on-call rota changes every Tuesday.\n")
+    wait_until(lambda: "oncall.txt" in search_reply(other, "rota tuesday"), "added file")
+    added.write_text("The on-call rota changes every Friday.\n")
+    wait_until(lambda: "Friday" in search_reply(one, "rota"), "changed file")
+    added.unlink()
+    wait_until(lambda: "oncall.txt" not in search_reply(other, "rota"), "deleted file")
+    assert "oncall.txt" not in search_reply(one, "rota")
+
+
 def wait_until(check: Callable[[], bool], what: str, timeout: float = WATCH_DEADLINE_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -107,13 +121,7 @@ def test_search_tool_cites_is_traced_counted_and_watches(serve: Any, tmp_path: P
     assert metrics.value("hector_tool_calls_total", tool="search_knowledge") == 1
 
     # watch: a file written, changed and deleted is searchable, updated and gone
-    added = docs / "guides" / "oncall.txt"
-    added.write_text("The on-call rota changes every Tuesday.\n")
-    wait_until(lambda: "oncall.txt" in search_reply(server, "rota tuesday"), "added file")
-    added.write_text("The on-call rota changes every Friday.\n")
-    wait_until(lambda: "Friday" in search_reply(server, "rota"), "changed file")
-    added.unlink()
-    wait_until(lambda: "oncall.txt" not in search_reply(server, "rota"), "deleted file")
+    watch_scenario(docs, server, server)
     (docs / "blob.md").write_bytes(b"\x00\x01\x02 binary")
     wait_until(
         lambda: (

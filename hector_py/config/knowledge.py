@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from hector_py.config.base import Strict
+from hector_py.config.base import Strict, only_for_type
 
 DEFAULT_INCLUDE = (
     "**/*.md",
@@ -81,15 +81,8 @@ class IndexConfig(Strict):
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> IndexConfig:
-        for kind, names in (("sqlite", ("path",)), ("postgres", ("dsn", "schema_name"))):
-            wrong = [name for name in names if name in self.model_fields_set]
-            if self.type != kind and wrong:
-                fields = ", ".join("schema" if name == "schema_name" else name for name in wrong)
-                raise PydanticCustomError(
-                    "index_config",
-                    "{fields}: only for type: {kind}",
-                    {"fields": fields, "kind": kind},
-                )
+        own = {"sqlite": ("path",), "postgres": ("dsn", "schema_name")}
+        only_for_type(self, self.type, own, "index_config")
         return self
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from hector_py.config.base import Strict
+from hector_py.config.base import Strict, only_for_type
 
 _MEMORY_ONLY = ("max_tasks", "max_sessions")
 _SQLITE_ONLY = ("path",)
@@ -71,15 +71,7 @@ class StorageConfig(Strict):
     @model_validator(mode="after")
     def _fields_of_type(self) -> StorageConfig:
         own = {"memory": _MEMORY_ONLY, "sqlite": _SQLITE_ONLY, "postgres": _POSTGRES_ONLY}
-        for kind, names in own.items():
-            wrong = [name for name in names if name in self.model_fields_set]
-            if self.type != kind and wrong:
-                fields = ", ".join("schema" if n == "schema_name" else n for n in wrong)
-                raise PydanticCustomError(
-                    "storage_config",
-                    "{fields}: only for type: {kind}",
-                    {"fields": fields, "kind": kind},
-                )
+        only_for_type(self, self.type, own, "storage_config")
         if self.type == "postgres" and self.dsn is None:
             raise PydanticCustomError("storage_config", "dsn: required for type: postgres", {})
         return self

@@ -99,6 +99,7 @@ class SqliteIndex(VectorSearch):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._closed = False
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._write_lock = threading.Lock()
@@ -117,6 +118,8 @@ class SqliteIndex(VectorSearch):
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
+            if self._closed:  # no new connection to a closed index, whatever the thread
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
             connection = self._local.connection = self._connect()
             self._readers.append(connection)  # list.append is atomic
         return connection
@@ -303,6 +306,7 @@ class SqliteIndex(VectorSearch):
 
     def close(self) -> None:
         """Commit, and close every connection."""
+        self._closed = True
         self.commit()
         for connection in self._readers:
             connection.close()
