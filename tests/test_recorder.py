@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import FakeLLM, Server, configured_server
 from tests.fakes.trace_receivers import OTLPHttpReceiver
-from tests.metrics_helpers import scrape
+from tests.metrics_helpers import OPENMETRICS, scrape
 
 CONFIG = """\
 llms:
@@ -44,6 +44,12 @@ def chat(url: str, text: str, **headers: str) -> int:
     ).status_code
 
 
+def exemplar_traces(server: Server) -> set[str]:
+    """The trace ids the server's metric exemplars name (OpenMetrics)."""
+    metrics = scrape(f"{server.url}/metrics", accept=OPENMETRICS)
+    return {s.exemplar.labels["trace_id"] for _, s in metrics.samples if s.exemplar is not None}
+
+
 def test_failed_slow_costly_and_flagged_runs_are_kept(
     openai_fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -51,6 +57,7 @@ def test_failed_slow_costly_and_flagged_runs_are_kept(
         config = config_for(openai_fake, receiver, "slower_than: 0.5, costlier_than: 1000")
         with configured_server(tmp_path_factory, "recorder", config) as server:
             assert all(chat(server.url, f"ordinary {i}") == 200 for i in range(20))
+            assert exemplar_traces(server) == set()  # dropped: no metric links to them
             openai_fake.script({"status": 400, "error": "refused"})
             assert chat(server.url, "fails") == 502
             openai_fake.script({"text": "slowly", "delay": 0.8})
@@ -80,6 +87,9 @@ def test_failed_slow_costly_and_flagged_runs_are_kept(
                 "flagged",
                 "slow",
             ]
+            # exemplars name kept traces only: a link from a metric never leads nowhere
+            exemplars = exemplar_traces(server)
+            assert exemplars and exemplars <= kept, (exemplars, kept)
 
 
 def test_slower_than_the_recent_p99_is_kept(

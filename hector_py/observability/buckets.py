@@ -1,6 +1,11 @@
-"""Histogram bucket boundaries of the metrics."""
+"""Histogram bucket boundaries of the metrics, and exemplars set after the fact."""
 
 from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from prometheus_client.samples import Exemplar
 
 # Bucket boundaries (seconds). LLM calls follow the OpenTelemetry GenAI semantic conventions
 # (gen_ai.client.operation.duration, gen_ai.server.time_to_first_token); HTTP follows
@@ -54,3 +59,13 @@ TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
+
+
+def mark_exemplar(histogram: Any, value: float, trace_id: str, at: float) -> None:
+    """Give the bucket of a histogram series that ``value`` was counted in the exemplar
+    ``trace_id`` at ``at`` (what ``observe(value, exemplar)`` sets, decided later: the
+    flight recorder knows a trace is kept only when it ends)."""
+    bounds, buckets = histogram._upper_bounds, histogram._buckets
+    index = bisect_left(bounds, value)
+    if index < len(buckets):
+        buckets[index].set_exemplar(Exemplar({"trace_id": trace_id}, value, at))

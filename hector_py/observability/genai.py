@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from hector_py.config.model import Pricing
 from hector_py.observability.metrics import Metrics
-from hector_py.observability.scopes import LLMScope, outcome
+from hector_py.observability.scopes import LLMScope, observe, outcome
 
 
 def chat_attributes(provider: str, model: str, stream: bool, server: str | None) -> dict[str, Any]:
@@ -105,19 +105,19 @@ def record_llm_metrics(
     labels: tuple[str, str, str],
     scope: LLMScope,
     price: Pricing | None,
-    exemplar: dict[str, str] | None,
 ) -> None:
     """Duration, time to first token, tokens, cost and outcome of one call, as the
-    ``hector_llm_*`` metrics and the OTel GenAI client metrics."""
-    elapsed = time.perf_counter() - scope.started
-    metrics.llm_duration.labels(*labels).observe(elapsed, exemplar)
+    ``hector_llm_*`` metrics and the OTel GenAI client metrics (durations with the call's
+    trace as exemplar when it is exported)."""
+    elapsed, span = time.perf_counter() - scope.started, scope.span
+    observe(metrics.llm_duration.labels(*labels), elapsed, span)
     call = ("chat", labels[1], labels[2], scope.response_model or "")
-    metrics.genai_duration.labels(*call, scope.error_type or "").observe(elapsed, exemplar)
+    observe(metrics.genai_duration.labels(*call, scope.error_type or ""), elapsed, span)
     if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
         metrics.genai_tokens.labels(*call, "input").observe(scope.prompt_tokens)
         metrics.genai_tokens.labels(*call, "output").observe(scope.completion_tokens)
     if scope.first_token_at is not None:
-        metrics.llm_ttft.labels(*labels).observe(scope.first_token_at - scope.started, exemplar)
+        observe(metrics.llm_ttft.labels(*labels), scope.first_token_at - scope.started, span)
     if scope.prompt_tokens:
         metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
     if scope.completion_tokens:

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from hector_py.observability.scopes import exemplar, failure_type, outcome
+from hector_py.observability.scopes import failure_type, observe, outcome
 from hector_py.observability.telemetry import Telemetry
 
 
@@ -79,9 +79,8 @@ class KnowledgeTelemetry:
                 if metrics is not None:
                     status = outcome(error_type)
                     metrics.vectorstore_searches.labels(store, status).inc()
-                    metrics.vectorstore_search_duration.labels(store).observe(
-                        time.perf_counter() - started, exemplar(span)
-                    )
+                    duration = metrics.vectorstore_search_duration.labels(store)
+                    observe(duration, time.perf_counter() - started, span)
                     if error_type is None:
                         metrics.vectorstore_search_results.labels(store).observe(scope.results)
                 self.telemetry._count_error("knowledge", error_type)

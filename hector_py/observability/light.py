@@ -35,6 +35,7 @@ class LightSpan(trace.Span):
         "context",
         "end_time",
         "events",
+        "held",
         "kind",
         "links",
         "name",
@@ -63,6 +64,9 @@ class LightSpan(trace.Span):
         self.status = Status(StatusCode.UNSET)
         self.start_time = time.time_ns()
         self.end_time: int | None = None
+        self.held: list[tuple[Any, float]] = []
+        """Histogram observations made under this span: they get the trace as their
+        exemplar if the recorder keeps it (``metrics.mark_exemplar``)."""
         self._sink = sink
 
     def get_span_context(self) -> SpanContext:

@@ -26,6 +26,7 @@ from opentelemetry.trace import StatusCode
 
 from hector_py import __version__
 from hector_py.config.observability import KeepConfig
+from hector_py.observability.buckets import mark_exemplar
 from hector_py.observability.light import LightSpan, readable
 
 Recorded = LightSpan | ReadableSpan
@@ -144,7 +145,12 @@ class KeepProcessor(SpanProcessor):
             reason = self._reason(span, spans)
             self.on_decision(reason)
             if reason is not None:
+                trace_id = format(context.trace_id, "032x")
                 for kept in spans:
+                    if isinstance(kept, LightSpan):
+                        at = (kept.end_time or 0) / 1e9
+                        for histogram, value in kept.held:  # exemplars only for kept traces
+                            mark_exemplar(histogram, value, trace_id, at)
                     self.inner.on_end(self._exported(kept, reason if kept is span else None))
 
     def _exported(self, span: Recorded, reason: str | None) -> ReadableSpan:

@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from hector_py.observability.light import LightSpan
 from hector_py.observability.payloads import (
     clean_value,
     dumps,
@@ -199,9 +200,17 @@ def mark_failed_run(span: Span, request: Span, error_type: str, raised: bool) ->
         mark_error(request, error_type)
 
 
-def exemplar(span: Span | None) -> dict[str, str] | None:
-    """The exemplar labels of a metric observed under ``span`` (its trace, when sampled)."""
-    if span is None:
-        return None
-    context = span.get_span_context()
-    return {"trace_id": format(context.trace_id, "032x")} if context.trace_flags.sampled else None
+def observe(histogram: Any, value: float, span: Span | None) -> None:
+    """Observe ``value`` in a histogram series; its exemplar names ``span``'s trace when
+    that trace is exported: at once when it is head-sampled, and under the flight recorder
+    (a light span) only once the recorder keeps the trace, never a dropped one."""
+    if isinstance(span, LightSpan):
+        histogram.observe(value)
+        span.held.append((histogram, value))
+        return
+    exemplar = None
+    if span is not None:
+        context = span.get_span_context()
+        if context.trace_flags.sampled:
+            exemplar = {"trace_id": format(context.trace_id, "032x")}
+    histogram.observe(value, exemplar)

@@ -1,7 +1,7 @@
 """``Telemetry``: one object per app; each scope is one call, three signals.
 
 A scope opens the span (GenAI semantic-convention names and attributes), observes the
-duration histogram (with a ``trace_id`` exemplar when sampled), counts the outcome and
+duration histogram (with a ``trace_id`` exemplar when exported), counts the outcome and
 ``errors_total``, and its span makes every log line inside carry ``trace_id``/``span_id``.
 Product code never touches prometheus_client or the OpenTelemetry API directly. With
 metrics and tracing off the scopes are no-ops that cost next to nothing.
@@ -53,10 +53,10 @@ from hector_py.observability.scopes import (
     RunScope,
     ToolScope,
     TriggerScope,
-    exemplar,
     failure_type,
     mark_error,
     mark_failed_run,
+    observe,
     outcome,
 )
 from hector_py.observability.tracing import (
@@ -205,9 +205,8 @@ class Telemetry(Counters):
                     metrics.active_requests.dec()
                     status = ERROR if scope.code >= 500 else SUCCESS
                     metrics.requests.labels(method_label, route, str(scope.code), status).inc()
-                    metrics.request_duration.labels(method_label, route).observe(
-                        time.perf_counter() - started, exemplar(span)
-                    )
+                    duration = metrics.request_duration.labels(method_label, route)
+                    observe(duration, time.perf_counter() - started, span)
 
     @contextmanager
     def agent_run(
@@ -248,9 +247,8 @@ class Telemetry(Counters):
                     mark_failed_run(span, request, str(scope.error_type), raised)
                 if metrics is not None:
                     metrics.active_agent_runs.labels(agent).dec()
-                    metrics.agent_request_duration.labels(agent).observe(
-                        time.perf_counter() - started, exemplar(span)
-                    )
+                    duration = metrics.agent_request_duration.labels(agent)
+                    observe(duration, time.perf_counter() - started, span)
                     metrics.agent_invocations.labels(agent, outcome(scope.error_type)).inc()
                 self._count_error("agent", scope.error_type)
 
@@ -287,8 +285,7 @@ class Telemetry(Counters):
             self.otlp_metrics.record(provider, model, scope, elapsed)
         if self.metrics is not None:
             price = self.pricing.get((provider, model))
-            labels, trace_id = (agent, provider, model), exemplar(scope.span)
-            record_llm_metrics(self.metrics, labels, scope, price, trace_id)
+            record_llm_metrics(self.metrics, (agent, provider, model), scope, price)
         self._count_error("llm", scope.error_type)
 
     @contextmanager
@@ -323,9 +320,8 @@ class Telemetry(Counters):
                 if span is not None and scope.error_type not in (None, CANCELED):
                     mark_error(span, str(scope.error_type))
                 if metrics is not None:
-                    metrics.tool_duration.labels(agent, tool).observe(
-                        time.perf_counter() - started, exemplar(span)
-                    )
+                    duration = metrics.tool_duration.labels(agent, tool)
+                    observe(duration, time.perf_counter() - started, span)
                     metrics.tool_calls.labels(agent, tool, outcome(scope.error_type)).inc()
                 self._count_error("tool", scope.error_type)
 
