@@ -110,23 +110,27 @@ def record_llm_metrics(
     ``hector_llm_*`` metrics and the OTel GenAI client metrics (durations with the call's
     trace as exemplar when it is exported)."""
     elapsed, span = time.perf_counter() - scope.started, scope.span
-    observe(metrics.llm_duration.labels(*labels), elapsed, span)
-    call = ("chat", labels[1], labels[2], scope.response_model or "")
-    observe(metrics.genai_duration.labels(*call, scope.error_type or ""), elapsed, span)
-    if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
-        metrics.genai_tokens.labels(*call, "input").observe(scope.prompt_tokens)
-        metrics.genai_tokens.labels(*call, "output").observe(scope.completion_tokens)
+    agent, provider, model = labels  # label values spelt out: no tuples built per call
+    error, response = scope.error_type, scope.response_model or ""
+    prompt, completion = scope.prompt_tokens, scope.completion_tokens
+    observe(metrics.llm_duration.labels(agent, provider, model), elapsed, span)
+    genai_duration = metrics.genai_duration.labels("chat", provider, model, response, error or "")
+    observe(genai_duration, elapsed, span)
+    if error is None or prompt or completion:
+        metrics.genai_tokens.labels("chat", provider, model, response, "input").observe(prompt)
+        metrics.genai_tokens.labels("chat", provider, model, response, "output").observe(completion)
     if scope.first_token_at is not None:
-        observe(metrics.llm_ttft.labels(*labels), scope.first_token_at - scope.started, span)
-    if scope.prompt_tokens:
-        metrics.llm_tokens.labels(*labels, "prompt").inc(scope.prompt_tokens)
-    if scope.completion_tokens:
-        metrics.llm_tokens.labels(*labels, "completion").inc(scope.completion_tokens)
+        ttft = scope.first_token_at - scope.started
+        observe(metrics.llm_ttft.labels(agent, provider, model), ttft, span)
+    if prompt:
+        metrics.llm_tokens.labels(agent, provider, model, "prompt").inc(prompt)
+    if completion:
+        metrics.llm_tokens.labels(agent, provider, model, "completion").inc(completion)
     if scope.cached_tokens:
-        metrics.llm_token_details.labels(*labels, "cached").inc(scope.cached_tokens)
+        metrics.llm_token_details.labels(agent, provider, model, "cached").inc(scope.cached_tokens)
     if scope.reasoning_tokens:
-        metrics.llm_token_details.labels(*labels, "reasoning").inc(scope.reasoning_tokens)
-    if price is not None and (scope.prompt_tokens or scope.completion_tokens):
-        cost = price.cost(scope.prompt_tokens, scope.completion_tokens)
-        metrics.llm_cost.labels(*labels).inc(cost)
-    metrics.llm_requests.labels(*labels, outcome(scope.error_type)).inc()
+        details = metrics.llm_token_details.labels(agent, provider, model, "reasoning")
+        details.inc(scope.reasoning_tokens)
+    if price is not None and (prompt or completion):
+        metrics.llm_cost.labels(agent, provider, model).inc(price.cost(prompt, completion))
+    metrics.llm_requests.labels(agent, provider, model, outcome(error)).inc()

@@ -204,13 +204,15 @@ def observe(histogram: Any, value: float, span: Span | None) -> None:
     """Observe ``value`` in a histogram series; its exemplar names ``span``'s trace when
     that trace is exported: at once when it is head-sampled, and under the flight recorder
     (a light span) only once the recorder keeps the trace, never a dropped one."""
+    if span is None:  # before the isinstance check: an ABC's costs more than the rest
+        histogram.observe(value)
+        return
     if isinstance(span, LightSpan):
         histogram.observe(value)
         span.held.append((histogram, value))
         return
     exemplar = None
-    if span is not None:
-        context = span.get_span_context()
-        if context.trace_flags.sampled:
-            exemplar = {"trace_id": format(context.trace_id, "032x")}
+    context = span.get_span_context()
+    if context.trace_flags.sampled:
+        exemplar = {"trace_id": format(context.trace_id, "032x")}
     histogram.observe(value, exemplar)
