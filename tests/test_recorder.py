@@ -195,7 +195,7 @@ def test_the_recorder_stays_bounded_over_10000_runs() -> None:
     keeper = KeepProcessor(Null(), config, 0.0)  # type: ignore[arg-type]
     decisions: list[str | None] = []
     keeper.on_decision = decisions.append
-    tracer = LightTracer(keeper.on_end)
+    tracer = LightTracer(keeper)
     for run in range(10_000):
         root = tracer.start_span("root")
         token = otel_context.attach(trace.set_span_in_context(root))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -35,6 +35,7 @@ class LightSpan(trace.Span):
         "context",
         "end_time",
         "events",
+        "family",
         "held",
         "kind",
         "links",
@@ -53,6 +54,7 @@ class LightSpan(trace.Span):
         attributes: dict[str, Any],
         links: list[Link],
         sink: Callable[[LightSpan], None],
+        family: list[LightSpan],
     ) -> None:
         self.name = name
         self.context = context
@@ -68,6 +70,9 @@ class LightSpan(trace.Span):
         """Histogram observations made under this span: they get the trace as their
         exemplar if the recorder keeps it (``metrics.mark_exemplar``)."""
         self._sink = sink
+        self.family = family
+        """The spans of this span's local trace that have ended, shared by all of them: the
+        recorder holds them there, with no lookup per span."""
 
     def get_span_context(self) -> SpanContext:
         """The span's ids."""
@@ -157,13 +162,24 @@ def readable(
     )
 
 
-class LightTracer:
-    """Starts light spans (the ``Tracer.start_span`` the telemetry scopes call); ended
-    spans go to ``sink`` (the recorder). A span under an unsampled remote parent is a
-    non-recording one, as ``ParentBased`` makes it."""
+class Recorder(Protocol):
+    """Where light spans go: local roots when they start, every span when it ends."""
 
-    def __init__(self, sink: Callable[[LightSpan], None]) -> None:
-        self._sink = sink
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        """A local root started."""
+
+    def on_end(self, span: Any) -> None:
+        """A span ended."""
+
+
+class LightTracer:
+    """Starts light spans (the ``Tracer.start_span`` the telemetry scopes call). A local
+    root (no parent, or a remote one) starts a new family, announced to ``processor``'s
+    ``on_start``; every span goes to its ``on_end`` when it ends. A span under an unsampled
+    remote parent is a non-recording one, as ``ParentBased`` makes it."""
+
+    def __init__(self, processor: Recorder) -> None:
+        self._start, self._end = processor.on_start, processor.on_end
 
     def start_span(
         self,
@@ -175,8 +191,15 @@ class LightTracer:
         **_: Any,
     ) -> trace.Span:
         """A new span under the current (or ``context``'s) span."""
-        parent = trace.get_current_span(context).get_span_context()
+        current = trace.get_current_span(context)
+        parent = current.get_span_context()
         span_id = getrandbits(64) or 1  # as the SDK's RandomIdGenerator, without its loop
+        values = {k: v for k, v in attributes.items() if v is not None} if attributes else {}
+        if type(current) is LightSpan:  # a local child: the parent's family
+            own = SpanContext(parent.trace_id, span_id, False, SAMPLED, parent.trace_state)
+            return LightSpan(
+                name, own, parent, kind, values, [*(links or ())], self._end, current.family
+            )
         if parent.is_valid:
             if not parent.trace_flags.sampled:
                 quiet = SpanContext(parent.trace_id, span_id, False, parent.trace_flags)
@@ -185,13 +208,7 @@ class LightTracer:
         else:
             trace_id, state = getrandbits(128) or 1, None
         own = SpanContext(trace_id, span_id, False, SAMPLED, state)
-        values = {k: v for k, v in (attributes or {}).items() if v is not None}
-        return LightSpan(
-            name,
-            own,
-            parent if parent.is_valid else None,
-            kind,
-            values,
-            list(links or ()),
-            self._sink,
-        )
+        root = parent if parent.is_valid else None
+        span = LightSpan(name, own, root, kind, values, [*(links or ())], self._end, [])
+        self._start(span)
+        return span

@@ -7,8 +7,9 @@ percentile of the last ``WINDOW`` traces), cost more than ``costlier_than`` toke
 flagged (``X-Hector-Trace: keep``), continues a sampled caller's trace, falls in the
 head-sampling ratio, or is among the first ``ordinary_per_second`` ordinary traces of its
 second; otherwise it is dropped before any OTLP encoding. A kept trace's root
-span says why in ``hector.trace.kept``. Bounded: at most ``max_traces`` traces in flight
-(the oldest is dropped) and ``max_spans_per_trace`` spans each."""
+span says why in ``hector.trace.kept``. A trace's ended spans are held in its family, a
+list its spans share (no lookup per span); bounded: at most ``max_traces`` traces in
+flight (the oldest is dropped) and ``max_spans_per_trace`` spans each."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -115,43 +116,51 @@ class KeepProcessor(SpanProcessor):
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
         self.cost: Callable[[str, str, int, int], float] = lambda *_: 0.0
         """A model call's price in dollars (provider, model, prompt and completion tokens)."""
-        self._traces: OrderedDict[int, list[Recorded]] = OrderedDict()
+        self._traces: OrderedDict[int, list[LightSpan]] = OrderedDict()
+        """Each running trace's ended spans (a light root's family), oldest first."""
+        self._max = config.max_traces
         self._lock = threading.Lock()
         self._p99 = Percentile()
         self._rate = PerSecond(config.ordinary_per_second or 0.0)
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do until spans end."""
+    def on_start(self, span: Span | LightSpan, parent_context: Context | None = None) -> None:
+        """A light local root: hold its family (the trace's ended spans) until it ends; the
+        oldest trace goes (dropped) when ``max_traces`` are held."""
+        if type(span) is not LightSpan:
+            return
+        with self._lock:
+            self._traces[span.context.trace_id] = span.family
+            evicted = self._traces.popitem(last=False)[1] if len(self._traces) > self._max else None
+        if evicted is not None:  # a trace whose root never ended: what it held goes
+            evicted.clear()
+            self.on_decision(None)
 
     def on_end(self, span: Recorded) -> None:
-        """Hold ``span``; decide when it is its trace's local root."""
-        context = span.get_span_context()
-        if context is None:
+        """Hold ``span`` in its family; decide when it is its trace's local root."""
+        if type(span) is LightSpan:  # its family: no lookup, no lock
+            family = span.family
+            if len(family) < self.config.max_spans_per_trace:
+                family.append(span)
+            if span.parent is not None and not span.parent.is_remote:
+                return
+            with self._lock:
+                self._traces.pop(span.context.trace_id, None)
+            self._decide(span, family)
             return
-        root = span.parent is None or span.parent.is_remote
-        evicted = False
-        with self._lock:
-            held = self._traces.setdefault(context.trace_id, [])
-            if len(held) < self.config.max_spans_per_trace:
-                held.append(span)
-            if root:
-                spans = self._traces.pop(context.trace_id)
-            elif len(self._traces) > self.config.max_traces:
-                self._traces.popitem(last=False)  # a trace whose root never ended: dropped
-                evicted = True
-        if evicted:
-            self.on_decision(None)
-        if root:
-            reason = self._reason(span, spans)
-            self.on_decision(reason)
-            if reason is not None:
-                trace_id = format(context.trace_id, "032x")
-                for kept in spans:
-                    if isinstance(kept, LightSpan):
-                        at = (kept.end_time or 0) / 1e9
-                        for histogram, value in kept.held:  # exemplars only for kept traces
-                            mark_exemplar(histogram, value, trace_id, at)
-                    self.inner.on_end(self._exported(kept, reason if kept is span else None))
+        self._decide(span, [span])  # an SDK span (``hector doctor``'s): a trace of its own
+
+    def _decide(self, root: Recorded, spans: Sequence[Recorded]) -> None:
+        """Keep (export) or drop a trace whose local root ended."""
+        reason = self._reason(root, spans)
+        self.on_decision(reason)
+        if reason is not None:
+            trace_id = format(root.context.trace_id, "032x")
+            for kept in spans:
+                if type(kept) is LightSpan:
+                    at = (kept.end_time or 0) / 1e9
+                    for histogram, value in kept.held:  # exemplars only for kept traces
+                        mark_exemplar(histogram, value, trace_id, at)
+                self.inner.on_end(self._exported(kept, reason if kept is root else None))
 
     def _exported(self, span: Recorded, reason: str | None) -> ReadableSpan:
         """The SDK span to export (a kept trace's root says why it was kept)."""
@@ -161,7 +170,7 @@ class KeepProcessor(SpanProcessor):
             return span
         return readable(span, span.resource, span.instrumentation_scope, {DECISION: reason})
 
-    def _reason(self, root: Recorded, spans: list[Recorded]) -> str | None:
+    def _reason(self, root: Recorded, spans: Sequence[Recorded]) -> str | None:
         if any(s.status.status_code is StatusCode.ERROR for s in spans):
             return "error"
         if root.attributes and root.attributes.get(FLAG):

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 
 from hector_py.observability.light import LightSpan
 from hector_py.observability.payloads import (
@@ -41,6 +42,29 @@ def outcome(error_type: str | None) -> str:
     if error_type is None:
         return SUCCESS
     return CANCELED if error_type == CANCELED else ERROR
+
+
+class Current:
+    """``with``: ``span`` is the current span inside; an exception (not a stop) marks it
+    failed; it ends on the way out. What ``start_as_current_span`` does, without its two
+    generator context managers (measurable at four spans per request)."""
+
+    __slots__ = ("_redact", "_token", "span")
+
+    def __init__(self, span: Span, redact: Redactor) -> None:
+        self.span, self._redact = span, redact
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc is not None and not isinstance(exc, STOPPED):
+                mark_error(self.span, failure_type(exc), exc, self._redact)
+        finally:
+            otel_context.detach(self._token)
+            self.span.end()
 
 
 @dataclass

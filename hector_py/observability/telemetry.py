@@ -13,12 +13,11 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
@@ -44,9 +43,9 @@ from hector_py.observability.scopes import (
     CANCELED,
     CAPTURE_ENV,
     ERROR,
-    STOPPED,
     SUCCESS,
     Capture,
+    Current,
     GuardrailScope,
     HttpScope,
     LLMScope,
@@ -68,6 +67,8 @@ from hector_py.observability.tracing import (
 )
 
 log = logging.getLogger("hector.telemetry")
+NO_SPAN: AbstractContextManager[None] = nullcontext()
+"""The scope of a span not made (tracing off, or inside an unsampled trace)."""
 
 __all__ = [
     "Capture",
@@ -117,7 +118,7 @@ class Telemetry(Counters):
             self.tracing = build_tracing(tracing, environ)
             self.tracer = self.tracing.provider.get_tracer("hector_py", __version__)
             if self.tracing.keeper is not None:  # light spans, made SDK spans if kept
-                self.tracer = LightTracer(self.tracing.keeper.on_end)
+                self.tracer = LightTracer(self.tracing.keeper)
                 self.tracing.keeper.on_decision = self.trace_decision
                 self.tracing.keeper.cost = self.cost
             if tracing.capture_payloads or environ.get(CAPTURE_ENV, "").lower() == "true":
@@ -125,7 +126,6 @@ class Telemetry(Counters):
 
     # --- spans -------------------------------------------------------------------------
 
-    @contextmanager
     def _span(
         self,
         name: str,
@@ -135,12 +135,9 @@ class Telemetry(Counters):
         *,
         record: bool = True,
         links: Sequence[Link] = (),
-    ) -> Iterator[Span | None]:
+    ) -> AbstractContextManager[Span | None]:
         if self.tracer is None or not record or (context is None and in_unsampled_trace()):
-            yield None
-            return
-        # What ``start_as_current_span`` does, without its two extra context managers
-        # (measurable at three to eight spans per request).
+            return NO_SPAN
         span = self.tracer.start_span(
             name,
             context,
@@ -150,16 +147,7 @@ class Telemetry(Counters):
             record_exception=False,
             set_status_on_exception=False,
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            yield span
-        except BaseException as exc:
-            if not isinstance(exc, STOPPED):
-                mark_error(span, failure_type(exc), exc, self.redact)
-            raise
-        finally:
-            otel_context.detach(token)
-            span.end()
+        return Current(span, self.redact)
 
     # --- scopes ------------------------------------------------------------------------
 
