@@ -22,6 +22,9 @@ import numpy
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.stopwords import STOP_WORDS
 from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
+from hector_py.sqlite_tuning import unshared_allocator
+
+unshared_allocator()  # before any connection: else searches on two threads run as one
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
