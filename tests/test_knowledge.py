@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hector_py.config.knowledge import ChunkingConfig, DocumentStoreConfig
+from hector_py.knowledge import index as sqlite_index
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.parsing import parse
 from hector_py.knowledge.service import Knowledge, cite
@@ -162,6 +163,30 @@ def test_an_index_written_with_the_old_insert_trigger_stays_consistent(tmp_path:
     reopened.close()
     with closing(sqlite3.connect(tmp_path / "index.db")) as db:  # external content matches
         db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def fts_segments(path: Path) -> int:
+    """How many segments the FTS5 index has: its structure record is a 4-byte cookie, then
+    varints (one byte each here) for the levels and the segments."""
+    with closing(sqlite3.connect(path)) as db:
+        [(structure,)] = db.execute("SELECT block FROM chunks_fts_data WHERE id = 10")
+    return int(structure[5])
+
+
+def test_fts_segments_are_merged_every_so_many_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_index, "BATCH", 1)  # a commit, so a segment, per document
+    monkeypatch.setattr(sqlite_index, "OPTIMIZE_AFTER", 4)
+    write_corpus(tmp_path / "docs")
+    store = store_for(tmp_path)
+    store.refresh()
+    assert fts_segments(tmp_path / "index.db") == 3
+    (tmp_path / "docs" / "kettle.txt").write_text("The tea kettle is on floor three.\n")
+    store.refresh()  # the fourth document
+    assert fts_segments(tmp_path / "index.db") == 1
+    assert search(store, "kettle") == ["kettle.txt (line 1)"]
+    store.close()
 
 
 ALLOCATION_PROBE = """
