@@ -22,8 +22,8 @@ _CONFIG_MEMSTATUS = 9
 
 @functools.cache
 def unshared_allocator() -> bool:
-    """Turn SQLite's allocation statistics off if it is safe now (once per process);
-    whether they are off."""
+    """Turn SQLite's allocation statistics off if it is safe now (once per process, called
+    on import, before threads use SQLite); whether they are off."""
     try:
         lib = ctypes.CDLL(_sqlite3.__file__)
         config, malloc, free = lib.sqlite3_config, lib.sqlite3_malloc, lib.sqlite3_free

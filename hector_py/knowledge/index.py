@@ -250,25 +250,30 @@ class SqliteIndex(VectorSearch):
     def search(self, query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` chunks that best match ``query``, best first."""
         db = self._reader()
-        terms = self._selective(db, query_terms(query))
-        if not terms:
-            return []
-        expression = " OR ".join(map(_phrase, terms))
-        # SQLite keeps the best ``top_k`` scores as FTS5 yields the matches (a third
-        # cheaper on python3-doc than FTS5's own ``ORDER BY rank``), then the few rows
-        # left are joined to their text.
-        rows = db.execute(
-            "SELECT d.path, c.locator, c.title, c.heading, c.text, best.rank, c.id FROM"
-            f" (SELECT rowid, {RANKING} AS rank FROM chunks_fts WHERE chunks_fts MATCH ?"
-            "  ORDER BY rank LIMIT ?) AS best"
-            " JOIN chunks c ON c.id = best.rowid JOIN documents d ON d.id = c.document"
-            " ORDER BY best.rank",
-            (expression, top_k),
-        )
-        return [
-            Hit(path, locator, title, heading, text, round(-rank, 4), chunk)
-            for path, locator, title, heading, text, rank, chunk in rows
-        ]
+        # One read transaction: the rows named by the ranking are read from the same
+        # snapshot, and FTS5's per-match lookups (a statement each for the chunk's size)
+        # skip autocommit's end-of-statement work (python3-doc: ~10 % cheaper).
+        db.execute("BEGIN")
+        try:
+            terms = self._selective(db, query_terms(query))
+            if not terms:
+                return []
+            # SQLite keeps the best ``top_k`` scores as FTS5 yields the matches (a third
+            # cheaper on python3-doc than FTS5's own ``ORDER BY rank``); the few rows left
+            # are then read in a second statement (cheaper than a join, ~0.05 ms).
+            best = db.execute(
+                f"SELECT rowid, {RANKING} AS rank FROM chunks_fts WHERE chunks_fts MATCH ?"
+                " ORDER BY rank LIMIT ?",
+                (" OR ".join(map(_phrase, terms)), top_k),
+            ).fetchall()
+            rows = {row[-1]: row for row in self.chunk_rows([chunk for chunk, _ in best])}
+        finally:
+            db.execute("COMMIT")
+        hits = []
+        for chunk, rank in best:
+            path, locator, title, heading, text, _ = rows[chunk]
+            hits.append(Hit(path, locator, title, heading, text, round(-rank, 4), chunk))
+        return hits
 
     # --- vectors --------------------------------------------------------------------------
 
