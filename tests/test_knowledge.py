@@ -7,12 +7,15 @@ import itertools
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from hector_py.config.knowledge import ChunkingConfig, DocumentStoreConfig
+from hector_py.knowledge import index as sqlite_index
 from hector_py.knowledge.chunking import chunk
 from hector_py.knowledge.parsing import parse
 from hector_py.knowledge.service import Knowledge, cite
@@ -160,6 +163,54 @@ def test_an_index_written_with_the_old_insert_trigger_stays_consistent(tmp_path:
     reopened.close()
     with closing(sqlite3.connect(tmp_path / "index.db")) as db:  # external content matches
         db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def fts_segments(path: Path) -> int:
+    """How many segments the FTS5 index has: its structure record is a 4-byte cookie, then
+    varints (one byte each here) for the levels and the segments."""
+    with closing(sqlite3.connect(path)) as db:
+        [(structure,)] = db.execute("SELECT block FROM chunks_fts_data WHERE id = 10")
+    return int(structure[5])
+
+
+def test_fts_segments_are_merged_every_so_many_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_index, "BATCH", 1)  # a commit, so a segment, per document
+    monkeypatch.setattr(sqlite_index, "OPTIMIZE_AFTER", 4)
+    write_corpus(tmp_path / "docs")
+    store = store_for(tmp_path)
+    store.refresh()
+    assert fts_segments(tmp_path / "index.db") == 3
+    (tmp_path / "docs" / "kettle.txt").write_text("The tea kettle is on floor three.\n")
+    store.refresh()  # the fourth document
+    assert fts_segments(tmp_path / "index.db") == 1
+    assert search(store, "kettle") == ["kettle.txt (line 1)"]
+    store.close()
+
+
+ALLOCATION_PROBE = """
+import ctypes, sys, _sqlite3
+if sys.argv[1] == "busy":  # a connection open before the index module is imported
+    import sqlite3
+    held = sqlite3.connect(":memory:")
+from hector_py.knowledge.index import SqliteIndex
+lib = ctypes.CDLL(_sqlite3.__file__)
+lib.sqlite3_memory_used.restype, lib.sqlite3_malloc.restype = ctypes.c_int64, ctypes.c_void_p
+before = lib.sqlite3_memory_used()
+block = lib.sqlite3_malloc(4096)
+print(lib.sqlite3_memory_used() > before, SqliteIndex(sys.argv[2]).counts())
+"""
+
+
+@pytest.mark.parametrize(("held", "counted"), [("idle", "False"), ("busy", "True")])
+def test_sqlite_allocation_statistics_are_off_unless_sqlite_was_in_use(
+    held: str, counted: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = [sys.executable, "-c", ALLOCATION_PROBE, held, str(tmp_path / "index.db")]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert output.stdout.split() == [counted, "(0,", "0)"]  # SQLite works either way
 
 
 def test_include_and_exclude(tmp_path: Path) -> None:

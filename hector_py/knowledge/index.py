@@ -22,6 +22,9 @@ import numpy
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.stopwords import STOP_WORDS
 from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
+from hector_py.sqlite_tuning import unshared_allocator
+
+unshared_allocator()  # before any connection: else searches on two threads run as one
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -58,6 +61,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_removed AFTER DELETE ON chunks BEGIN
 END;
 """
 BATCH = 64  # changes per commit
+OPTIMIZE_AFTER = 100  # documents written: then FTS5's segments are merged into one
 COMMON_SHARE = 0.1  # a term in more chunks than this share is too common to rank by
 CHEAP_CHUNKS = 1000  # a search matching no more chunks than this is cheap as it is
 MAX_TERMS = 4  # the rarest words of a query carry its meaning (and cost the least)
@@ -104,6 +108,7 @@ class SqliteIndex(VectorSearch):
         self._writer.executescript(SCHEMA)
         self._write_lock = threading.Lock()
         self._changes = 0
+        self._written = 0  # documents put since FTS5's segments were last merged
         self._frequencies: dict[str, int] = {}  # term -> chunks holding it; "" -> all
         self._matrices: dict[str, Matrix] = {}  # model -> (ids, unit vectors)
 
@@ -164,9 +169,13 @@ class SqliteIndex(VectorSearch):
         self._matrices = {}
 
     def commit(self) -> None:
-        """Make the changes so far visible to searches."""
+        """Make the changes so far visible to searches; after ``OPTIMIZE_AFTER`` documents
+        written, merge FTS5's segments (python3-doc: 0.1 s, searches ~8 % cheaper)."""
         with self._write_lock:
             self._commit()
+            if self._written >= OPTIMIZE_AFTER:
+                self._writer.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+                self._written = 0
 
     def touch(self, path: str, mtime_ns: int) -> None:
         """Note a new mtime for a file whose content did not change."""
@@ -196,6 +205,7 @@ class SqliteIndex(VectorSearch):
                 " SELECT id, title, heading, text FROM chunks WHERE document = ?",
                 (document,),
             )
+            self._written += 1
 
     def remove(self, paths: Iterable[str]) -> None:
         """Forget these files."""
@@ -240,25 +250,30 @@ class SqliteIndex(VectorSearch):
     def search(self, query: str, top_k: int) -> list[Hit]:
         """The ``top_k`` chunks that best match ``query``, best first."""
         db = self._reader()
-        terms = self._selective(db, query_terms(query))
-        if not terms:
-            return []
-        expression = " OR ".join(map(_phrase, terms))
-        # SQLite keeps the best ``top_k`` scores as FTS5 yields the matches (a third
-        # cheaper on python3-doc than FTS5's own ``ORDER BY rank``), then the few rows
-        # left are joined to their text.
-        rows = db.execute(
-            "SELECT d.path, c.locator, c.title, c.heading, c.text, best.rank, c.id FROM"
-            f" (SELECT rowid, {RANKING} AS rank FROM chunks_fts WHERE chunks_fts MATCH ?"
-            "  ORDER BY rank LIMIT ?) AS best"
-            " JOIN chunks c ON c.id = best.rowid JOIN documents d ON d.id = c.document"
-            " ORDER BY best.rank",
-            (expression, top_k),
-        )
-        return [
-            Hit(path, locator, title, heading, text, round(-rank, 4), chunk)
-            for path, locator, title, heading, text, rank, chunk in rows
-        ]
+        # One read transaction: the rows named by the ranking are read from the same
+        # snapshot, and FTS5's per-match lookups (a statement each for the chunk's size)
+        # skip autocommit's end-of-statement work (python3-doc: ~10 % cheaper).
+        db.execute("BEGIN")
+        try:
+            terms = self._selective(db, query_terms(query))
+            if not terms:
+                return []
+            # SQLite keeps the best ``top_k`` scores as FTS5 yields the matches (a third
+            # cheaper on python3-doc than FTS5's own ``ORDER BY rank``); the few rows left
+            # are then read in a second statement (cheaper than a join, ~0.05 ms).
+            best = db.execute(
+                f"SELECT rowid, {RANKING} AS rank FROM chunks_fts WHERE chunks_fts MATCH ?"
+                " ORDER BY rank LIMIT ?",
+                (" OR ".join(map(_phrase, terms)), top_k),
+            ).fetchall()
+            rows = {row[-1]: row for row in self.chunk_rows([chunk for chunk, _ in best])}
+        finally:
+            db.execute("COMMIT")
+        hits = []
+        for chunk, rank in best:
+            path, locator, title, heading, text, _ = rows[chunk]
+            hits.append(Hit(path, locator, title, heading, text, round(-rank, 4), chunk))
+        return hits
 
     # --- vectors --------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ from hector_py.agent.stores.base import Task, TaskQuery
 from hector_py.agent.stores.owner import process_owner
 from hector_py.agent.stores.sqlite_leases import LEASE_TABLES, SqliteLeases
 from hector_py.llm.base import Message
+from hector_py.sqlite_tuning import unshared_allocator
+
+unshared_allocator()  # before any connection (see sqlite_tuning)
 
 SCHEMA_VERSION = 4
 
