@@ -31,6 +31,7 @@ COMPONENTS = (  # (part, what its frames contain), the first match wins
         (
             "prometheus_client/",
             "observability/metrics.py",
+            "observability/exposition.py",
             "observability/counters.py",
             "record_llm_metrics",
         ),

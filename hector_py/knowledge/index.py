@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy
-
 from hector_py.knowledge.chunking import Chunk
 from hector_py.knowledge.stopwords import STOP_WORDS
 from hector_py.knowledge.vectors import Hit, Matrix, VectorSearch, unit_matrix
@@ -289,6 +287,8 @@ class SqliteIndex(VectorSearch):
 
     def put_vectors(self, model: str, vectors: Iterable[tuple[int, list[float]]]) -> None:
         """Store the vectors of some chunks (those deleted meanwhile are left out)."""
+        import numpy  # with the first vectors (vectors.py)
+
         with self._change() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO vectors (chunk, model, embedding)"

@@ -1,13 +1,15 @@
 """Embeddings searched in memory, for every index kind: the vectors of one model as unit
-rows of a matrix (loaded once per index change), ranked by cosine similarity with numpy."""
+rows of a matrix (loaded once per index change), ranked by cosine similarity with numpy
+(imported with the first vectors: ~12 MiB a server without an embedder does not need)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy
+if TYPE_CHECKING:
+    import numpy
 
 
 @dataclass(frozen=True)
@@ -23,13 +25,15 @@ class Hit:
     chunk: int = 0  # the chunk's id in its index
 
 
-Matrix = tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]
+Matrix: TypeAlias = "tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any]]"
 """(chunk ids, unit vectors, one row each)."""
 
 
 def unit_matrix(rows: Sequence[tuple[int, Any]]) -> Matrix:
     """The matrix of ``rows`` (chunk id, vector as float32 bytes or numbers); empty when
     the vectors disagree on their length (the model changed)."""
+    import numpy
+
     ids = numpy.array([chunk for chunk, _ in rows], numpy.int64)
     vectors = [
         numpy.frombuffer(v, numpy.float32)
@@ -46,6 +50,8 @@ def unit_matrix(rows: Sequence[tuple[int, Any]]) -> Matrix:
 
 def closest(matrix: Matrix, vector: list[float], top_k: int) -> dict[int, float]:
     """The ``top_k`` chunk ids nearest to ``vector`` with their cosine similarity."""
+    import numpy
+
     ids, units = matrix
     query = numpy.asarray(vector, numpy.float32)
     if not len(ids) or units.shape[1] != len(query) or not numpy.any(query):

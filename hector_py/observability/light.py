@@ -24,6 +24,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.util import types
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+UNSET = Status(StatusCode.UNSET)
+"""A new span's status (immutable, so shared)."""
 
 
 class LightSpan(trace.Span):
@@ -63,7 +65,7 @@ class LightSpan(trace.Span):
         self.attributes = attributes
         self.links = links
         self.events: list[Event] = []
-        self.status = Status(StatusCode.UNSET)
+        self.status = UNSET
         self.start_time = time.time_ns()
         self.end_time: int | None = None
         self.held: list[tuple[Any, float]] = []

@@ -7,16 +7,18 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hector_py.config.model import ApiKey, AuthConfig, JwtConfig
 from hector_py.observability.logs import bind
-from hector_py.server.jwks import RETRY_S, Jwks
 from hector_py.server.middleware import json_error
 from hector_py.server.state import STATE, TENANT
+
+if TYPE_CHECKING:
+    from hector_py.server.jwks import Jwks
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 CARD_ROUTES = frozenset(
@@ -44,7 +46,11 @@ class Authenticator:
             key, tenant = (entry.key, entry.tenant) if isinstance(entry, ApiKey) else (entry, "")
             self._keys.append((_digest(key.get_secret_value()), tenant))
         self._jwt = config.jwt
-        self.jwks = Jwks(config.jwt.jwks_url) if config.jwt else None
+        self.jwks: Jwks | None = None
+        if config.jwt:  # PyJWT and cryptography (~9 MiB) load only for JWT auth
+            from hector_py.server.jwks import Jwks
+
+            self.jwks = Jwks(config.jwt.jwks_url)
         self._open_routes = set(OPEN_PATHS)
         if config.public_card:
             self._open_routes |= CARD_ROUTES
@@ -85,6 +91,8 @@ class Authenticator:
     def _verify_jwt(self, token: str, config: JwtConfig) -> str | None:
         """The token's tenant, or ``None``: verified on the loop (a signature check takes
         tens of microseconds; the keys are already in memory)."""
+        import jwt
+
         assert self.jwks is not None
         try:
             kid = jwt.get_unverified_header(token).get("kid")
@@ -152,6 +160,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     except KeysUnavailable:
         request.app[STATE].telemetry.auth_failure("unavailable")
         response = json_error(503, "cannot verify tokens yet: the JWKS is unavailable")
+        from hector_py.server.jwks import RETRY_S  # loaded: JWT auth is on
+
         response.headers["Retry-After"] = str(int(RETRY_S))
         return response
     if tenant is None:
