@@ -112,6 +112,20 @@ def _jwt_config(tmp_path: Path, jwks_url: str) -> Path:
     return config
 
 
+def _native_libraries(server: Server) -> set[str]:
+    """Which of numpy's and cryptography's compiled modules the server process has loaded."""
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    return {name for name in ("numpy", "cryptography") if f"/site-packages/{name}/" in maps}
+
+
+def test_pyjwt_and_numpy_load_only_when_used(serve: Any, tmp_path: Path, jwks_url: str) -> None:
+    """PyJWT with cryptography (~9 MiB) and numpy (~12 MiB, a store's vectors) are not in
+    a server that does not use them: an idle ``--observe`` server stays under 100 MB."""
+    assert _native_libraries(serve("--observe")) == set()
+    with_jwt: Server = serve("-c", str(_jwt_config(tmp_path, jwks_url)))
+    assert _native_libraries(with_jwt) == {"cryptography"}
+
+
 def test_malformed_tokens_are_401_never_500(
     serve: Any, tmp_path: Path, jwks_url: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
