@@ -85,8 +85,7 @@ def open_index(
     setting when it cannot be."""
     index = config.index
     if index.type == "postgres":
-        dsn = index.dsn or (storage.dsn if storage is not None else None)
-        schema = index.schema_name or (storage.schema_name if storage is not None else "hector")
+        dsn, schema = config.index_database(storage)
         if dsn is None:
             raise ConfigError([Problem(f"document_stores.{name}.index.dsn", "required", "config")])
         try:
