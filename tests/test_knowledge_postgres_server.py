@@ -1,10 +1,14 @@
 """A PostgreSQL index through real ``hector serve`` processes: two replicas starting
 together on one index (each file written once, search_knowledge on both, postgresql spans,
-watch add/change/delete), and a server whose index database goes away and comes back."""
+watch add/change/delete), a server whose index database goes away and comes back, and one
+whose first indexing pass fails."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,4 +118,67 @@ def test_a_server_rides_out_an_index_outage(serve: Any, tmp_path: Path) -> None:
         assert server.stop() == 0
     lines = server.log_lines()
     assert sum("refresh failed, retrying" in line for line in lines) == 1  # once per outage
+    assert not any("Traceback" in line for line in lines)
+
+
+@contextlib.contextmanager
+def refreshing_elsewhere(dsn: str, *stores: str) -> Iterator[None]:
+    """Another replica refreshing ``stores`` (in schema ``hector``): it holds their refresh
+    locks until the database stops."""
+    taken = threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(dsn)
+        for store in stores:
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtext($1))", f"kb-refresh:hector:{store}"
+            )
+        taken.set()
+        with contextlib.suppress(Exception):  # until the database stops
+            await conn.execute("SELECT pg_sleep(120)")
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),), daemon=True)
+    thread.start()
+    assert taken.wait(10), "the refresh locks"
+    yield
+    thread.join(10)
+
+
+def test_a_failed_first_pass_is_retried(serve: Any, tmp_path: Path) -> None:
+    docs, manual = tmp_path / "docs", tmp_path / "manual"
+    write_docs(docs)
+    manual.mkdir()
+    (manual / "printer.md").write_text("# Printing\n\nThe printer is on floor 3.\n")
+    with cluster() as database:
+        config = tmp_path / "hector.yaml"
+        index = f"index: {{type: postgres, dsn: '{database.dsn}'}}"
+        config.write_text(
+            "llms: {default: {provider: demo, stream_delay: 0}}\n"
+            "agents: {assistant: {knowledge: [handbook, manual]}}\n"
+            f"document_stores:\n  handbook:\n    source: {{path: '{docs}'}}\n    {index}\n"
+            f"  manual:\n    source: {{path: '{manual}', watch: false}}\n    {index}\n"
+            "observability:\n  metrics: {enabled: true}\n"
+        )
+        # the first pass waits for a replica refreshing both stores; the database then
+        # goes down, so both first passes fail: a watched store and one that is not
+        with refreshing_elsewhere(database.dsn, "handbook", "manual"):
+            server: Server = serve("-c", str(config))
+            database.stop()
+        stores = wait_ready(server)["components"]["knowledge"]["stores"]  # serving
+        assert stores["handbook"]["documents"] == stores["manual"]["documents"] == 0
+        database.start()
+        wait_until(lambda: "27 days" in search_reply(server, "paid leave"), "handbook", timeout=15)
+        wait_until(lambda: "floor 3" in search_reply(server, "printer"), "manual", timeout=15)
+        metrics = scrape(server.url + "/metrics")
+        for store in ("handbook", "manual"):
+            errors = metrics.value(
+                "hector_knowledge_index_errors_total", store=store, reason="refresh"
+            )
+            assert errors == 1  # once per run of failures
+        assert server.stop() == 0
+    lines = server.log_lines()
+    for store in ("handbook", "manual"):
+        failed = f"document store {store}: refresh failed, retrying every 5 s"
+        assert sum(failed in line for line in lines) == 1, lines
+        assert any(f"document store {store}: refreshed again" in line for line in lines)
     assert not any("Traceback" in line for line in lines)

@@ -15,14 +15,32 @@ if TYPE_CHECKING:
     from hector_py.config.model import Config
 
 
-async def check_store(cfg: Config) -> tuple[bool, str] | None:
-    """Connect to a postgres store: (reachable with a usable schema, what was found)."""
-    storage = cfg.storage
-    if storage.type != "postgres" or storage.dsn is None:
-        return True, f"{storage.type}: nothing to connect to"
+async def check_databases(cfg: Config) -> list[tuple[str, str, bool, str]]:
+    """``--check-connections``: (what, the setting to fix, usable, what was found) for the
+    ``storage:`` database and each postgres index's (each database and schema checked once):
+    can we connect, and which schema version is there (4 and up hold the index tables)."""
     from hector_py.agent.stores.postgres import check_connection
 
-    return await check_connection(storage.dsn.get_secret_value(), storage.schema_name)
+    storage = cfg.storage
+    targets = []
+    if storage.type == "postgres" and storage.dsn is not None:
+        targets.append(("storage", "storage.dsn", storage.dsn, storage.schema_name))
+    for name, store in cfg.document_stores.items():
+        secret, schema = store.index_database(storage)
+        if store.index.type == "postgres" and secret is not None:
+            own = store.index.dsn is not None
+            setting = f"document_stores.{name}.index.dsn" if own else "storage.dsn"
+            targets.append((f"document_stores.{name}.index", setting, secret, schema))
+    checked: dict[tuple[str, str], tuple[bool, str]] = {}
+    found = []
+    if storage.type != "postgres":
+        found.append(("storage", "storage", True, f"{storage.type}: nothing to connect to"))
+    for what, setting, secret, schema in targets:
+        key = (secret.get_secret_value(), schema)
+        if key not in checked:
+            checked[key] = await check_connection(*key)
+        found.append((what, setting, *checked[key]))
+    return found
 
 
 @app.command()
@@ -36,7 +54,8 @@ def validate(
         bool,
         typer.Option(
             "--check-connections",
-            help="Also connect to the store (postgres) and check its schema version.",
+            help="Also connect to the postgres databases (storage, document store indexes)"
+            " and check their schema version.",
         ),
     ] = False,
 ) -> None:
@@ -45,7 +64,7 @@ def validate(
 
     import yaml
 
-    from hector_py.config.loader import ConfigError, load_config
+    from hector_py.config.loader import ConfigError, Problem, load_config
 
     if fmt not in ("text", "json"):
         fail(f"--format: must be text or json, not '{fmt}'", code=2)
@@ -54,6 +73,10 @@ def validate(
         from hector_py.server.app import check_buildable
 
         asyncio.run(check_buildable(cfg))
+        checks = asyncio.run(check_databases(cfg)) if check_connections else []
+        failed = dict.fromkeys((setting, message) for _, setting, ok, message in checks if not ok)
+        if failed:  # an index on the storage database fails with it: said once
+            raise ConfigError([Problem(path, message, "config") for path, message in failed])
     except ConfigError as exc:
         from hector_py.config.loader import masked
 
@@ -65,21 +88,17 @@ def validate(
             for problem in found:
                 print(problem)
         raise typer.Exit(1) from None
-    connection = asyncio.run(check_store(cfg)) if check_connections else None
-    if connection is not None and not connection[0]:
-        failure = {"path": "storage.dsn", "message": connection[1], "where": str(file)}
-        if fmt == "json":
-            print(json.dumps({"valid": False, "file": str(file), "problems": [failure]}))
-        else:
-            print(f"storage.dsn: {connection[1]} ({file})")
-        raise typer.Exit(1)
     from hector_py.config.masking import mask_urls
 
     resolved = mask_urls(cfg.model_dump(mode="json"))
     if fmt == "json":
         report: dict[str, Any] = {"valid": True, "file": str(file)}
-        if connection is not None:
-            report["store"] = connection[1]
+        for what, _, _, message in checks:
+            if what == "storage":
+                report["store"] = message
+            else:
+                name = what.removeprefix("document_stores.").removesuffix(".index")
+                report.setdefault("indexes", {})[name] = message
         if print_config:
             report["config"] = resolved
         print(json.dumps(report, indent=2))
@@ -87,8 +106,9 @@ def validate(
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
     else:
         print(f"{file}: valid")
-    if connection is not None and fmt == "text":
-        print(f"storage: {connection[1]}")
+    if fmt == "text":
+        for what, _, _, message in checks:
+            print(f"{what}: {message}")
 
 
 @app.command()

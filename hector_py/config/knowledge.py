@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from hector_py.config.base import Strict, only_for_type
+
+if TYPE_CHECKING:
+    from hector_py.config.storage import StorageConfig
 
 DEFAULT_INCLUDE = (
     "**/*.md",
@@ -112,6 +115,12 @@ class DocumentStoreConfig(Strict):
     def index_path(self, name: str) -> str:
         """The index file of the store called ``name``."""
         return self.index.path or f".hector/knowledge/{name}.db"
+
+    def index_database(self, storage: StorageConfig | None) -> tuple[SecretStr | None, str]:
+        """A postgres index's (dsn, schema): its own, else the ``storage`` database's."""
+        if storage is None:
+            return self.index.dsn, self.index.schema_name or "hector"
+        return self.index.dsn or storage.dsn, self.index.schema_name or storage.schema_name
 
 
 EMBEDDING_PROVIDERS = ("openai", "ollama")

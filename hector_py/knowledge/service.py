@@ -72,15 +72,15 @@ class Knowledge:
         )
 
     def start(self) -> None:
-        """Index every store in the background, then watch those with ``watch: true``."""
+        """Index every store in the background, then watch those with ``watch: true``; a
+        store whose first pass fails serves what its index holds and retries."""
         self._tasks = [asyncio.create_task(self._keep(store)) for store in self.stores.values()]
 
     async def _keep(self, store: DocumentStore) -> None:
-        try:
-            report = await asyncio.to_thread(store.refresh)
-        except Exception:
-            log.exception("document store %s: indexing failed", store.name)
-            store.ready = True  # serve what the index already holds
+        report = await store.attempt(failed=False)
+        failed = report is None
+        if report is None:
+            store.ready = True  # serve what the index already holds, retrying meanwhile
         else:
             log.info(
                 "document store %s: %d documents, %d chunks indexed in %.1f s (%d skipped)",
@@ -90,11 +90,13 @@ class Knowledge:
                 report.seconds,
                 report.skipped,
             )
-        await store.embed_pending()
+            await store.embed_pending()
         if not (store.config.source.watch and store.root.is_dir()):
+            if failed:
+                await store.retry(self._stop)
             return
         try:
-            await store.watch(self._stop)
+            await store.watch(self._stop, failed=failed)
         except Exception as exc:  # e.g. out of inotify watches: poll instead
             log.warning(
                 "document store %s: cannot watch %s (%s); polling it", store.name, store.root, exc
@@ -102,7 +104,7 @@ class Knowledge:
         else:
             return
         try:
-            await store.watch(self._stop, polling=True)
+            await store.watch(self._stop, polling=True, failed=failed)
         except Exception as exc:  # e.g. the folder was removed: serve what is indexed
             log.warning("document store %s: stopped watching %s: %s", store.name, store.root, exc)
 

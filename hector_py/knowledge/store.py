@@ -9,6 +9,7 @@ of the store keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -42,7 +43,7 @@ from hector_py.observability.telemetry import Telemetry
 
 log = logging.getLogger("hector.knowledge")
 WATCH_DEBOUNCE_MS = 300
-RETRY_S = 5  # a watched store whose refresh failed tries again this often
+RETRY_S = 5  # a store whose refresh failed tries again this often
 CANDIDATES = 4  # with an embedder, each ranking offers top_k * CANDIDATES to the fusion
 MAX_PENDING_WRITES = 8  # parsed files waiting for the writer (bounds memory)
 SEARCHES = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="hector-search")
@@ -84,8 +85,7 @@ def open_index(
     setting when it cannot be."""
     index = config.index
     if index.type == "postgres":
-        dsn = index.dsn or (storage.dsn if storage is not None else None)
-        schema = index.schema_name or (storage.schema_name if storage is not None else "hector")
+        dsn, schema = config.index_database(storage)
         if dsn is None:
             raise ConfigError([Problem(f"document_stores.{name}.index.dsn", "required", "config")])
         try:
@@ -291,11 +291,50 @@ class DocumentStore:
         )
         return fuse([lexical, near])[:top_k]
 
-    async def watch(self, stop: asyncio.Event, *, polling: bool = False) -> None:
+    async def attempt(self, failed: bool) -> Report | None:
+        """Refresh (``refresh`` in a thread); ``None`` when it fails. ``failed``: the last
+        attempt failed too, so only the first failure in a row is logged and counted, and
+        the one that works again is logged."""
+        try:
+            report = await asyncio.to_thread(self.refresh)
+        except Exception as exc:  # e.g. the index's database is down
+            if not failed:
+                log.warning(
+                    "document store %s: refresh failed, retrying every %d s: %s",
+                    self.name,
+                    RETRY_S,
+                    exc,
+                )
+                self.telemetry.refresh_failed(self.name)
+            return None
+        if failed:
+            log.info(
+                "document store %s: refreshed again: %d documents, %d chunks",
+                self.name,
+                report.documents,
+                report.chunks,
+            )
+        return report
+
+    async def retry(self, stop: asyncio.Event) -> None:
+        """Refresh every ``RETRY_S`` until it works or ``stop`` (after a failed refresh of a
+        store that is not watched)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETRY_S)
+                return
+            if await self.attempt(failed=True) is not None:
+                await self.embed_pending()
+                return
+
+    async def watch(
+        self, stop: asyncio.Event, *, polling: bool = False, failed: bool = False
+    ) -> None:
         """Refresh whenever an included file is added, changed or removed (and every
-        ``RETRY_S`` after a refresh failed), until ``stop``; ``polling`` checks the files
-        every ``WATCH_DEBOUNCE_MS`` instead of asking the OS (when inotify is out of
-        watches, or does not see a mounted folder's changes)."""
+        ``RETRY_S`` after a refresh failed: ``failed`` says the last one did), until
+        ``stop``; ``polling`` checks the files every ``WATCH_DEBOUNCE_MS`` instead of
+        asking the OS (when inotify is out of watches, or does not see a mounted folder's
+        changes)."""
         source, root = self.config.source, self.root.resolve()
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per change else
 
@@ -306,7 +345,6 @@ class DocumentStore:
                 return False
             return included(source, relative)
 
-        failed = False  # the last refresh failed: try again without waiting for a change
         async for changes in watchfiles.awatch(
             root,
             watch_filter=relevant,
@@ -320,19 +358,10 @@ class DocumentStore:
         ):
             if not (changes or failed):
                 continue
-            try:
-                report = await asyncio.to_thread(self.refresh)
-            except Exception as exc:  # e.g. the index's database is down
-                if not failed:
-                    log.warning(
-                        "document store %s: refresh failed, retrying every %d s: %s",
-                        self.name,
-                        RETRY_S,
-                        exc,
-                    )
-                failed = True
+            report = await self.attempt(failed)
+            failed = report is None
+            if report is None:
                 continue
-            failed = False
             await self.embed_pending()
             log.info(
                 "document store %s: %d added, %d updated, %d removed",

@@ -125,3 +125,8 @@ class KnowledgeTelemetry:
         """``store`` skipped a file for ``reason`` (counted once per file version)."""
         if self.metrics is not None:
             self.metrics.knowledge_index_errors.labels(store, reason).inc()
+
+    def refresh_failed(self, store: str) -> None:
+        """A refresh of ``store`` failed (counted once per run of failures)."""
+        if self.metrics is not None:
+            self.metrics.knowledge_index_errors.labels(store, "refresh").inc()

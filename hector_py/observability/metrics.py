@@ -326,7 +326,8 @@ class Metrics:
         )
         self.knowledge_index_errors = counter(
             "knowledge_index_errors_total",
-            "Files a store skipped (unreadable, binary, encoding, too_large, parse)",
+            "Files a store skipped (unreadable, binary, encoding, too_large, parse)"
+            " and failed refreshes (refresh)",
             ("store", "reason"),
         )
         self.embedding_tokens = counter(

@@ -72,8 +72,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
     except UNREACHABLE as exc:
         raise StoreUnavailable(reason(exc)) from None
-    except asyncpg.PostgresError as exc:  # bad password, unknown database, ...
-        raise StoreUnavailable(reason(exc)) from None
+    except (asyncpg.PostgresError, ValueError) as exc:  # bad password, unknown database,
+        raise StoreUnavailable(reason(exc)) from None  # a malformed dsn, ...
 
 
 class PostgresStore:
