@@ -90,7 +90,6 @@ class Knowledge:
                 report.seconds,
                 report.skipped,
             )
-            await store.embed_pending()
         if not (store.config.source.watch and store.root.is_dir()):
             if failed:
                 await store.retry(self._stop)

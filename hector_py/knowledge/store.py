@@ -292,11 +292,13 @@ class DocumentStore:
         return fuse([lexical, near])[:top_k]
 
     async def attempt(self, failed: bool) -> Report | None:
-        """Refresh (``refresh`` in a thread); ``None`` when it fails. ``failed``: the last
+        """Refresh (``refresh`` in a thread), then give new chunks their vectors; ``None``
+        when either fails (the index's database can go in between). ``failed``: the last
         attempt failed too, so only the first failure in a row is logged and counted, and
         the one that works again is logged."""
         try:
             report = await asyncio.to_thread(self.refresh)
+            await self.embed_pending()
         except Exception as exc:  # e.g. the index's database is down
             if not failed:
                 log.warning(
@@ -324,7 +326,6 @@ class DocumentStore:
                 await asyncio.wait_for(stop.wait(), RETRY_S)
                 return
             if await self.attempt(failed=True) is not None:
-                await self.embed_pending()
                 return
 
     async def watch(
@@ -362,7 +363,6 @@ class DocumentStore:
             failed = report is None
             if report is None:
                 continue
-            await self.embed_pending()
             log.info(
                 "document store %s: %d added, %d updated, %d removed",
                 self.name,
