@@ -129,6 +129,27 @@ def load_average() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_quiet(busy_share: float = 0.2, limit_s: float = 15.0) -> float:
+    """Wait until the machine's CPUs are at most ``busy_share`` busy over half a second
+    (what a cell before left running, such as the OTLP receiver decoding a sampling-1.0
+    server's backlog, must not tax the next cell), at most ``limit_s``; seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        busy, total = _cpu_ticks()
+        time.sleep(0.5)
+        busy2, total2 = _cpu_ticks()
+        if total2 > total and (busy2 - busy) / (total2 - total) <= busy_share:
+            break
+    return time.monotonic() - started
+
+
 def package_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -886,14 +907,17 @@ class Bench:
             for round_index in range(s.rounds):
                 order = targets if round_index % 2 == 0 else list(reversed(targets))
                 for target in order:
+                    waited = wait_quiet()
                     run = self.load.run(target, concurrency, s.duration, s.warmup)
+                    run.extra["waited_for_quiet_s"] = round(waited, 1)
                     key = (target.label, concurrency)
                     print(
                         f"  c={concurrency:<4} {target.label:<28} {run.rps:9.1f} req/s  "
                         f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  "
                         f"errors {run.errors}  cpu/req "
                         f"{run.extra['cpu_us_per_request']:6.0f} us  "
-                        f"(load {run.load_average.split()[0]})"
+                        f"(load {run.load_average.split()[0]}"
+                        + (f", waited {waited:.1f} s for quiet)" if waited > 0.6 else ")")
                     )
                     seen = rounds.setdefault(key, [])
                     seen.append(round(run.rps, 1))
