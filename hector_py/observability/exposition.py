@@ -134,12 +134,10 @@ class CachedGauge(_CachedLabels, Gauge):
 
     def dec(self, amount: float = 1) -> None:
         """Subtract ``amount``."""
-        value = self._fast
-        if value is None:
+        if self._fast is None:
             super().dec(amount)
-            return
-        with value._lock:
-            value._value -= amount
+        else:
+            self.inc(-amount)
 
     def set(self, value: float) -> None:
         """Set to ``value``."""
