@@ -577,6 +577,7 @@ server:
   host: 127.0.0.1
   port: {port}
   max_concurrent_runs: 4096   # the default (64) would answer 503 at 128+ clients
+  max_connections_per_client: 2048   # one load generator holds the 1,000 streams (default 256)
   shutdown_timeout: 5
 llms:
 {llms}
