@@ -9,16 +9,16 @@ commit), so differences of a few percent show above the machine's noise.
 Variants: ``off`` (no telemetry), ``metrics`` (``--metrics``), ``recorder`` (tracing with
 the flight recorder, no metrics or console), ``console`` (the run console alone),
 ``observe`` (``--observe``), ``sampled`` (``--observe`` exporting every trace); joined
-with ``+`` they add up (``metrics+recorder``). ``VARIANT@DIR`` runs the hector_py of DIR
-(a checkout) instead of this tree's. All the
-servers run at once on the same fake upstream and live OTLP receiver (from
-``scripts/bench.py``), on CPU 0 (``taskset``; the load generator and the fakes get the
-other), each as ``--copies`` processes: two processes of the same code differ by up to
-17 % unpinned and 4-8 % pinned on this 2-core VM (placement and memory layout), so one
-process per variant measures the process, not the code. Each round measures every process
-in turn, the order reversed every other round, after waiting for an idle machine; the
-table shows the median over a server's processes of each one's best req/s and lowest CPU
-per request, and both against the first server. Not run by CI.
+with ``+`` they add up (``metrics+recorder``). ``VARIANT@DIR`` runs the hector_py of DIR (a
+checkout) instead of this tree's. All the servers run at once on the same fake upstream and
+live OTLP receiver (from ``scripts/bench.py``), pinned to CPU 0 (``taskset``; the load
+generator and the fakes, not pinned, mostly run on the other), each as ``--copies``
+processes: two processes of the same code differ by up to 17 % unpinned and 4-8 % pinned on
+this 2-core VM (placement and memory layout), so one process per variant measures the
+process, not the code. Each round measures every process in turn, the order reversed every
+other round, after waiting for an idle machine; the table shows the median over a server's
+processes of each one's best req/s and lowest CPU per request, and both against the first
+server. Not run by CI.
 """
 
 from __future__ import annotations

@@ -26,8 +26,10 @@ async def check_databases(cfg: Config) -> list[tuple[str, str, bool, str]]:
     if storage.type == "postgres" and storage.dsn is not None:
         targets.append(("storage", "storage.dsn", storage.dsn, storage.schema_name))
     for name, store in cfg.document_stores.items():
+        if store.index.type != "postgres":
+            continue
         secret, schema = store.index_database(storage)
-        if store.index.type == "postgres" and secret is not None:
+        if secret is not None:
             own = store.index.dsn is not None
             setting = f"document_stores.{name}.index.dsn" if own else "storage.dsn"
             targets.append((f"document_stores.{name}.index", setting, secret, schema))
