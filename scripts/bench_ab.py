@@ -24,8 +24,10 @@ server. Not run by CI.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from statistics import median
 
@@ -42,6 +44,7 @@ from bench import (  # scripts/bench.py
     free_port,
     hector_bin,
     openai_body,
+    py_spy,
     wait_quiet,
     wait_ready,
 )
@@ -66,6 +69,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument(
         "--copies", type=int, default=3, help="processes per server (they differ by up to 8 %%)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="then py-spy each server's first process under the load into this folder"
+        " (compare two with bench_profile.py --against)",
     )
     args = parser.parse_args()
     for server in args.servers:
@@ -140,8 +150,28 @@ def main() -> None:
                 f"| {server} | {best[server]:,.0f} | {best[server] / best[first]:.0%} |"
                 f" {low[server]:.0f} | {low[server] - low[first]:+.0f} | {each} |"
             )
+        if args.profile:
+            profile(bench, args, [t for t in targets if t.label.endswith("#0")])
     finally:
         bench.procs.stop_all()
+
+
+def profile(bench: Bench, args: argparse.Namespace, targets: list[Target]) -> None:
+    """py-spy (GIL-holding stacks) on each target under the load, with its CPU per request
+    in the file's name (``bench_profile.py`` turns shares into µs per request with it)."""
+    args.profile.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        raw = args.profile / f"{target.group.replace('/', '_')}.txt"
+        cmd = [py_spy(), "record", "-p", str(target.pid), "-d", str(args.seconds * 2)]
+        cmd += ["-r", "250", "--gil", "-f", "raw", "-o", str(raw)]
+        wait_quiet()
+        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        run = bench.load.run(target, args.concurrency, args.seconds * 2 + 1, 0)
+        spy.wait(60)
+        cpu_us = run.extra["cpu_us_per_request"]
+        raw.rename(raw.with_name(f"{raw.stem}@{cpu_us:.0f}us.txt"))
+        print(f"  profiled {target.group}: {cpu_us:.0f} µs/req -> {raw.stem}@{cpu_us:.0f}us.txt")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
     py-spy record -p PID -d 10 -r 200 --threads -f raw -o prof.txt
     python scripts/bench_profile.py prof.txt [--top 25] [--thread MainThread]
+    python scripts/bench_profile.py 'observe@339us.txt' --against 'off@254us.txt'
 
 Prints the share of samples per thread, the share of each part of the telemetry (each
 sample goes to the part of its innermost frame that belongs to one; with ``--cpu-us``, the
 server's CPU per request, also as microseconds per request), then the functions with the
 largest inclusive share (time spent in them or anything they called) and the largest
-self share.
+self share. ``--against`` compares two profiles of ``bench_ab.py --profile``: the
+functions whose µs per request grew most.
 """
 
 from __future__ import annotations
@@ -132,13 +134,43 @@ def summarise(
     return "\n".join(out)
 
 
+def per_request(path: Path, cpu_us: float) -> Counter[str]:
+    """µs per request spent in each function (inclusive) of one profile."""
+    stacks = load(path)
+    total = sum(c for _, c in stacks)
+    inclusive: Counter[str] = Counter()
+    for frames, count in stacks:
+        for name in {_short(f) for f in frames[1:]}:
+            inclusive[name] += count
+    return Counter({name: count / total * cpu_us for name, count in inclusive.items()})
+
+
+def against(base: Path, other: Path, top: int) -> str:
+    """The functions whose inclusive µs per request grow most from ``base`` to ``other``
+    (files named ``NAME@<cpu>us.txt``, as ``bench_ab.py --profile`` writes them)."""
+    cpu = [float(p.stem.rpartition("@")[2].removesuffix("us")) for p in (base, other)]
+    before, after = per_request(base, cpu[0]), per_request(other, cpu[1])
+    out = [f"{base.stem} -> {other.stem}: {cpu[1] - cpu[0]:+.0f} µs per request", ""]
+    out += ["| function (inclusive) | before | after | change µs/req |", "|---|---|---|---|"]
+    growth = Counter({n: after[n] - before.get(n, 0.0) for n in after})
+    for name, change in growth.most_common(top):
+        out.append(f"| `{name}` | {before.get(name, 0.0):.1f} | {after[name]:.1f} | {change:+.1f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "--against", type=Path, default=None, help="a profile of the same load to compare with"
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--thread", default=None, help="only stacks of this thread")
     parser.add_argument("--cpu-us", type=float, default=None, help="server CPU per request")
     args = parser.parse_args()
+    if args.against:
+        print(against(args.against, args.file, args.top))
+        return
     print(summarise(load(args.file), args.top, args.thread, args.cpu_us))
 
 
