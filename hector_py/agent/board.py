@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +28,12 @@ class LiveRun:
     meter: UsageMeter
     started: float = field(default_factory=time.time)
     step: str = "starting"
-    trace_id: str | None = None
+    span_ids: Callable[[], str | None] | None = None
+    """The run span's ``trace_id-span_id`` (``RunScope.span_ids``), read when shown."""
 
     def view(self, now: float) -> dict[str, Any]:
         """The run as the console shows it."""
+        ids = self.span_ids() if self.span_ids is not None else None
         return {
             "id": self.id,
             "agent": self.agent,
@@ -43,7 +46,7 @@ class LiveRun:
             "prompt_tokens": self.meter.prompt_tokens,
             "completion_tokens": self.meter.completion_tokens,
             "cost_usd": round(self.meter.cost_usd, 6),
-            "trace_id": self.trace_id,
+            "trace_id": ids.partition("-")[0] if ids else None,
         }
 
 

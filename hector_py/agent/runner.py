@@ -290,8 +290,7 @@ class Agent:
         if live is None or self.board is None:
             yield
             return
-        ids = scope.span_ids()
-        live.trace_id = ids.split("-")[0] if ids else None
+        live.span_ids = scope.span_ids
         try:
             yield
         finally:

@@ -51,7 +51,8 @@ OnRetry = Callable[[int, str, float], None]
 The reason is bounded, fit for a metric label: the HTTP status (``"429"``, ``"503"``),
 ``"timeout"`` or ``"connection_error"``."""
 InjectHeaders = Callable[[dict[str, str]], None]
-"""Adds headers (e.g. W3C ``traceparent``) to each outgoing attempt, in place."""
+"""Adds headers (e.g. W3C ``traceparent``) to each outgoing attempt, in place; given, it
+stands for the session's client middlewares (``Telemetry.inject_headers``)."""
 OnHeadroom = Callable[[dict[str, int]], None]
 """Told what an answer's rate-limit headers say is left (``requests``, ``tokens``)."""
 Framing = Literal["sse", "ndjson"]
@@ -91,6 +92,9 @@ class HTTPClient:
         self._secrets = tuple(s for s in secrets if s)
         self._on_retry = on_retry
         self._inject_headers = inject_headers
+        # The hook does what the session's middleware does (trace propagation), without
+        # the middleware chain aiohttp builds per request.
+        self._middlewares = None if inject_headers is None else ()
 
     async def post_json(self, url: str, body: Any, headers: Mapping[str, str]) -> Any:
         """POST ``body`` and return the decoded JSON answer."""
@@ -187,6 +191,7 @@ class HTTPClient:
                     headers=request_headers,
                     timeout=self._timeout,
                     allow_redirects=False,
+                    middlewares=self._middlewares,
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connection_error"

@@ -10,7 +10,6 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import orjson
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 
 from hector_py.observability.logs import JsonFormatter, record_fields
@@ -150,9 +149,7 @@ class ConsoleLogs(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """File a record logged inside a trace."""
-        if not trace.get_current_span().get_span_context().is_valid:
-            return
-        trace_id = record_fields(record).get("trace_id")
+        trace_id = record_fields(record).get("trace_id")  # taken once per record
         if not isinstance(trace_id, str):
             return
         with self._lines_lock:

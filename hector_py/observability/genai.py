@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hector_py.config.model import Pricing
+from hector_py.observability.light import note_usage
 from hector_py.observability.metrics import Metrics
 from hector_py.observability.scopes import LLMScope, observe, outcome
 
@@ -74,7 +75,7 @@ def request_attributes(temperature: float | None, max_tokens: int | None) -> dic
     return attributes
 
 
-def finish_span(scope: LLMScope) -> None:
+def finish_span(scope: LLMScope, provider: str, model: str) -> None:
     """Set what the answer told on the chat span (one call: the SDK locks per call). A
     failed call has no response model or id, and token counts only if some were used."""
     span = scope.span
@@ -84,6 +85,7 @@ def finish_span(scope: LLMScope) -> None:
     if scope.error_type is None or scope.prompt_tokens or scope.completion_tokens:
         attributes["gen_ai.usage.input_tokens"] = scope.prompt_tokens
         attributes["gen_ai.usage.output_tokens"] = scope.completion_tokens
+        note_usage(span, provider, model, scope.prompt_tokens, scope.completion_tokens)
     if scope.cached_tokens:
         attributes["gen_ai.usage.cache_read.input_tokens"] = scope.cached_tokens
     if scope.reasoning_tokens:

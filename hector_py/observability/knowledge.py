@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
+from hector_py.observability.light import note_usage
 from hector_py.observability.scopes import failure_type, observe, outcome
 from hector_py.observability.telemetry import Telemetry
 
@@ -108,6 +109,7 @@ class KnowledgeTelemetry:
             finally:
                 if span is not None:
                     span.set_attribute("gen_ai.usage.input_tokens", scope.tokens)
+                    note_usage(span, provider, model, scope.tokens, 0)
                 if self.metrics is not None and scope.tokens:
                     self.metrics.embedding_tokens.labels(store, model).inc(scope.tokens)
                     if price_per_million is not None:

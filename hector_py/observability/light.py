@@ -28,6 +28,19 @@ UNSET = Status(StatusCode.UNSET)
 """A new span's status (immutable, so shared)."""
 
 
+class Family(list["LightSpan"]):
+    """The ended spans of one local trace, shared by its light spans, and what the
+    recorder's decision needs of them, noted as they go: whether one failed, and the
+    model calls' usage (provider, model, prompt and completion tokens)."""
+
+    __slots__ = ("calls", "failed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        self.calls: list[tuple[str, str, int, int]] = []
+
+
 class LightSpan(trace.Span):
     """A span being recorded: plain fields until the recorder decides."""
 
@@ -56,7 +69,7 @@ class LightSpan(trace.Span):
         attributes: dict[str, Any],
         links: list[Link],
         sink: Callable[[LightSpan], None],
-        family: list[LightSpan],
+        family: Family,
     ) -> None:
         self.name = name
         self.context = context
@@ -116,6 +129,8 @@ class LightSpan(trace.Span):
         if self.status.status_code is StatusCode.OK:
             return
         self.status = status if isinstance(status, Status) else Status(status, description)
+        if self.status.status_code is StatusCode.ERROR:
+            self.family.failed = True
 
     def record_exception(
         self,
@@ -138,6 +153,15 @@ class LightSpan(trace.Span):
         if self.end_time is None:
             self.end_time = end_time or time.time_ns()
             self._sink(self)
+
+
+def note_usage(
+    span: trace.Span | None, provider: str, model: str, prompt: int, completion: int
+) -> None:
+    """A model call's (or embedding's) usage under a light span, for the recorder's cost
+    check (no span, or an SDK one: nothing to note)."""
+    if type(span) is LightSpan:
+        span.family.calls.append((provider, model, prompt, completion))
 
 
 def readable(
@@ -191,8 +215,9 @@ class LightTracer:
         attributes: types.Attributes = None,
         links: Sequence[Link] | None = (),
         **_: Any,
-    ) -> trace.Span:
-        """A new span under the current (or ``context``'s) span."""
+    ) -> trace.Span | None:
+        """A new span under the current (or ``context``'s) span; ``None`` (no span to make)
+        under the current span of an unsampled trace, as ``in_unsampled_trace`` says."""
         current = trace.get_current_span(context)
         parent = current.get_span_context()
         span_id = getrandbits(64) or 1  # as the SDK's RandomIdGenerator, without its loop
@@ -203,6 +228,8 @@ class LightTracer:
                 name, own, parent, kind, values, [*(links or ())], self._end, current.family
             )
         if parent.is_valid:
+            if context is None and not current.is_recording():
+                return None
             if not parent.trace_flags.sampled:
                 quiet = SpanContext(parent.trace_id, span_id, False, parent.trace_flags)
                 return trace.NonRecordingSpan(quiet)
@@ -211,6 +238,6 @@ class LightTracer:
             trace_id, state = getrandbits(128) or 1, None
         own = SpanContext(trace_id, span_id, False, SAMPLED, state)
         root = parent if parent.is_valid else None
-        span = LightSpan(name, own, root, kind, values, [*(links or ())], self._end, [])
+        span = LightSpan(name, own, root, kind, values, [*(links or ())], self._end, Family())
         self._start(span)
         return span

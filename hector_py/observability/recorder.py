@@ -34,8 +34,7 @@ Recorded = LightSpan | ReadableSpan
 """What the recorder holds: light spans (the scopes'), or SDK spans (``hector doctor``'s)."""
 SCOPE = InstrumentationScope("hector_py", __version__)
 """The instrumentation scope of light spans: the telemetry's tracer's."""
-TOKEN_ATTRIBUTES = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
-MODEL = "gen_ai.request.model"
+LOW_64 = (1 << 64) - 1
 FLAG = "hector.trace.keep"
 DECISION = "hector.trace.kept"
 WINDOW = 1000
@@ -43,7 +42,7 @@ WINDOW = 1000
 WINDOW_S = 300.0
 MIN_SAMPLES = 100
 """Below this many recent traces there is no p99 to compare with (none is slow)."""
-RECOMPUTE_EVERY = 50
+RECOMPUTE_EVERY = 200
 """Traces between two computations of the p99."""
 
 
@@ -171,7 +170,8 @@ class KeepProcessor(SpanProcessor):
         return readable(span, span.resource, span.instrumentation_scope, {DECISION: reason})
 
     def _reason(self, root: Recorded, spans: Sequence[Recorded]) -> str | None:
-        if any(s.status.status_code is StatusCode.ERROR for s in spans):
+        family = root.family if type(root) is LightSpan else None  # else an SDK span
+        if _failed(spans) if family is None else family.failed:
             return "error"
         if root.attributes and root.attributes.get(FLAG):
             return "flagged"
@@ -185,17 +185,17 @@ class KeepProcessor(SpanProcessor):
                 return "slow"
         elif slower is not None and duration > float(slower) * 1e9:
             return "slow"
-        costlier, dollars = self.config.costlier_than, self.config.costlier_than_usd
-        if costlier is not None or dollars is not None:
-            calls = [_usage(s) for s in spans if s.attributes and MODEL in s.attributes]
+        calls = () if family is None else family.calls
+        if calls:
+            costlier, dollars = self.config.costlier_than, self.config.costlier_than_usd
             if costlier is not None and sum(p + c for _, _, p, c in calls) > costlier:
                 return "costly"
             if dollars is not None and sum(self.cost(*call) for call in calls) > dollars:
                 return "costly"
-        if root.parent is not None and root.parent.is_remote and root.parent.trace_flags.sampled:
+        parent = root.parent
+        if parent is not None and parent.is_remote and parent.trace_flags.sampled:
             return "caller"
-        context = root.get_span_context()
-        if context is not None and (context.trace_id & ((1 << 64) - 1)) < self.bound:
+        if (root.context.trace_id & LOW_64) < self.bound:
             return "sampled"
         with self._lock:
             return "rate" if self._rate.take() else None
@@ -209,13 +209,6 @@ class KeepProcessor(SpanProcessor):
         return self.inner.force_flush(timeout_millis)
 
 
-def _usage(span: Recorded) -> tuple[str, str, int, int]:
-    """A model call span's provider, model, prompt and completion tokens."""
-    attributes = span.attributes or {}
-    prompt, completion = (attributes.get(key) for key in TOKEN_ATTRIBUTES)
-    return (
-        str(attributes.get("gen_ai.provider.name", "")),
-        str(attributes.get(MODEL, "")),
-        prompt if isinstance(prompt, int) else 0,
-        completion if isinstance(completion, int) else 0,
-    )
+def _failed(spans: Sequence[Recorded]) -> bool:
+    """Whether one of (SDK) ``spans`` failed."""
+    return any(s.status.status_code is StatusCode.ERROR for s in spans)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -136,18 +136,24 @@ class Telemetry(Counters):
         record: bool = True,
         links: Sequence[Link] = (),
     ) -> AbstractContextManager[Span | None]:
-        if self.tracer is None or not record or (context is None and in_unsampled_trace()):
+        tracer = self.tracer
+        if tracer is None or not record:
             return NO_SPAN
-        span = self.tracer.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        return Current(span, self.redact)
+        if type(tracer) is LightTracer:  # it says itself when there is no span to make
+            span = tracer.start_span(name, context, kind, attributes, links)
+        elif context is None and in_unsampled_trace():
+            return NO_SPAN
+        else:
+            span = tracer.start_span(
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        return NO_SPAN if span is None else Current(span, self.redact)
 
     # --- scopes ------------------------------------------------------------------------
 
@@ -267,7 +273,7 @@ class Telemetry(Counters):
                 self._record_llm(agent, provider, model, scope)
 
     def _record_llm(self, agent: str, provider: str, model: str, scope: LLMScope) -> None:
-        finish_span(scope)
+        finish_span(scope, provider, model)
         if self.otlp_metrics is not None:
             elapsed = time.perf_counter() - scope.started
             self.otlp_metrics.record(provider, model, scope, elapsed)
@@ -370,6 +376,12 @@ class Telemetry(Counters):
         on). A middleware, not a ``TraceConfig``: that would fire a dozen signals per
         request."""
         return () if self.tracer is None else (inject_traceparent,)
+
+    def inject_headers(self) -> Callable[[dict[str, str]], None] | None:
+        """What model clients call to put ``traceparent`` on each attempt themselves
+        (tracing on), instead of the session's middleware: a call, not a chain of
+        coroutines per request."""
+        return None if self.tracer is None else propagate.inject
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/health`` components: tracing is ``degraded`` (never down) while exports fail."""

@@ -81,7 +81,14 @@ def build_agents(
         def headroom(left: dict[str, int], provider: str = provider, model: str = model) -> None:
             telemetry.upstream_headroom(provider, model, left)
 
-        client = build_llm(name, llm, session, on_retry=count_retry, on_headroom=headroom)
+        client = build_llm(
+            name,
+            llm,
+            session,
+            on_retry=count_retry,
+            inject_headers=telemetry.inject_headers(),
+            on_headroom=headroom,
+        )
         cache = ResponseCache(llm.cache) if llm.cache.enabled else None
         models[name] = Model(name, client, Breaker(name, llm.circuit_breaker, circuit), cache)
         telemetry.circuit_state(provider, model, 0)
