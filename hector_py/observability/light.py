@@ -33,12 +33,21 @@ class Family(list["LightSpan"]):
     recorder's decision needs of them, noted as they go: whether one failed, and the
     model calls' usage (provider, model, prompt and completion tokens)."""
 
-    __slots__ = ("calls", "failed")
+    __slots__ = ("calls", "failed", "open")
 
     def __init__(self) -> None:
         super().__init__()
         self.failed = False
         self.calls: list[tuple[str, str, int, int]] = []
+        self.open = True
+        """Until the recorder has decided: spans that end later are not held."""
+
+    def close(self) -> None:
+        """The trace is decided: let its spans go. They refer to their family, so a family
+        still holding them would be a reference cycle, each trace's garbage left for the
+        cyclic GC to find (a tenth of a request's CPU at c=32) instead of freed at once."""
+        self.open = False
+        self.clear()
 
 
 class LightSpan(trace.Span):

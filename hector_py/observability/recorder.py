@@ -28,7 +28,7 @@ from opentelemetry.trace import StatusCode
 from hector_py import __version__
 from hector_py.config.observability import KeepConfig
 from hector_py.observability.buckets import mark_exemplar
-from hector_py.observability.light import LightSpan, readable
+from hector_py.observability.light import Family, LightSpan, readable
 
 Recorded = LightSpan | ReadableSpan
 """What the recorder holds: light spans (the scopes'), or SDK spans (``hector doctor``'s)."""
@@ -115,7 +115,7 @@ class KeepProcessor(SpanProcessor):
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
         self.cost: Callable[[str, str, int, int], float] = lambda *_: 0.0
         """A model call's price in dollars (provider, model, prompt and completion tokens)."""
-        self._traces: OrderedDict[int, list[LightSpan]] = OrderedDict()
+        self._traces: OrderedDict[int, Family] = OrderedDict()
         """Each running trace's ended spans (a light root's family), oldest first."""
         self._max = config.max_traces
         self._lock = threading.Lock()
@@ -131,20 +131,21 @@ class KeepProcessor(SpanProcessor):
             self._traces[span.context.trace_id] = span.family
             evicted = self._traces.popitem(last=False)[1] if len(self._traces) > self._max else None
         if evicted is not None:  # a trace whose root never ended: what it held goes
-            evicted.clear()
+            evicted.close()
             self.on_decision(None)
 
     def on_end(self, span: Recorded) -> None:
         """Hold ``span`` in its family; decide when it is its trace's local root."""
         if type(span) is LightSpan:  # its family: no lookup, no lock
             family = span.family
-            if len(family) < self.config.max_spans_per_trace:
+            if family.open and len(family) < self.config.max_spans_per_trace:
                 family.append(span)
             if span.parent is not None and not span.parent.is_remote:
                 return
             with self._lock:
                 self._traces.pop(span.context.trace_id, None)
             self._decide(span, family)
+            family.close()
             return
         self._decide(span, [span])  # an SDK span (``hector doctor``'s): a trace of its own
 
