@@ -28,6 +28,7 @@ LEVELS = {
     "error": logging.ERROR,
 }
 _FIELDS = "_hector_fields"
+SPAN_IDS = frozenset({"trace_id", "span_id"})
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -90,8 +91,9 @@ class _RedactingFormatter(logging.Formatter):
         return self.redact(str(record.msg) % cleaned)
 
     def fields(self, record: logging.LogRecord) -> dict[str, Any]:
-        """``record_fields``, redacted."""
-        return {k: self.clean(v) for k, v in record_fields(record).items()}
+        """``record_fields``, redacted (but the span's ids, hex we wrote: a known secret
+        that happens to be a hex run would corrupt them)."""
+        return {k: v if k in SPAN_IDS else self.clean(v) for k, v in record_fields(record).items()}
 
     def traceback(self, record: logging.LogRecord) -> str | None:
         """The record's traceback, redacted; ``None`` without one."""
