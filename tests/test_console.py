@@ -136,3 +136,27 @@ def test_a_trace_over_max_trace_kb_is_cut(serve: Any, tmp_path: Path) -> None:
     assert len(whole["spans"]) == short["spans"] >= 3
     part = httpx.get(f"{server.url}/console/api/traces/{long['trace_id']}", timeout=5).json()
     assert len(part["spans"]) == long["spans"] < short["spans"]
+
+
+def test_under_the_flight_recorder_only_kept_traces_have_log_lines(
+    serve: Any, tmp_path: Path
+) -> None:
+    """With the recorder (sampling 0, no ordinary traces kept) a flagged request's trace is
+    shown with its log lines, which waited with its spans; an ordinary one is dropped."""
+    config = CONFIG.replace("stream_delay: 0.2", "stream_delay: 0").replace(
+        '"127.0.0.1:9"}',
+        '"127.0.0.1:9", sampling_rate: 0.0, keep: {enabled: true, ordinary_per_second: 0}}',
+    )
+    (tmp_path / "hector.yaml").write_text(config)
+    server: Server = serve("-c", str(tmp_path / "hector.yaml"))
+    ordinary = chat(server, "ordinary")
+    body = {"model": "assistant", "messages": [{"role": "user", "content": "flagged"}]}
+    flagged = httpx.post(
+        f"{server.url}/v1/chat/completions", json=body, headers={"X-Hector-Trace": "keep"}
+    )
+    assert ordinary.is_success and flagged.is_success
+    (kept,) = httpx.get(f"{server.url}/console/api/runs", timeout=5).json()["traces"]
+    assert kept["kept"] == "flagged"
+    trace = httpx.get(f"{server.url}/console/api/traces/{kept['trace_id']}", timeout=5).json()
+    (access,) = [line for line in trace["logs"] if line["logger"] == "hector.access"]
+    assert access["trace_id"] == kept["trace_id"] and access["status"] == 200

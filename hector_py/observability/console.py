@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 
+from hector_py.observability.light import LightSpan
 from hector_py.observability.logs import JsonFormatter, record_fields
 from hector_py.observability.redact import Redactor
 from hector_py.observability.tracing import Tracing
@@ -138,7 +141,9 @@ class ConsoleSpans(SpanProcessor):
 class ConsoleLogs(logging.Handler):
     """The last log lines (JSON, redacted) of each of the last traces, by trace id. A
     record is kept as it is, with the context its logging call had, and formatted only
-    when the console reads it: most traces are never looked at."""
+    when the console reads it: most traces are never looked at. Under the flight recorder
+    a trace's records wait with its light spans and are filed only if it is kept (the
+    console shows kept traces only)."""
 
     def __init__(self, max_traces: int, redact: Redactor) -> None:
         super().__init__()
@@ -148,17 +153,25 @@ class ConsoleLogs(logging.Handler):
         self._lines_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        """File a record logged inside a trace."""
-        trace_id = record_fields(record).get("trace_id")  # taken once per record
-        if not isinstance(trace_id, str):
+        """Hold or file a record logged inside a trace."""
+        fields = record_fields(record)  # taken in the logging call, whatever reads it later
+        span = trace.get_current_span()
+        if type(span) is LightSpan:
+            span.family.hold(record, LINES_PER_TRACE)
             return
+        trace_id = fields.get("trace_id")
+        if isinstance(trace_id, str):
+            self.file(trace_id, (record,))
+
+    def file(self, trace_id: str, records: Iterable[logging.LogRecord]) -> None:
+        """File records of ``trace_id`` (the oldest trace goes past ``max_traces``)."""
         with self._lines_lock:
             lines = self._lines.get(trace_id)
             if lines is None:
                 lines = self._lines[trace_id] = deque(maxlen=LINES_PER_TRACE)
                 while len(self._lines) > self.max_traces:
                     self._lines.popitem(last=False)
-            lines.append(record)
+            lines.extend(records)
 
     def of(self, trace_id: str) -> list[Any]:
         """The lines of one trace, as the JSON log format writes them, oldest first."""
@@ -167,12 +180,13 @@ class ConsoleLogs(logging.Handler):
         return [orjson.loads(self.format(record)) for record in records]
 
 
-def attach(tracing: Tracing, spans: ConsoleSpans) -> None:
+def attach(tracing: Tracing, spans: ConsoleSpans, logs: ConsoleLogs) -> None:
     """Give ``spans`` what the server exports: behind the flight recorder, its kept
-    traces; else every recorded one."""
+    traces (and ``logs`` their held log lines); else every recorded one."""
     if tracing.keeper is None:
         tracing.provider.add_span_processor(spans)
         return
+    tracing.keeper.hold_logs = logs.file
     both = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
     both.add_span_processor(tracing.keeper.inner)
     both.add_span_processor(spans)

@@ -33,14 +33,23 @@ class Family(list["LightSpan"]):
     recorder's decision needs of them, noted as they go: whether one failed, and the
     model calls' usage (provider, model, prompt and completion tokens)."""
 
-    __slots__ = ("calls", "failed", "open")
+    __slots__ = ("calls", "failed", "logs", "open")
 
     def __init__(self) -> None:
         super().__init__()
         self.failed = False
         self.calls: list[tuple[str, str, int, int]] = []
+        self.logs: list[Any] = []
+        """The run console's log records of the trace, until the recorder has decided."""
         self.open = True
         """Until the recorder has decided: spans that end later are not held."""
+
+    def hold(self, record: Any, most: int) -> None:
+        """Hold a log record of the trace (the last ``most``) until it is decided."""
+        if self.open:
+            self.logs.append(record)
+            if len(self.logs) > most:
+                del self.logs[0]
 
     def close(self) -> None:
         """The trace is decided: let its spans go. They refer to their family, so a family
@@ -48,6 +57,7 @@ class Family(list["LightSpan"]):
         cyclic GC to find (a tenth of a request's CPU at c=32) instead of freed at once."""
         self.open = False
         self.clear()
+        self.logs = []
 
 
 class LightSpan(trace.Span):

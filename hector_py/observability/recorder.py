@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -113,6 +114,8 @@ class KeepProcessor(SpanProcessor):
         self.bound = int(ratio * (1 << 64))  # head-sampling share, by trace id
         self.on_decision: Callable[[str | None], None] = lambda reason: None
         """Hears each decision: the reason a trace was kept, or ``None`` (dropped)."""
+        self.hold_logs: Callable[[str, list[Any]], None] | None = None
+        """Given a kept trace's log records (the run console's, ``Family.hold``)."""
         self.cost: Callable[[str, str, int, int], float] = lambda *_: 0.0
         """A model call's price in dollars (provider, model, prompt and completion tokens)."""
         self._traces: OrderedDict[int, Family] = OrderedDict()
@@ -155,6 +158,8 @@ class KeepProcessor(SpanProcessor):
         self.on_decision(reason)
         if reason is not None:
             trace_id = format(root.context.trace_id, "032x")
+            if type(root) is LightSpan and root.family.logs and self.hold_logs is not None:
+                self.hold_logs(trace_id, root.family.logs)
             for kept in spans:
                 if type(kept) is LightSpan:
                     at = (kept.end_time or 0) / 1e9

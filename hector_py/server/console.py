@@ -115,10 +115,10 @@ def add_console(app: web.Application, telemetry: Telemetry, agents: Iterable[Age
     for agent in agents:
         agent.board = board
     spans = None
+    logs = ConsoleLogs(config.max_traces, telemetry.redact)
     if telemetry.tracing is not None:
         spans = ConsoleSpans(config.max_traces, config.max_trace_kb, telemetry.redact)
-        attach(telemetry.tracing, spans)
-    logs = ConsoleLogs(config.max_traces, telemetry.redact)
+        attach(telemetry.tracing, spans, logs)
     logging.getLogger().addHandler(logs)
     app[CONSOLE] = Console(board, spans, logs, telemetry)
 
