@@ -4,8 +4,7 @@
 The SDK's OTLP encoding is Python work: in the serving process it takes the GIL from the
 event loop (at ``sampling_rate: 1.0`` a fifth of a request's CPU, and p99 spikes of 10 ms
 and more at a single client). Here the SDK's batch processor stays in the server, with
-``ProcessExporter`` as its exporter: each batch goes as values (tuples, dicts and the
-SDK's small value types) through a pipe to
+``ProcessExporter`` as its exporter: each batch goes as plain values through a pipe to
 ``python -m hector_py.observability.export_process``, which rebuilds the SDK's
 ``ReadableSpan``s and exports them with the exporter ``build_exporter`` makes from the
 same config and environment, and answers ``ok`` or the error. The batch thread waits for
@@ -35,7 +34,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
 
 from hector_py.config.observability import TracingConfig
 from hector_py.observability.exporters import Target, build_exporter
@@ -84,8 +84,15 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 def _context(context: SpanContext) -> tuple[Any, ...]:
-    """A ``SpanContext`` (a tuple) as the arguments that make it again."""
-    return context[:5]
+    trace_id, span_id, remote, flags, state, _ = context  # a SpanContext is a tuple
+    return (trace_id, span_id, remote, int(flags), tuple(state.items()) if state else ())
+
+
+def _span_context(values: tuple[Any, ...]) -> SpanContext:
+    trace_id, span_id, remote, flags, state = values
+    return SpanContext(
+        trace_id, span_id, remote, TraceFlags(flags), TraceState(list(state)) if state else None
+    )
 
 
 class _Resources:
@@ -110,22 +117,21 @@ class _Resources:
 
 
 def span_values(span: ReadableSpan, resources: _Resources) -> tuple[Any, ...]:
-    """What the child needs to rebuild ``span``: tuples and dicts, and the SDK's value
-    types that pickle as they are (kind, status, trace flags and state; the shared ones
-    once per batch). A kept light span's attributes are a plain dict: sent as they are."""
+    """What the child needs to rebuild ``span``, as plain values (a kept light span's
+    attributes are a plain dict already: sent as they are)."""
     context = span.get_span_context()
     assert context is not None
-    parent = span.parent
+    parent, status = span.parent, span.status
     attributes = span.plain if type(span) is KeptSpan else dict(span.attributes or {})
     return (
         span.name,
         _context(context),
         _context(parent) if parent else None,
-        span.kind,
+        span.kind.value,
         attributes,
         [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events],
         [(_context(link.context), dict(link.attributes or {})) for link in span.links],
-        span.status,
+        (status.status_code.value, status.description),
         span.start_time,
         span.end_time,
         resources.values(span.resource),
@@ -133,35 +139,29 @@ def span_values(span: ReadableSpan, resources: _Resources) -> tuple[Any, ...]:
     )
 
 
-def rebuilt(values: tuple[Any, ...], made: dict[Any, Any], batch: dict[int, Any]) -> ReadableSpan:
-    """The SDK span ``span_values`` described. Resources and scopes are made once each
-    (``made``, by value); within one ``batch`` they are one object each (pickle's memo),
-    found again by id."""
+def rebuilt(values: tuple[Any, ...], made: dict[Any, Any]) -> ReadableSpan:
+    """The SDK span ``span_values`` described (resources and scopes made once each)."""
     name, context, parent, kind, attributes, events, links, status, start, end, res, scope = values
-    resource = batch.get(id(res))
+    resource_key = (tuple(sorted(res[0].items())), res[1])
+    resource = made.get(resource_key)
     if resource is None:
-        resource_key = (tuple(sorted(res[0].items())), res[1])
-        resource = made.get(resource_key)
-        if resource is None:
-            resource = made[resource_key] = HashedResource(Resource(res[0], res[1]))
-        batch[id(res)] = resource
-    instrumentation = batch.get(id(scope))
-    if scope is not None and instrumentation is None:
+        resource = made[resource_key] = HashedResource(Resource(res[0], res[1]))
+    instrumentation = None
+    if scope is not None:
         scope_key = (scope[0], scope[1], scope[2], tuple(sorted(scope[3].items())))
         instrumentation = made.get(scope_key)
         if instrumentation is None:
             instrumentation = made[scope_key] = InstrumentationScope(*scope)
-        batch[id(scope)] = instrumentation
     return ReadableSpan(
         name=name,
-        context=SpanContext(*context),
-        parent=SpanContext(*parent) if parent else None,
+        context=_span_context(context),
+        parent=_span_context(parent) if parent else None,
         resource=resource,
         attributes=attributes,
         events=[Event(n, a, t) for n, a, t in events],
-        links=[Link(SpanContext(*c), a) for c, a in links],
-        kind=kind,
-        status=status,
+        links=[Link(_span_context(c), a) for c, a in links],
+        kind=SpanKind(kind),
+        status=Status(StatusCode(status[0]), status[1]),
         start_time=start,
         end_time=end,
         instrumentation_scope=instrumentation,
@@ -293,8 +293,7 @@ def main() -> None:
     made: dict[Any, Any] = {}
     while (batch := _receive(requests)) is not None:
         try:
-            seen: dict[int, Any] = {}  # the batch's values live while it is rebuilt
-            result = exporter.export([rebuilt(values, made, seen) for values in batch])
+            result = exporter.export([rebuilt(values, made) for values in batch])
             answer = OK if result is SpanExportResult.SUCCESS else FAILED
         except Exception as exc:  # answered, never fatal
             answer = f"{type(exc).__name__}: {exc}"
