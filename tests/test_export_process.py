@@ -15,12 +15,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.sdk.trace import ReadableSpan, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
+from opentelemetry.trace.span import TraceState
 
 from hector_py.config.observability import TracingConfig
 from hector_py.observability.export_process import ExportProcessError, ProcessExporter
 from hector_py.observability.exporters import resolve_target
+from hector_py.observability.light import LightTracer
+from hector_py.observability.tracing import build_tracing
 from tests.conftest import Server, configured_server
 from tests.fakes.trace_receivers import OTLPHttpReceiver
 
@@ -154,3 +167,72 @@ def test_a_child_that_cannot_start_is_reported_and_not_restarted_in_a_loop(
     finally:
         exporter.shutdown()
     assert starts.read_text().count("started") == 1  # paused, not a crash loop
+
+
+def test_kept_light_spans_leave_the_child_as_the_sdk_sees_them() -> None:
+    """The flight recorder's kept spans, sent as values to the export process, reach the
+    receiver as the SDK's own spans show them in process: ids, parents (a remote caller's,
+    with a trace state), kinds, attributes (the root's ``hector.trace.kept`` only on
+    the root), events, links, status, times, resource and scope."""
+    memory = InMemorySpanExporter()
+    with OTLPHttpReceiver() as receiver:
+        config = TracingConfig.model_validate(
+            {
+                "enabled": True,
+                "protocol": "http",
+                "endpoint": f"127.0.0.1:{receiver.port}",
+                "export_process": True,
+                "keep": {"enabled": True},
+            }
+        )
+        tracing = build_tracing(config, {})
+        keeper = tracing.keeper
+        assert keeper is not None
+        both = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        both.add_span_processor(keeper.inner)
+        both.add_span_processor(SimpleSpanProcessor(memory))
+        keeper.inner = both
+        tracer = LightTracer(keeper)
+        state = TraceState([("vendor", "value")])
+        caller = SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.SAMPLED), state)
+        root = tracer.start_span(
+            "root", set_span_in_context(NonRecordingSpan(caller)), SpanKind.SERVER, {"a": 1}
+        )
+        child = tracer.start_span(
+            "child", set_span_in_context(root), SpanKind.CLIENT, {"b": "x", "n": None}
+        )
+        child.add_event("said", {"what": "hello", "count": 2})
+        child.add_link(SpanContext(0x123, 0x456, True, TraceFlags(TraceFlags.SAMPLED)), {"l": 1})
+        child.set_status(Status(StatusCode.ERROR, "broken"))
+        child.end()
+        root.set_attribute("c", 2.5)
+        root.end()
+        tracing.provider.force_flush()
+        got = receiver.wait_for(lambda spans: len(spans) == 2)
+        tracing.provider.shutdown()
+    seen = {span.name: span for span in memory.get_finished_spans()}
+    assert seen["root"].attributes == {"a": 1, "c": 2.5, "hector.trace.kept": "error"}
+    assert seen["child"].attributes == {"b": "x"}
+    for span in got:
+        sdk = seen[span.name]
+        context, parent = sdk.get_span_context(), sdk.parent
+        assert context is not None and parent is not None
+        assert (span.trace_id, span.span_id) == (
+            f"{context.trace_id:032x}",
+            f"{context.span_id:016x}",
+        )
+        assert span.parent_span_id == f"{parent.span_id:016x}"
+        assert (span.name, span.kind, span.attributes) == (sdk.name, sdk.kind.name, sdk.attributes)
+        assert (span.status, span.status_message) == (
+            sdk.status.status_code.name,
+            sdk.status.description or "",
+        )
+        assert span.events == [(e.name, dict(e.attributes or {})) for e in sdk.events]
+        links = tuple(
+            (f"{k.context.trace_id:032x}", f"{k.context.span_id:016x}") for k in sdk.links
+        )
+        assert span.links == links
+        assert (span.start_ns, span.end_ns) == (sdk.start_time, sdk.end_time)
+        assert span.resource == dict(sdk.resource.attributes)
+        assert sdk.instrumentation_scope is not None
+        assert span.scope == sdk.instrumentation_scope.name == "hector_py"

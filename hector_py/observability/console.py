@@ -14,7 +14,7 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 
-from hector_py.observability.light import LightSpan
+from hector_py.observability.light import KeptSpan, LightSpan
 from hector_py.observability.logs import JsonFormatter, record_fields
 from hector_py.observability.redact import Redactor
 from hector_py.observability.tracing import Tracing
@@ -28,6 +28,9 @@ CONSOLE_ROUTES = (
 """The run console's routes (``server/console.py``), never traced."""
 LINES_PER_TRACE = 200
 MAX_ATTRIBUTE_CHARS = 8192
+Filed = tuple[ReadableSpan | dict[str, Any], list[ReadableSpan]]
+"""A trace the console holds: its root span (its summary if the root is past the cut, so
+that nothing past it is held) and its spans up to the cut."""
 
 
 def _span_json(span: ReadableSpan, redact: Redactor) -> dict[str, Any]:
@@ -60,10 +63,32 @@ def _span_json(span: ReadableSpan, redact: Redactor) -> dict[str, Any]:
 
 def _size(span: ReadableSpan) -> int:
     """About how many bytes ``span`` takes as JSON (its strings, plus a fixed part)."""
-    size = 256 + 128 * len(span.events)
-    for value in (span.attributes or {}).values():
-        size += min(len(value), MAX_ATTRIBUTE_CHARS) if isinstance(value, str) else 16
-    return size
+    attributes = span.plain if type(span) is KeptSpan else span.attributes or {}
+    lengths = [len(value) for value in attributes.values() if isinstance(value, str)]
+    strings = sum(lengths)
+    if strings > MAX_ATTRIBUTE_CHARS:  # else no string is longer
+        strings = sum(min(length, MAX_ATTRIBUTE_CHARS) for length in lengths)
+    return 256 + 128 * len(span.events) + 16 * (len(attributes) - len(lengths)) + strings
+
+
+def _summary(root: ReadableSpan, cut: bool) -> dict[str, Any]:
+    """A trace as the console lists it, from its root (``spans`` left to the caller)."""
+    context = root.get_span_context()
+    start, end = root.start_time or 0, root.end_time or 0
+    return {
+        "trace_id": format(context.trace_id if context else 0, "032x"),
+        "root": root.name,
+        "start": start / 1e9,
+        "duration_ms": round((end - start) / 1e6, 3),
+        "status": root.status.status_code.name,
+        "kept": (root.attributes or {}).get("hector.trace.kept"),
+        "cut": cut,
+    }
+
+
+def _listed(root: ReadableSpan | dict[str, Any]) -> dict[str, Any]:
+    """A filed trace's summary (one not cut has it made now)."""
+    return root if isinstance(root, dict) else _summary(root, False)
 
 
 class ConsoleSpans(SpanProcessor):
@@ -74,7 +99,7 @@ class ConsoleSpans(SpanProcessor):
     def __init__(self, max_traces: int, max_trace_kb: int, redact: Redactor) -> None:
         self.max_bytes = max_trace_kb * 1024
         self.redact = redact
-        self.traces: deque[dict[str, Any]] = deque(maxlen=max_traces)
+        self.traces: deque[Filed] = deque(maxlen=max_traces)
         self._open: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._sizes: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -84,51 +109,42 @@ class ConsoleSpans(SpanProcessor):
         context = span.get_span_context()
         if context is None:
             return
-        size = _size(span)
+        trace_id, size = context.trace_id, _size(span)
         with self._lock:
-            held = self._open.setdefault(context.trace_id, [])
-            total = self._sizes.get(context.trace_id, 0)
+            held = self._open.get(trace_id)
+            if held is None:
+                held = self._open[trace_id] = []
+                while len(self._open) > 10 * (self.traces.maxlen or 1):
+                    dropped, _ = self._open.popitem(last=False)
+                    self._sizes.pop(dropped, None)
+            total = self._sizes.get(trace_id, 0)
             if total + size <= self.max_bytes:  # past the cut the trace says it is cut
                 held.append(span)
-                self._sizes[context.trace_id] = total + size
+                self._sizes[trace_id] = total + size
             else:
-                self._sizes[context.trace_id] = self.max_bytes + 1
-            while len(self._open) > 10 * (self.traces.maxlen or 1):
-                dropped, _ = self._open.popitem(last=False)
-                self._sizes.pop(dropped, None)
-            if span.parent is None or span.parent.is_remote:
-                spans = self._open.pop(context.trace_id)
-                cut = self._sizes.pop(context.trace_id, 0) > self.max_bytes
-                start, end = span.start_time or 0, span.end_time or 0
-                self.traces.append(
-                    {
-                        "trace_id": format(context.trace_id, "032x"),
-                        "root": span.name,
-                        "start": start / 1e9,
-                        "duration_ms": round((end - start) / 1e6, 3),
-                        "status": span.status.status_code.name,
-                        "kept": (span.attributes or {}).get("hector.trace.kept"),
-                        "cut": cut,
-                        "spans": spans,
-                    }
-                )
+                self._sizes[trace_id] = self.max_bytes + 1
+            if span.parent is None or span.parent.is_remote:  # filed as they are
+                spans = self._open.pop(trace_id)
+                if self._sizes.pop(trace_id, 0) > self.max_bytes:
+                    self.traces.append((_summary(span, True), spans))
+                else:
+                    self.traces.append((span, spans))
 
     def recent(self) -> list[dict[str, Any]]:
         """The traces held, newest first, without their spans."""
         with self._lock:
             traces = list(self.traces)
-        return [
-            {k: v for k, v in trace.items() if k != "spans"} | {"spans": len(trace["spans"])}
-            for trace in reversed(traces)
-        ]
+        return [_listed(root) | {"spans": len(spans)} for root, spans in reversed(traces)]
 
     def find(self, trace_id: str) -> dict[str, Any] | None:
         """One held trace with its spans as JSON, or ``None``."""
         with self._lock:
-            found = next((t for t in self.traces if t["trace_id"] == trace_id), None)
-        if found is None:
-            return None
-        return found | {"spans": [_span_json(span, self.redact) for span in found["spans"]]}
+            traces = list(self.traces)
+        for root, spans in traces:
+            summary = _listed(root)
+            if summary["trace_id"] == trace_id:
+                return summary | {"spans": [_span_json(span, self.redact) for span in spans]}
+        return None
 
     def shutdown(self) -> None:
         """Nothing to flush."""

@@ -39,6 +39,7 @@ from opentelemetry.trace.span import TraceState
 
 from hector_py.config.observability import TracingConfig
 from hector_py.observability.exporters import Target, build_exporter
+from hector_py.observability.light import KeptSpan
 
 FRAME = struct.Struct("!I")
 OK, FAILED = "ok", "export failed"
@@ -83,8 +84,8 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 def _context(context: SpanContext) -> tuple[Any, ...]:
-    state = tuple(context.trace_state.items()) if context.trace_state else ()
-    return (context.trace_id, context.span_id, context.is_remote, int(context.trace_flags), state)
+    trace_id, span_id, remote, flags, state, _ = context  # a SpanContext is a tuple
+    return (trace_id, span_id, remote, int(flags), tuple(state.items()) if state else ())
 
 
 def _span_context(values: tuple[Any, ...]) -> SpanContext:
@@ -116,16 +117,18 @@ class _Resources:
 
 
 def span_values(span: ReadableSpan, resources: _Resources) -> tuple[Any, ...]:
-    """What the child needs to rebuild ``span``, as plain values."""
+    """What the child needs to rebuild ``span``, as plain values (a kept light span's
+    attributes are a plain dict already: sent as they are)."""
     context = span.get_span_context()
     assert context is not None
-    status = span.status
+    parent, status = span.parent, span.status
+    attributes = span.plain if type(span) is KeptSpan else dict(span.attributes or {})
     return (
         span.name,
         _context(context),
-        _context(span.parent) if span.parent else None,
+        _context(parent) if parent else None,
         span.kind.value,
-        dict(span.attributes or {}),
+        attributes,
         [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events],
         [(_context(link.context), dict(link.attributes or {})) for link in span.links],
         (status.status_code.value, status.description),

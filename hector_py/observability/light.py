@@ -183,6 +183,36 @@ def note_usage(
         span.family.calls.append((provider, model, prompt, completion))
 
 
+class KeptSpan(ReadableSpan):
+    """A kept light span as the SDK's span. ``plain`` is its attributes, the dict the
+    SDK's ``attributes`` shows read-only: the export process and the console read it
+    without a copy."""
+
+    def __init__(
+        self,
+        span: LightSpan,
+        resource: Resource,
+        scope: InstrumentationScope | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        super().__init__(
+            span.name,
+            span.context,
+            span.parent,
+            resource,
+            attributes,
+            span.events,
+            span.links,
+            span.kind,
+            None,
+            span.status,
+            span.start_time,
+            span.end_time,
+            scope,
+        )
+        self.plain = attributes
+
+
 def readable(
     span: LightSpan | ReadableSpan,
     resource: Resource,
@@ -190,7 +220,11 @@ def readable(
     extra: Mapping[str, Any],
 ) -> ReadableSpan:
     """The SDK span an exporter takes for ``span`` (light or already the SDK's), with
-    ``extra`` attributes added."""
+    ``extra`` attributes added. An ended light span's attributes no longer change: they
+    are shared, not copied, unless ``extra`` adds some."""
+    if type(span) is LightSpan:
+        attributes = {**span.attributes, **extra} if extra else span.attributes
+        return KeptSpan(span, resource, scope, attributes)
     return ReadableSpan(
         name=span.name,
         context=span.get_span_context(),
