@@ -154,7 +154,9 @@ def against(base: Path, other: Path, top: int) -> str:
     out += ["| function (inclusive) | before | after | change µs/req |", "|---|---|---|---|"]
     growth = Counter({n: after[n] - before.get(n, 0.0) for n in after})
     for name, change in growth.most_common(top):
-        out.append(f"| `{name}` | {before.get(name, 0.0):.1f} | {after[name]:.1f} | {change:+.1f} |")
+        out.append(
+            f"| `{name}` | {before.get(name, 0.0):.1f} | {after[name]:.1f} | {change:+.1f} |"
+        )
     return "\n".join(out)
 
 
