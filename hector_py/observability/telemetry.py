@@ -143,16 +143,9 @@ class Telemetry(Counters):
             span = tracer.start_span(name, context, kind, attributes, links)
         elif context is None and in_unsampled_trace():
             return NO_SPAN
-        else:
-            span = tracer.start_span(
-                name,
-                context,
-                kind,
-                attributes,
-                links,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
+        else:  # the scopes mark errors themselves (``Current``), redacted
+            off = {"record_exception": False, "set_status_on_exception": False}
+            span = tracer.start_span(name, context, kind, attributes, links, **off)
         return NO_SPAN if span is None else Current(span, self.redact)
 
     # --- scopes ------------------------------------------------------------------------
